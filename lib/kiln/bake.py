@@ -1,0 +1,427 @@
+"""Baking: resolve a role's ancestry, skip what is up to date, run Packer for the rest, record versions.
+
+A bake either records a whole version (artifact, packages, timings) or nothing at all; the builder
+is removed whatever happens. Bakes of one role are serialised with a file lock, so a concurrent
+second bake waits and then finds the first one's version.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln import tools
+from kiln.console import NullReporter, Reporter
+from kiln.errors import BuildError, ProvisionError, RegistryError
+from kiln.fingerprint import (
+    Fingerprint,
+    fingerprint_chain,
+    read_secret,
+    secret_key,
+)
+from kiln.model import Base, Node, Project, Role
+from kiln.packer import PackerRun, run_packer
+from kiln.registry import Package, Registry, Version, utc_now
+from kiln.render import write_if_changed
+from kiln.targets import get_target
+from kiln.targets.base import PLAYBOOK_TEMPLATE, BakePlan, Target, secret_vars_file
+
+INTERRUPTED_EXIT = 130
+# Variables that would point Ansible at other hosts: never passed on to packer.
+INVENTORY_VARIABLES = ("ANSIBLE_INVENTORY", "ANSIBLE_HOSTS")
+
+
+@dataclass(frozen=True)
+class BakeOutcome:
+    """What happened to one node of the chain: baked anew, or found up to date."""
+
+    version: Version
+    baked: bool
+    timings: Mapping[str, float] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+
+def registry_path(project: Project) -> Path:
+    return project.state_path / "registry.db"
+
+
+def open_registry(project: Project) -> Registry:
+    return Registry(registry_path(project))
+
+
+@contextmanager
+def role_lock(project: Project, role: str, reporter: Reporter) -> Iterator[None]:
+    """Serialise bakes of one role across processes; the OS drops the lock if the holder dies."""
+    lock_dir = project.state_path / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{role}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            reporter.message(role, "another bake of this role is running; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Redactor:
+    """Replaces secret values in anything kiln writes or prints."""
+
+    def __init__(self, values: list[str]) -> None:
+        self._values = sorted({v for v in values if v}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "********")
+        return text
+
+
+class Baker:
+    """Bakes roles of one project on one target, recording versions in its registry."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        target: str = "docker",
+        registry: Registry | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.project = project
+        self.target_name = target
+        self.target: Target = get_target(target)
+        self.registry = registry or open_registry(project)
+        self.reporter = reporter or NullReporter()
+        self._git: tuple[str, bool] | None = None
+
+    # -- public -----------------------------------------------------------------------------
+    def fingerprints(self, role: Role) -> tuple[dict[str, Fingerprint], dict[str, dict[str, str]]]:
+        """Fingerprints of role and its ancestors, and the secret values read for them."""
+        secrets = {
+            node.name: {
+                name: read_secret(node.name, name, secret, self.project.root)
+                for name, secret in node.secrets.items()
+            }
+            for node in role.ancestry()
+            if isinstance(node, Role)
+        }
+        templates = {
+            "hcl": self.project.templates_path / self.target.template,
+            "playbook": self.project.templates_path / PLAYBOOK_TEMPLATE,
+        }
+        fingerprints = fingerprint_chain(
+            role,
+            roles_path=self.project.roles_path,
+            templates_for=templates,
+            recipe=self.target.recipe(),
+            target=self.target_name,
+            tools=tools.tool_versions(self.project.state_path),
+            secret_values=secrets,
+            key=secret_key(self.project.state_path),
+        )
+        return fingerprints, secrets
+
+    def bake(self, name: str, *, force: bool = False) -> list[BakeOutcome]:
+        """Bake role name and any stale ancestor; returns one outcome per node, base first."""
+        role = self.project.role_named(name)
+        fingerprints, secrets = self.fingerprints(role)
+        if not force:
+            hit = self.cached_version(role, fingerprints[name])
+            if hit is not None:
+                self.reporter.message(
+                    name, f"up to date at version {hit.version} "
+                    f"(fingerprint {hit.fingerprint[:12]}); nothing baked",
+                )  # fmt: skip
+                return [BakeOutcome(version=hit, baked=False)]
+        outcomes: list[BakeOutcome] = []
+        parent: Version | None = None
+        for node in role.ancestry():
+            outcome = self._ensure(
+                node,
+                fingerprints[node.name],
+                parent,
+                force=force and node is role,
+                secrets=secrets.get(node.name, {}),
+            )
+            outcomes.append(outcome)
+            parent = outcome.version
+        return outcomes
+
+    # -- one node ---------------------------------------------------------------------------
+    def _ensure(
+        self,
+        node: Node,
+        fingerprint: Fingerprint,
+        parent: Version | None,
+        *,
+        force: bool,
+        secrets: Mapping[str, str],
+    ) -> BakeOutcome:
+        with role_lock(self.project, node.name, self.reporter):
+            if not force:
+                hit = self.cached_version(node, fingerprint)
+                if hit is not None:
+                    self.reporter.message(node.name, f"up to date at version {hit.version}")
+                    return BakeOutcome(version=hit, baked=False)
+            reaped = self.target.reap_builders(role=node.name)
+            if reaped:
+                self.reporter.warning(
+                    node.name, f"removed {len(reaped)} builder(s) left by an interrupted bake"
+                )
+            if isinstance(node, Base):
+                return self._bootstrap(node, fingerprint)
+            assert parent is not None
+            return self._bake_role(node, fingerprint, parent, secrets)
+
+    def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
+        """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
+        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
+        if hit is None:
+            return None
+        artifact = hit.artifact(self.target_name)
+        return hit if artifact is not None and self.target.artifact_exists(artifact) else None
+
+    def _git_state(self) -> tuple[str, bool]:
+        if self._git is None:
+            self._git = tools.git_state(self.project.root)
+        return self._git
+
+    def _bootstrap(self, base: Base, fingerprint: Fingerprint) -> BakeOutcome:
+        started = time.monotonic()
+        version = self.registry.allocate_version(base.name)
+        log_dir = self._log_dir(base.name, version)
+        self.reporter.phase(base.name, "base", f"bootstrapping {base.suite} as version {version}")
+        with (log_dir / "bootstrap.log").open("w") as log:
+            artifact = self.target.bootstrap_base(
+                self.project, base, version, lambda line: print(line, file=log)
+            )
+        took = time.monotonic() - started
+        commit, dirty = self._git_state()
+        record = Version(
+            role=base.name, version=version, kind="base", target=self.target_name,
+            fingerprint=fingerprint.digest, parent_role=None, parent_version=None,
+            status="baked", git_commit=commit, git_dirty=dirty, tools={},
+            inputs=dict(fingerprint.inputs), timings={"base": round(took, 3)},
+            bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
+        )  # fmt: skip
+        self._record(record, [], artifact_cleanup=True)
+        self.reporter.phase(base.name, "base", f"version {version} ready in {took:.1f}s")
+        return BakeOutcome(version=record, baked=True, timings=record.timings, log_dir=log_dir)
+
+    def _log_dir(self, role: str, version: int) -> Path:
+        path = self.project.state_path / "logs" / role / str(version)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _bake_role(
+        self, role: Role, fingerprint: Fingerprint, parent: Version, secrets: Mapping[str, str]
+    ) -> BakeOutcome:
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        tools.require_docker()
+        packer = tools.which("packer")
+        version = self.registry.allocate_version(role.name)
+        bake_id = f"{role.name}:{version}:{uuid.uuid4().hex[:8]}"
+        log_dir = self._log_dir(role.name, version)
+        work = self.project.state_path / "work" / role.name / str(version)
+        work.mkdir(parents=True, exist_ok=True)
+        redact = Redactor(list(secrets.values()))
+        plan = BakePlan(self.project, role, fingerprint, parent, self.target_name)
+        self.reporter.phase(
+            role.name, "render", f"version {version} on {parent.role} v{parent.version}"
+        )
+        write_if_changed(self.target.render(plan))
+        timings["render"] = time.monotonic() - started
+
+        commit, dirty = self._git_state()
+        argv = [
+            packer, "build", "-machine-readable",
+            "-var", f"version={version}",
+            "-var", f"source_commit={commit}{'-dirty' if dirty else ''}",
+            "-var", f"bake_id={bake_id}",
+            "-var", f"manifest_file={plan.relative(work / 'packages.tsv')}",
+            "-var", f"events_file={(work / 'events.jsonl').resolve()}",
+        ]  # fmt: skip
+        if role.secrets:
+            secret_file = secret_vars_file(work / "secrets.json", secrets)
+            argv += ["-var", f"secret_vars_file={secret_file.resolve()}"]
+        argv.append(plan.relative(plan.hcl_path))
+
+        self.reporter.phase(role.name, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
+        packer_started = time.monotonic()
+        try:
+            with (log_dir / "packer.log").open("w") as log:
+                run = run_packer(
+                    argv, cwd=self.project.root, env=self._packer_env(), events_path=work /
+                    "events.jsonl", log=log, on_line=lambda line: self.reporter.packer_line(
+                        role.name, line), on_event=lambda event: self.reporter.ansible_event(
+                        role.name, event), redact=redact,
+                )  # fmt: skip
+        finally:
+            (work / "secrets.json").unlink(missing_ok=True)
+            self.target.reap_builders(role=role.name, bake_id=bake_id)
+            self._keep_events(work, log_dir, redact)
+        timings.update(_packer_phases(run, packer_started))
+        if run.interrupted or run.returncode != 0:
+            self._discard(plan, version)
+            shutil.rmtree(work, ignore_errors=True)
+            raise _failure(role, version, run, log_dir, self.project.root, redact)
+
+        record_started = time.monotonic()
+        self.reporter.phase(role.name, "record", f"version {version}")
+        artifact = self.target.collect_artifact(plan, version)
+        packages = _read_manifest(work / "packages.tsv")
+        shutil.rmtree(work, ignore_errors=True)
+        timings["record"] = time.monotonic() - record_started
+        took = time.monotonic() - started
+        record = Version(
+            role=role.name, version=version, kind="role", target=self.target_name,
+            fingerprint=fingerprint.digest, parent_role=parent.role,
+            parent_version=parent.version, status="baked", git_commit=commit, git_dirty=dirty,
+            tools=dict(fingerprint.inputs.get("tools", {})),
+            inputs={**fingerprint.inputs, "definition": role.inputs()},
+            timings={k: round(v, 3) for k, v in timings.items()},
+            bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
+        )  # fmt: skip
+        self._record(record, packages, artifact_cleanup=True)
+        return BakeOutcome(version=record, baked=True, timings=record.timings, log_dir=log_dir)
+
+    def _record(self, record: Version, packages: list[Package], *, artifact_cleanup: bool) -> None:
+        """Record a version; if that fails, remove its artifact so nothing is half-registered."""
+        try:
+            self.registry.record_version(record, packages=packages)
+        except (RegistryError, OSError) as exc:
+            if artifact_cleanup:
+                for artifact in record.artifacts:
+                    self.target.delete_artifact(artifact)
+            if isinstance(exc, RegistryError):
+                raise
+            raise RegistryError(f"cannot record {record.label}: {exc}") from exc
+
+    def _discard(self, plan: BakePlan, version: int) -> None:
+        """After a failed bake, remove any artifact packer managed to produce."""
+        try:
+            artifact = self.target.collect_artifact(plan, version)
+        except BuildError:
+            return
+        self.target.delete_artifact(artifact)
+
+    def _keep_events(self, work: Path, log_dir: Path, redact: Redactor) -> None:
+        events = work / "events.jsonl"
+        if events.exists():
+            (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
+            events.unlink()
+
+    def _packer_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in INVENTORY_VARIABLES}
+        # ansible-playbook comes from the same environment as kiln, venv or not.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.update(
+            CHECKPOINT_DISABLE="1",  # packer would otherwise call home on every run
+            PACKER_NO_COLOR="1",
+            PACKER_CACHE_DIR=str(self.project.state_path / "packer_cache"),
+        )
+        return env
+
+
+def _packer_phases(run: PackerRun, started: float) -> dict[str, float]:
+    """Split packer's wall time into builder start, provision and capture from event times."""
+    wall_started = time.time() - (time.monotonic() - started)
+    times = [float(e["time"]) for e in run.events if "time" in e]
+    if not times:
+        return {"packer": run.duration_s}
+    first, last = min(times), max(times)
+    end = wall_started + run.duration_s
+    return {
+        "builder start": max(0.0, first - wall_started),
+        "provision": max(0.0, last - first),
+        "capture and commit": max(0.0, end - last),
+    }
+
+
+def _read_manifest(path: Path) -> list[Package]:
+    if not path.exists():
+        raise BuildError(f"the package manifest {path} was not captured from the builder")
+    packages = []
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0]:
+            packages.append(Package(parts[0], parts[1], parts[2]))
+    return packages
+
+
+def _failure(
+    role: Role, version: int, run: PackerRun, log_dir: Path, root: Path, redact: Redactor
+) -> BuildError:
+    try:
+        logs = log_dir.relative_to(root)
+    except ValueError:
+        logs = log_dir
+    tail = "The builder was removed and no version was recorded."
+    where = f"Full logs: {logs}/packer.log"
+    if run.interrupted:
+        err = BuildError(f"bake of {role.name} v{version} was interrupted. {tail}\n{where}")
+        err.exit_code = INTERRUPTED_EXIT
+        return err
+    failed = run.failed_tasks
+    if failed:
+        event = failed[-1]
+        output = "\n".join(
+            part for part in (event.get("msg"), event.get("module_stderr"), event.get("stderr"),
+                              event.get("stdout")) if part
+        )  # fmt: skip
+        lines = redact(output).splitlines()[-20:]
+        body = "\n".join(f"    {line}" for line in lines)
+        return ProvisionError(
+            f"bake of {role.name} v{version} failed: Ansible task {event.get('task')!r} "
+            f"of role {event.get('role') or '?'} failed\n"
+            f"  at {_relative_path(event.get('path', ''), root)}\n"
+            f"  output (last {len(lines)} lines):\n{body}\n"
+            f"{tail}\n{where}"
+        )
+    errors = "\n".join(f"    {line}" for line in run.errors[-20:]) or "    (no error output)"
+    return BuildError(
+        f"bake of {role.name} v{version} failed: packer exited with {run.returncode}\n"
+        f"{errors}\n{tail}\n{where}"
+    )
+
+
+def _relative_path(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
+
+
+def describe(outcomes: list[BakeOutcome]) -> dict[str, Any]:
+    """A JSON-friendly summary of a bake's outcomes."""
+    return {
+        "versions": [
+            {
+                "role": o.version.role,
+                "version": o.version.version,
+                "fingerprint": o.version.fingerprint,
+                "baked": o.baked,
+                "status": o.version.status,
+                "artifact": (o.version.artifacts[0].ref if o.version.artifacts else None),
+                "timings": dict(o.timings),
+            }
+            for o in outcomes
+        ]
+    }
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

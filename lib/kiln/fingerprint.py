@@ -1,0 +1,229 @@
+"""Fingerprints: a sha256 over the contents of everything that shapes an image.
+
+Same fingerprint, same image: kiln does not bake it twice. Secret values enter only as a keyed
+digest (HMAC with a per-checkout key), so the registry never holds anything that reveals them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets as _secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kiln.errors import DefinitionError
+from kiln.model import Base, Node, Role, Secret
+
+FINGERPRINT_SCHEMA = 1
+# Files that never reach the image: editor and VCS debris, Molecule scenarios kept inside roles.
+IGNORED_NAMES = frozenset({".git", "__pycache__", ".pytest_cache", "molecule", ".DS_Store"})
+IGNORED_SUFFIXES = (".pyc", ".retry", ".swp", "~")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A node's fingerprint and the inputs it was computed from (recorded for diff and show)."""
+
+    digest: str
+    inputs: Mapping[str, Any]
+
+    @property
+    def short(self) -> str:
+        return self.digest[:12]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under root by relative path; the executable bit counts too."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        for filename in sorted(filenames):
+            if filename in IGNORED_NAMES or filename.endswith(IGNORED_SUFFIXES):
+                continue
+            path = Path(dirpath, filename)
+            digest = file_digest(path)
+            if os.access(path, os.X_OK):
+                digest += "+x"
+            out[path.relative_to(root).as_posix()] = digest
+    return out
+
+
+def role_dependencies(role_dir: Path) -> list[str]:
+    """Names of the roles listed under dependencies in meta/main.yml (both list forms)."""
+    for name in ("main.yml", "main.yaml"):
+        meta = role_dir / "meta" / name
+        if meta.exists():
+            break
+    else:
+        return []
+    try:
+        data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"Ansible role {role_dir.name!r}: {meta} is malformed: {exc}") from exc
+    deps = (data or {}).get("dependencies") or [] if isinstance(data, dict) else []
+    names: list[str] = []
+    for dep in deps:
+        if isinstance(dep, str):
+            names.append(dep)
+        elif isinstance(dep, dict) and isinstance(dep.get("role") or dep.get("name"), str):
+            names.append(dep.get("role") or dep["name"])
+    return names
+
+
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def ansible_role_closure(roles_path: Path, ansible_roles: tuple[str, ...]) -> list[str]:
+    """The Ansible roles applied, with their meta dependencies, dependencies first."""
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            raise DefinitionError(f"Ansible role {name!r}: meta dependencies form a cycle")
+        role_dir = roles_path / name
+        if not (role_dir / "tasks").is_dir():
+            raise DefinitionError(
+                f"Ansible role {name!r} (a dependency) not found in {roles_path}"
+            )
+        visiting.add(name)
+        for dep in role_dependencies(role_dir):
+            visit(dep)
+        visiting.discard(name)
+        ordered.append(name)
+
+    for name in ansible_roles:
+        visit(name)
+    return ordered
+
+
+def secret_key(state_path: Path) -> bytes:
+    """The per-checkout HMAC key for secret digests, created once with mode 0600."""
+    path = state_path / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        state_path.mkdir(parents=True, exist_ok=True)
+        key = _secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
+
+
+def read_secret(role: str, name: str, secret: Secret, root: Path) -> str:
+    """The secret's value from its environment variable or file; never logged."""
+    if secret.env is not None:
+        value = os.environ.get(secret.env)
+        if value is None:
+            raise DefinitionError(
+                f"role {role!r}: secret {name!r} needs environment variable {secret.env} to be set"
+            )
+        return value
+    assert secret.file is not None
+    path = (root / secret.file).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise DefinitionError(
+            f"role {role!r}: secret {name!r} cannot be read from {path}: {exc.strerror}"
+        ) from exc
+
+
+def secret_digest(key: bytes, value: str) -> str:
+    return "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def fingerprint_base(base: Base, *, target: str) -> Fingerprint:
+    inputs = {"schema": FINGERPRINT_SCHEMA, "target": target, "definition": base.inputs()}
+    # The base is bootstrapped by mmdebstrap, not packer: only the suite and packages shape it.
+    return Fingerprint(_digest(inputs), inputs)
+
+
+def fingerprint_role(
+    role: Role,
+    *,
+    roles_path: Path,
+    templates: Mapping[str, Path],
+    recipe: Mapping[str, Any],
+    parent: Fingerprint,
+    target: str,
+    tools: Mapping[str, str],
+    secret_values: Mapping[str, str],
+    key: bytes,
+) -> Fingerprint:
+    """Fingerprint of a role from its definition, files, templates, parent, target and tools."""
+    definition = role.inputs()
+    for field in ("audit_exceptions", "lint_allowed"):  # recorded, but they do not shape the image
+        definition.pop(field)
+    definition["secrets"] = {
+        name: secret_digest(key, secret_values[name]) for name in sorted(role.secrets)
+    }
+    files = {
+        name: tree_digests(roles_path / name)
+        for name in ansible_role_closure(roles_path, role.ansible_roles)
+    }
+    inputs = {
+        "schema": FINGERPRINT_SCHEMA,
+        "target": target,
+        "definition": definition,
+        "ansible_role_files": files,
+        "templates": {name: file_digest(path) for name, path in sorted(templates.items())},
+        "recipe": dict(recipe),
+        "parent": {"name": role.parent.name, "fingerprint": parent.digest},
+        "tools": dict(tools),
+    }
+    return Fingerprint(_digest(inputs), inputs)
+
+
+def _digest(inputs: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def fingerprint_chain(
+    node: Node,
+    *,
+    roles_path: Path,
+    templates_for: Mapping[str, Path],
+    recipe: Mapping[str, Any],
+    target: str,
+    tools: Mapping[str, str],
+    secret_values: Mapping[str, Mapping[str, str]],
+    key: bytes,
+) -> dict[str, Fingerprint]:
+    """Fingerprints of node and all its ancestors, keyed by name."""
+    out: dict[str, Fingerprint] = {}
+    chain = node.ancestry() if isinstance(node, Role) else [node]
+    for item in chain:
+        if isinstance(item, Base):
+            out[item.name] = fingerprint_base(item, target=target)
+        else:
+            out[item.name] = fingerprint_role(
+                item,
+                roles_path=roles_path,
+                templates=templates_for,
+                recipe=recipe,
+                parent=out[item.parent.name],
+                target=target,
+                tools=tools,
+                secret_values=secret_values.get(item.name, {}),
+                key=key,
+            )
+    return out

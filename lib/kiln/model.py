@@ -1,0 +1,377 @@
+"""Role definitions: the Python objects a team writes in tasks.py to describe its server images.
+
+A Project holds Bases (roots of image trees) and Roles (a parent plus Ansible roles applied on top),
+validated as they are defined so that a typo fails at once with the role's name in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import DefinitionError
+
+# Names end up in docker repositories, file paths and HCL labels: keep them to one safe alphabet.
+ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ANSIBLE_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
+VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_VARIABLE_BYTES = 64 * 1024
+TARGETS = ("docker", "qemu", "amazon-ebs", "googlecompute")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A variable whose value is read at bake time from an environment variable or a file.
+
+    The value never appears in the definition, rendered HCL, logs, the registry or the image.
+    """
+
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise DefinitionError("Secret() takes exactly one of env= or file=")
+        if self.env is not None and not ENV_NAME_RE.match(self.env):
+            raise DefinitionError(f"Secret(env={self.env!r}) is not a valid environment variable")
+
+    @property
+    def source(self) -> str:
+        return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A read-only command run inside an instance; exit status 0 means healthy."""
+
+    command: tuple[str, ...] = (
+        "python3",
+        "-c",
+        "import urllib.request as u; u.urlopen('http://127.0.0.1/', timeout=2).read()",
+    )
+    timeout_s: float = 60.0
+    interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class TaskException:
+    """Allows one Ansible task to break one guard rule, with a reason recorded on every version."""
+
+    ansible_role: str
+    task: str
+    rule: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise DefinitionError(
+                f"the exception for task {self.task!r} of {self.ansible_role} needs a reason"
+            )
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Where a cloud target bakes: the base image and the machine it runs on."""
+
+    source_image: str
+    region: str
+    instance_type: str
+    project_id: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Base:
+    """The root of an image tree, bootstrapped locally from a Debian suite with mmdebstrap."""
+
+    name: str
+    suite: str = "bookworm"
+    # python3 for Ansible; systemd-sysv and procps so the builder runs systemd as PID 1.
+    packages: tuple[str, ...] = ("python3", "systemd-sysv", "procps")
+    variant: str = "minbase"
+    cloud: Mapping[str, CloudSettings] = field(default_factory=dict)
+
+    @property
+    def parent(self) -> None:
+        return None
+
+    @property
+    def repository(self) -> str:
+        return f"kiln/{self.name}"
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "kind": "base",
+            "name": self.name,
+            "suite": self.suite,
+            "packages": list(self.packages),
+            "variant": self.variant,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Role:
+    """A server role: a parent image plus Ansible roles applied in order at bake time."""
+
+    name: str
+    parent: Role | Base
+    ansible_roles: tuple[str, ...]
+    variables: Mapping[str, Any]
+    secrets: Mapping[str, Secret]
+    tests: tuple[str, ...]
+    health_check: HealthCheck | None
+    audit_exceptions: tuple[TaskException, ...]
+    lint_allowed: bool
+    gather_subset: tuple[str, ...]
+    drift_allow: tuple[str, ...]
+    cloud: Mapping[str, CloudSettings]
+
+    @property
+    def repository(self) -> str:
+        return f"kiln/{self.name}"
+
+    def ancestry(self) -> list[Role | Base]:
+        """This role and its ancestors, from the base down to this role."""
+        chain: list[Role | Base] = []
+        node: Role | Base | None = self
+        while node is not None:
+            if any(n is node for n in chain):
+                raise DefinitionError(f"role {self.name!r}: its parents form a cycle")
+            chain.append(node)
+            node = node.parent
+        return list(reversed(chain))
+
+    @property
+    def base(self) -> Base:
+        root = self.ancestry()[0]
+        assert isinstance(root, Base)
+        return root
+
+    def cloud_settings(self, target: str) -> CloudSettings | None:
+        """Cloud settings are inherited: the nearest definition up the tree wins."""
+        for node in reversed(self.ancestry()):
+            if target in node.cloud:
+                return node.cloud[target]
+        return None
+
+    def inputs(self) -> dict[str, Any]:
+        """The definition as data, as recorded in the registry (secret values never included)."""
+        return {
+            "kind": "role",
+            "name": self.name,
+            "parent": self.parent.name,
+            "ansible_roles": list(self.ansible_roles),
+            "variables": dict(self.variables),
+            "secrets": {name: secret.source for name, secret in sorted(self.secrets.items())},
+            "gather_subset": list(self.gather_subset),
+            "audit_exceptions": [
+                {"ansible_role": e.ansible_role, "task": e.task, "rule": e.rule, "reason": e.reason}
+                for e in self.audit_exceptions
+            ],
+            "lint_allowed": self.lint_allowed,
+        }
+
+
+Node = Role | Base
+
+
+def check_variable(role: str, name: str, value: Any) -> None:
+    """Variables travel as JSON into HCL and Ansible: refuse anything that does not round-trip."""
+    if not VARIABLE_NAME_RE.match(name) or name.startswith("ansible_"):
+        raise DefinitionError(
+            f"role {role!r}: variable name {name!r} is invalid "
+            "(letters, digits and underscores, not starting with ansible_)"
+        )
+    _check_json_value(role, name, value)
+    size = len(json.dumps(value, ensure_ascii=False).encode())
+    if size > MAX_VARIABLE_BYTES:
+        raise DefinitionError(
+            f"role {role!r}: variable {name!r} is {size} bytes, over the {MAX_VARIABLE_BYTES}-byte "
+            "limit; ship large content as a file in the Ansible role instead"
+        )
+
+
+def _check_json_value(role: str, name: str, value: Any) -> None:
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DefinitionError(f"role {role!r}: variable {name!r} holds {value!r}, not JSON")
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_json_value(role, name, item)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DefinitionError(
+                    f"role {role!r}: variable {name!r} has a non-string key {key!r}"
+                )
+            _check_json_value(role, name, item)
+        return
+    raise DefinitionError(
+        f"role {role!r}: variable {name!r} has type {type(value).__name__}, which is not "
+        "serialisable (use str, int, float, bool, None, lists and dicts with string keys)"
+    )
+
+
+class Project:
+    """All role definitions of one repository, rooted at the directory holding roles/."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+        self.roles_path = self.root / "roles"
+        self.templates_path = self.root / "templates"
+        self.packer_path = self.root / "packer"
+        self.state_path = self.root / ".kiln"
+        self._nodes: dict[str, Node] = {}
+
+    # -- definition -------------------------------------------------------------------------
+    def base(
+        self,
+        name: str,
+        *,
+        suite: str = "bookworm",
+        packages: Sequence[str] = (),
+        cloud: Mapping[str, CloudSettings] | None = None,
+    ) -> Base:
+        """Define a base image bootstrapped from a Debian suite (extra packages on top)."""
+        self._check_new_name(name)
+        if not re.match(r"^[a-z]+$", suite):
+            raise DefinitionError(f"base {name!r}: suite {suite!r} is not a Debian suite name")
+        default = Base.__dataclass_fields__["packages"].default
+        assert isinstance(default, tuple)
+        extra = tuple(p for p in packages if p not in default)
+        for package in extra:
+            if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", package):
+                raise DefinitionError(f"base {name!r}: {package!r} is not a Debian package name")
+        base = Base(name=name, suite=suite, packages=default + extra, cloud=dict(cloud or {}))
+        self._nodes[name] = base
+        return base
+
+    def role(
+        self,
+        name: str,
+        *,
+        parent: Role | Base | str,
+        ansible_roles: Sequence[str] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, Secret] | None = None,
+        tests: Sequence[str] = (),
+        health_check: HealthCheck | None = None,
+        audit_exceptions: Sequence[TaskException] = (),
+        lint_allowed: bool = False,
+        gather_subset: Sequence[str] = ("min",),
+        drift_allow: Sequence[str] = ("/var/log", "/run", "/tmp", "/var/tmp", "/var/lib/systemd"),
+        cloud: Mapping[str, CloudSettings] | None = None,
+    ) -> Role:
+        """Define a role. Ansible roles default to the one named like the role in roles/."""
+        self._check_new_name(name)
+        parent_node = self._resolve_parent(name, parent)
+        applied = tuple(ansible_roles) if ansible_roles is not None else (name.replace("-", "_"),)
+        if not applied:
+            raise DefinitionError(f"role {name!r}: it applies no Ansible role")
+        for ansible_role in applied:
+            self._check_ansible_role(name, ansible_role)
+        plain = dict(variables or {})
+        for var, value in plain.items():
+            check_variable(name, var, value)
+        secret_map = dict(secrets or {})
+        for var, secret in secret_map.items():
+            if not VARIABLE_NAME_RE.match(var):
+                raise DefinitionError(f"role {name!r}: secret name {var!r} is invalid")
+            if not isinstance(secret, Secret):
+                raise DefinitionError(
+                    f"role {name!r}: secret {var!r} must be Secret(env=...) or Secret(file=...), "
+                    "never a literal value"
+                )
+            if var in plain:
+                raise DefinitionError(f"role {name!r}: {var!r} is both a variable and a secret")
+        for test in tests:
+            if not (self.root / test).exists():
+                raise DefinitionError(f"role {name!r}: test path {test!r} does not exist")
+        role = Role(
+            name=name,
+            parent=parent_node,
+            ansible_roles=applied,
+            variables=plain,
+            secrets=secret_map,
+            tests=tuple(tests),
+            health_check=health_check,
+            audit_exceptions=tuple(audit_exceptions),
+            lint_allowed=lint_allowed,
+            gather_subset=tuple(gather_subset),
+            drift_allow=tuple(drift_allow),
+            cloud=dict(cloud or {}),
+        )
+        self._nodes[name] = role
+        return role
+
+    def _check_new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not ROLE_NAME_RE.match(name):
+            raise DefinitionError(
+                f"role name {name!r} is invalid: use 1-63 lowercase letters, digits and '-', "
+                "starting with a letter"
+            )
+        if name in self._nodes:
+            raise DefinitionError(f"role {name!r} is defined twice")
+
+    def _resolve_parent(self, name: str, parent: Role | Base | str) -> Node:
+        if isinstance(parent, str):
+            if parent == name:
+                raise DefinitionError(f"role {name!r}: a role cannot be its own parent (cycle)")
+            if parent not in self._nodes:
+                raise DefinitionError(
+                    f"role {name!r}: unknown parent {parent!r} "
+                    f"(known: {', '.join(sorted(self._nodes)) or 'none'}; define parents first)"
+                )
+            return self._nodes[parent]
+        if not isinstance(parent, Role | Base) or self._nodes.get(parent.name) is not parent:
+            raise DefinitionError(f"role {name!r}: its parent must be defined in this project")
+        return parent
+
+    def _check_ansible_role(self, name: str, ansible_role: str) -> None:
+        if not ANSIBLE_ROLE_RE.match(ansible_role):
+            raise DefinitionError(f"role {name!r}: {ansible_role!r} is not an Ansible role name")
+        if not (self.roles_path / ansible_role / "tasks").is_dir():
+            known = ", ".join(self.ansible_role_names()) or "none"
+            raise DefinitionError(
+                f"role {name!r}: Ansible role {ansible_role!r} not found "
+                f"in {self.roles_path} (needs {ansible_role}/tasks/; known: {known})"
+            )
+
+    # -- lookup -----------------------------------------------------------------------------
+    def ansible_role_names(self) -> list[str]:
+        if not self.roles_path.is_dir():
+            return []
+        return sorted(p.name for p in self.roles_path.iterdir() if (p / "tasks").is_dir())
+
+    def get(self, name: str) -> Node:
+        """The role or base called name, or a DefinitionError listing the known ones."""
+        try:
+            return self._nodes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._nodes)) or "none"
+            raise DefinitionError(f"unknown role {name!r} (known roles: {known})") from None
+
+    def role_named(self, name: str) -> Role:
+        node = self.get(name)
+        if not isinstance(node, Role):
+            raise DefinitionError(f"{name!r} is a base, not a role; bake a role built on it")
+        return node
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._nodes.values())
+
+    @property
+    def roles(self) -> list[Role]:
+        return [n for n in self._nodes.values() if isinstance(n, Role)]
+
+    def children(self, node: Node) -> list[Role]:
+        return [r for r in self.roles if r.parent is node]

@@ -1,0 +1,176 @@
+"""Running `packer build -machine-readable` and following it: its UI lines and kiln's Ansible events.
+
+Packer is started in its own session so that Ctrl-C reaches kiln first; kiln then forwards one
+interrupt and waits for Packer to tear its builder down before giving up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kiln.errors import BuildError
+
+EventSink = Callable[[dict[str, Any]], None]
+LineSink = Callable[[str], None]
+CLEANUP_GRACE_S = 120
+
+
+@dataclass
+class PackerRun:
+    returncode: int
+    errors: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def failed_tasks(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == "task_result"
+                and e.get("status") in ("failed", "unreachable")]
+
+
+def decode_machine_line(line: str) -> tuple[str, str, list[str]] | None:
+    """(target, type, data) of one -machine-readable line, with Packer's escapes undone."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = [
+        p.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r")
+        for p in parts[3:]
+    ]
+    return parts[1], parts[2], data
+
+
+class _EventTail:
+    """Reads JSON lines appended to the events file by kiln's Ansible callback."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: TextIO | None = None
+        self._partial = ""
+
+    def poll(self) -> list[dict[str, Any]]:
+        if self._handle is None:
+            if not self.path.exists():
+                return []
+            self._handle = self.path.open(encoding="utf-8")
+        out = []
+        chunk = self._handle.read()
+        if not chunk:
+            return out
+        self._partial += chunk
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def run_packer(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    events_path: Path,
+    log: TextIO,
+    on_line: LineSink,
+    on_event: EventSink,
+    redact: Callable[[str], str],
+) -> PackerRun:
+    """Run packer to completion, streaming UI lines and Ansible events; never leaves it running."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise BuildError(f"{argv[0]} is not installed; run scripts/setup.sh") from exc
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    result = PackerRun(returncode=-1)
+    tail = _EventTail(events_path)
+    interrupt_deadline: float | None = None
+    done = False
+    while not done:
+        try:
+            try:
+                raw = lines.get(timeout=0.2)
+            except queue.Empty:
+                raw = ""
+            if raw is None:
+                done = True
+            elif raw:
+                _handle_line(raw, result, log, on_line, redact)
+            for event in tail.poll():
+                result.events.append(event)
+                on_event(event)
+            if interrupt_deadline is not None and time.monotonic() > interrupt_deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                interrupt_deadline = None
+        except KeyboardInterrupt:
+            if not result.interrupted:
+                result.interrupted = True
+                on_line("interrupted: asking packer to remove the builder...")
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+                interrupt_deadline = time.monotonic() + CLEANUP_GRACE_S
+    result.returncode = proc.wait()
+    for event in tail.poll():
+        result.events.append(event)
+        on_event(event)
+    tail.close()
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _handle_line(
+    raw: str, result: PackerRun, log: TextIO, on_line: LineSink, redact: Callable[[str], str]
+) -> None:
+    decoded = decode_machine_line(raw)
+    if decoded is None:
+        text = redact(raw.rstrip("\n"))
+        log.write(text + "\n")
+        on_line(text)
+        return
+    target, kind, data = decoded
+    if kind == "ui" and len(data) >= 2:
+        for text in data[1].splitlines() or [""]:
+            text = redact(text)
+            log.write(text + "\n")
+            if data[0] == "error":
+                result.errors.append(text)
+            on_line(text)
+    elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
+        result.artifacts[data[0]] = data[2]
+    elif kind == "error" and data:
+        result.errors.append(redact(data[0]))
+    log.flush()

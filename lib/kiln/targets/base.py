@@ -1,0 +1,169 @@
+"""The interface every target implements: its HCL, how Ansible reaches the builder, its artifacts.
+
+Adding a target means one module here plus its template in templates/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kiln.errors import BuildError
+from kiln.fingerprint import Fingerprint
+from kiln.model import Base, Project, Role
+from kiln.registry import Artifact, Version
+from kiln.render import (
+    Interpolated,
+    RenderedFile,
+    check_values,
+    parse_hcl,
+    render_template,
+)
+
+PLAYBOOK_TEMPLATE = "playbook.yml.j2"
+CALLBACK_DIR = Path(__file__).resolve().parent.parent / "ansible_plugins" / "callback"
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BakePlan:
+    """Everything needed to render and run one bake of one role on one target."""
+
+    project: Project
+    role: Role
+    fingerprint: Fingerprint
+    parent: Version
+    target: str
+
+    @property
+    def hcl_path(self) -> Path:
+        # The local default keeps the short name the README promises: packer/<role>.pkr.hcl.
+        suffix = "" if self.target == "docker" else f".{self.target}"
+        return self.project.packer_path / f"{self.role.name}{suffix}.pkr.hcl"
+
+    @property
+    def playbook_path(self) -> Path:
+        return self.project.packer_path / f"{self.role.name}.playbook.yml"
+
+    def relative(self, path: Path) -> str:
+        """Paths in rendered files are relative to the project root, so they stay reproducible."""
+        try:
+            return path.relative_to(self.project.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    @property
+    def manifest_default(self) -> str:
+        return f".kiln/work/{self.role.name}/manual/packages.tsv"
+
+    @property
+    def parent_label(self) -> str:
+        return f"{self.parent.role}:{self.parent.version}"
+
+
+class Target(ABC):
+    """A place a bake runs and the artifact it produces."""
+
+    name: ClassVar[str]
+    template: ClassVar[str]
+    #: False for cloud targets: kiln renders and validates them but cannot bake here.
+    bakes_locally: ClassVar[bool] = True
+
+    # -- rendering --------------------------------------------------------------------------
+    @abstractmethod
+    def context(self, plan: BakePlan) -> dict[str, Any]:
+        """Template variables for this target's HCL."""
+
+    @abstractmethod
+    def expectations(self, plan: BakePlan) -> dict[str, Any]:
+        """Values the parsed HCL must hold, by dotted path, derived from the model."""
+
+    def render(self, plan: BakePlan) -> list[RenderedFile]:
+        """Render the HCL and playbook, parse the HCL back and check it against the model."""
+        templates = plan.project.templates_path
+        hcl = render_template(templates, self.template, self.context(plan))
+        parsed = parse_hcl(hcl, source=plan.relative(plan.hcl_path))
+        check_values(parsed, self.expectations(plan), source=plan.relative(plan.hcl_path))
+        return [
+            RenderedFile(plan.hcl_path, hcl),
+            RenderedFile(plan.playbook_path, render_playbook(plan)),
+        ]
+
+    def recipe(self) -> dict[str, Any]:
+        """What this target's code adds to every image (flags, seal steps): part of fingerprints."""
+        return {"ansible_env": [str(v) for v in ANSIBLE_ENV_STATIC]}
+
+    # -- baking -----------------------------------------------------------------------------
+    def bootstrap_base(
+        self, project: Project, base: Base, version: int, log: LineSink
+    ) -> Artifact:
+        raise BuildError(f"target {self.name} cannot bootstrap base {base.name!r} here")
+
+    def artifact_exists(self, artifact: Artifact) -> bool:
+        return False
+
+    def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
+        raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
+
+    def delete_artifact(self, artifact: Artifact) -> None:
+        """Remove the artifact's bytes; the registry keeps its record."""
+
+    def reap_builders(self, *, role: str, bake_id: str | None = None) -> list[str]:
+        """Remove builders a bake left behind; returns what was removed."""
+        return []
+
+
+# -- pieces every target shares -------------------------------------------------------------
+def render_playbook(plan: BakePlan) -> str:
+    return render_template(
+        plan.project.templates_path,
+        PLAYBOOK_TEMPLATE,
+        {
+            "role_name": plan.role.name,
+            "ansible_roles": list(plan.role.ansible_roles),
+            "gather_subset": list(plan.role.gather_subset),
+        },
+    )
+
+
+def ansible_arguments(plan: BakePlan, connection: list[str | Interpolated]) -> list[Any]:
+    """Extra arguments: how to reach the builder, then the role's variables as one JSON value."""
+    args: list[Any] = []
+    for item in connection:
+        args += ["-e", item]
+    if plan.role.variables:
+        args += ["-e", json.dumps(dict(plan.role.variables), sort_keys=True, ensure_ascii=False)]
+    if plan.role.secrets:
+        args += ["-e", Interpolated("@${var.secret_vars_file}")]
+    return args
+
+
+ANSIBLE_ENV_STATIC: tuple[str, ...] = (
+    "ANSIBLE_PIPELINING=True",
+    "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
+    "ANSIBLE_RETRY_FILES_ENABLED=False",
+    "ANSIBLE_NOCOLOR=True",
+)
+
+
+def ansible_env_vars(plan: BakePlan) -> list[Any]:
+    return [
+        *ANSIBLE_ENV_STATIC,
+        f"ANSIBLE_ROLES_PATH={plan.relative(plan.project.roles_path)}",
+        f"ANSIBLE_CALLBACK_PLUGINS={plan.relative(CALLBACK_DIR)}",
+        Interpolated("KILN_EVENTS_FILE=${var.events_file}"),
+    ]
+
+
+def secret_vars_file(path: Path, values: Mapping[str, str]) -> Path:
+    """Write secrets for Ansible to a 0600 file; the caller deletes it after the bake."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(dict(values), handle)
+    return path

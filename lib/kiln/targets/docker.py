@@ -1,0 +1,264 @@
+"""The docker target: a container builder with systemd as PID 1, producing a local Docker image."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from kiln import tools
+from kiln.errors import BuildError, TestFailure
+from kiln.model import Base, Project
+from kiln.registry import Artifact
+from kiln.render import Interpolated
+from kiln.targets.base import (
+    BakePlan,
+    LineSink,
+    Target,
+    ansible_arguments,
+    ansible_env_vars,
+)
+
+# How every kiln container runs (builder, test instance, deployed server): systemd as PID 1, so
+# that services start as on a server. --privileged does not work on every host; these caps do.
+SYSTEMD_RUN_FLAGS: tuple[str, ...] = (
+    "--cap-add", "SYS_ADMIN",
+    "--security-opt", "seccomp=unconfined",
+    "--cgroupns=host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+    "--stop-signal", "SIGRTMIN+3",
+)  # fmt: skip
+INIT = "/sbin/init"
+BAKE_LABEL = "kiln.bake"
+SEAL_COMMANDS = (
+    "rm -f /tmp/kiln-packages.tsv",
+    "apt-get clean",
+    "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*",
+    # The lists are gone: mark them stale, or roles using apt cache_valid_time skip the update.
+    "rm -f /var/lib/apt/periodic/update-success-stamp",
+    "touch -d @0 /var/lib/apt/lists",
+    "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
+)
+
+
+def run_command_line(image: str) -> str:
+    """The one-line way to start an instance of image the way kiln documents it."""
+    return " ".join(["docker run -d", *SYSTEMD_RUN_FLAGS, image])
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A running container started from an image."""
+
+    name: str
+    image: str
+
+    def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return tools.run(["docker", "exec", self.name, *argv], check=False, timeout=timeout)
+
+
+def start_instance(
+    image: str, *, name: str, labels: Mapping[str, str] | None = None,
+    extra_flags: tuple[str, ...] = (),
+) -> Instance:
+    """Start a container from image with systemd as init; no ports are published."""
+    label_args = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
+    tools.run(
+        ["docker", "run", "-d", "--name", name, *label_args, *SYSTEMD_RUN_FLAGS, *extra_flags,
+         "--", image, INIT],
+        timeout=60,
+    )
+    return Instance(name=name, image=image)
+
+
+def wait_until_booted(instance: Instance, timeout_s: float = 60) -> str:
+    """Wait until systemd in the instance reports running (or degraded); returns the state."""
+    deadline = time.monotonic() + timeout_s
+    state = ""
+    while time.monotonic() < deadline:
+        state = instance.exec("systemctl", "is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        time.sleep(0.3)
+    raise TestFailure(
+        f"instance {instance.name} of {instance.image} did not boot within {timeout_s:.0f} s "
+        f"(systemd state: {state or 'unknown'})"
+    )
+
+
+def remove_instance(name: str) -> None:
+    tools.run(["docker", "rm", "-f", "-v", name], check=False, timeout=60)
+
+
+@contextmanager
+def throwaway_instance(
+    image: str, *, purpose: str, labels: Mapping[str, str] | None = None
+) -> Iterator[Instance]:
+    """A container from image that is always removed, whatever happens inside the block."""
+    name = f"kiln-{purpose}-{uuid.uuid4().hex[:10]}"
+    try:
+        instance = start_instance(
+            image, name=name, labels={"kiln.purpose": purpose, **(labels or {})}
+        )
+        wait_until_booted(instance)
+        yield instance
+    finally:
+        remove_instance(name)
+
+
+class DockerTarget(Target):
+    name: ClassVar[str] = "docker"
+    template: ClassVar[str] = "docker.pkr.hcl.j2"
+
+    def recipe(self) -> dict[str, Any]:
+        return {
+            **super().recipe(),
+            "run": list(SYSTEMD_RUN_FLAGS),
+            "init": INIT,
+            "seal": list(SEAL_COMMANDS),
+        }
+
+    def _run_command(self, plan: BakePlan) -> list[Any]:
+        return [
+            "-d",
+            "--label", Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
+            *SYSTEMD_RUN_FLAGS,
+            "--", "{{.Image}}", INIT,
+        ]  # fmt: skip
+
+    def _changes(self, plan: BakePlan) -> list[Any]:
+        return [
+            f'CMD ["{INIT}"]',
+            f"LABEL kiln.role={plan.role.name}",
+            Interpolated("LABEL kiln.version=${var.version}"),
+            f"LABEL kiln.fingerprint={plan.fingerprint.digest}",
+            f"LABEL kiln.parent={plan.parent_label}",
+            Interpolated("LABEL kiln.source-commit=${var.source_commit}"),
+            # docker commit keeps the builder's labels: blank the bake label so that images and
+            # the servers started from them are never mistaken for a leftover builder.
+            f'LABEL {BAKE_LABEL}=""',
+        ]
+
+    def _ansible_arguments(self, plan: BakePlan) -> list[Any]:
+        return ansible_arguments(
+            plan,
+            [
+                Interpolated("ansible_host=${build.ID}"),
+                "ansible_connection=community.docker.docker",
+                "ansible_python_interpreter=/usr/bin/python3",
+            ],
+        )
+
+    def context(self, plan: BakePlan) -> dict[str, Any]:
+        return {
+            "role_name": plan.role.name,
+            "hcl_path": plan.relative(plan.hcl_path),
+            "parent_image": parent_ref(plan),
+            "repository": plan.role.repository,
+            "playbook_path": plan.relative(plan.playbook_path),
+            "manifest_default": plan.manifest_default,
+            "has_secrets": bool(plan.role.secrets),
+            "run_command": self._run_command(plan),
+            "changes": self._changes(plan),
+            "ansible_arguments": self._ansible_arguments(plan),
+            "ansible_env_vars": ansible_env_vars(plan),
+            "seal_commands": list(SEAL_COMMANDS),
+        }
+
+    def expectations(self, plan: BakePlan) -> dict[str, Any]:
+        source = f"source.docker.{plan.role.name}"
+        return {
+            f"{source}.image": parent_ref(plan),
+            f"{source}.pull": False,
+            f"{source}.run_command": [str(v) for v in self._run_command(plan)],
+            f"{source}.changes": [str(v) for v in self._changes(plan)],
+            "build.provisioner.ansible.playbook_file": plan.relative(plan.playbook_path),
+            "build.provisioner.ansible.extra_arguments": [
+                str(v) for v in self._ansible_arguments(plan)
+            ],
+            "build.post-processor.docker-tag.repository": plan.role.repository,
+        }
+
+    # -- baking -----------------------------------------------------------------------------
+    def bootstrap_base(self, project: Project, base: Base, version: int, log: LineSink) -> Artifact:
+        """mmdebstrap the suite straight into `docker import`, with systemd as the command."""
+        ref = f"{base.repository}:{version}"
+        mmdebstrap = [
+            tools.which("mmdebstrap"), f"--variant={base.variant}",
+            f"--include={','.join(base.packages)}", base.suite, "-",
+        ]  # fmt: skip
+        importer = [
+            "docker", "import",
+            "--change", f'CMD ["{INIT}"]',
+            "--change", f"LABEL kiln.role={base.name}",
+            "--change", f"LABEL kiln.version={version}",
+            "-", ref,
+        ]  # fmt: skip
+        log(f"$ {' '.join(mmdebstrap)} | {' '.join(importer)}")
+        with subprocess.Popen(mmdebstrap, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as debs:
+            assert debs.stdout is not None
+            imported = subprocess.run(
+                importer, stdin=debs.stdout, capture_output=True, text=True, check=False
+            )
+            debs.stdout.close()
+            stderr = debs.stderr.read().decode(errors="replace") if debs.stderr else ""
+            debs.wait()
+        for line in stderr.splitlines():
+            log(line)
+        if debs.returncode != 0 or imported.returncode != 0:
+            tail = "\n".join((stderr + imported.stderr).strip().splitlines()[-20:])
+            raise BuildError(
+                f"bootstrapping base {base.name!r} ({base.suite}) failed: mmdebstrap exit "
+                f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
+            )
+        return self._artifact(ref)
+
+    def _artifact(self, ref: str) -> Artifact:
+        out = tools.docker("image", "inspect", "--format", "{{.Id}} {{.Size}}", ref)
+        image_id, size = out.split()
+        return Artifact(
+            target=self.name, ref=ref, image_id=image_id,
+            sha256=image_id.removeprefix("sha256:"), size_bytes=int(size),
+        )  # fmt: skip
+
+    def artifact_exists(self, artifact: Artifact) -> bool:
+        return artifact.deleted_at is None and tools.docker_image_id(artifact.ref) == artifact.image_id
+
+    def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
+        ref = f"{plan.role.repository}:{version}"
+        if tools.docker_image_id(ref) is None:
+            raise BuildError(f"packer finished but image {ref} is not in the Docker engine")
+        return self._artifact(ref)
+
+    def delete_artifact(self, artifact: Artifact) -> None:
+        tools.run(["docker", "rmi", artifact.ref], check=False)
+
+    def reap_builders(self, *, role: str, bake_id: str | None = None) -> list[str]:
+        """Remove builder containers of role (or of one bake) that a killed run left behind."""
+        out = tools.docker(
+            "ps", "-a", "--filter", f"label={BAKE_LABEL}",
+            "--format", f'{{{{.ID}}}} {{{{.Label "{BAKE_LABEL}"}}}}',
+        )  # fmt: skip
+        doomed = []
+        for line in out.splitlines():
+            container, _, label = line.partition(" ")
+            if (bake_id is not None and label == bake_id) or (
+                bake_id is None and label.startswith(f"{role}:")
+            ):
+                doomed.append(container)
+        if doomed:
+            tools.run(["docker", "rm", "-f", "-v", *doomed], check=False, timeout=120)
+        return doomed
+
+
+def parent_ref(plan: BakePlan) -> str:
+    artifact = plan.parent.artifact("docker")
+    if artifact is None:
+        raise BuildError(f"{plan.parent.label} has no docker image to bake {plan.role.name} on")
+    return artifact.ref
