@@ -1,11 +1,16 @@
 """kiln's role definitions for this repository. `invoke --list` shows what can be done with them."""
 
+import os
 from pathlib import Path
 
 from kiln import HealthCheck, Project
 from kiln.tasks import collection
 
-project = Project(Path(__file__).resolve().parent)
+# KILN_IMAGE_NAMESPACE lets several checkouts (or test sandboxes) share one Docker engine.
+project = Project(
+    Path(__file__).resolve().parent,
+    image_namespace=os.environ.get("KILN_IMAGE_NAMESPACE", "kiln"),
+)
 
 bookworm = project.base("debian-bookworm", suite="bookworm")
 

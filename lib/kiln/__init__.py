@@ -18,7 +18,8 @@ from kiln.errors import (
     TestFailure,
     ToolError,
 )
-from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret, TaskException
+from kiln.guard import TaskException
+from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
 from kiln.registry import Registry, Version
 
 __all__ = [

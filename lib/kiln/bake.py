@@ -1,4 +1,4 @@
-"""Baking: resolve a role's ancestry, skip what is up to date, run Packer for the rest, record versions.
+"""Baking: resolve a role's ancestry, skip what is up to date, run Packer for the rest.
 
 A bake either records a whole version (artifact, packages, timings) or nothing at all; the builder
 is removed whatever happens. Bakes of one role are serialised with a file lock, so a concurrent
@@ -29,6 +29,7 @@ from kiln.fingerprint import (
     read_secret,
     secret_key,
 )
+from kiln.guard import AuditReport, ansible_environment, audit_roles, raise_for_findings
 from kiln.model import Base, Node, Project, Role
 from kiln.packer import PackerRun, run_packer
 from kiln.registry import Package, Registry, Version, utc_now
@@ -37,8 +38,6 @@ from kiln.targets import get_target
 from kiln.targets.base import PLAYBOOK_TEMPLATE, BakePlan, Target, secret_vars_file
 
 INTERRUPTED_EXIT = 130
-# Variables that would point Ansible at other hosts: never passed on to packer.
-INVENTORY_VARIABLES = ("ANSIBLE_INVENTORY", "ANSIBLE_HOSTS")
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ class Baker:
         self.reporter.phase(base.name, "base", f"bootstrapping {base.suite} as version {version}")
         with (log_dir / "bootstrap.log").open("w") as log:
             artifact = self.target.bootstrap_base(
-                self.project, base, version, lambda line: print(line, file=log)
+                self.project, base, version, fingerprint.digest, lambda line: print(line, file=log)
             )
         took = time.monotonic() - started
         commit, dirty = self._git_state()
@@ -238,6 +237,7 @@ class Baker:
         work = self.project.state_path / "work" / role.name / str(version)
         work.mkdir(parents=True, exist_ok=True)
         redact = Redactor(list(secrets.values()))
+        self.audit(role, work)
         plan = BakePlan(self.project, role, fingerprint, parent, self.target_name)
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
@@ -259,7 +259,9 @@ class Baker:
             argv += ["-var", f"secret_vars_file={secret_file.resolve()}"]
         argv.append(plan.relative(plan.hcl_path))
 
-        self.reporter.phase(role.name, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
+        self.reporter.phase(
+            role.name, "builder start", f"packer build {plan.relative(plan.hcl_path)}"
+        )
         packer_started = time.monotonic()
         try:
             with (log_dir / "packer.log").open("w") as log:
@@ -324,8 +326,29 @@ class Baker:
             (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
             events.unlink()
 
+    def audit(self, role: Role, work_dir: Path | None = None) -> AuditReport:
+        """Refuse to bake a role whose Ansible could reach anything but the builder."""
+        report = audit_roles(
+            role.ansible_roles,
+            roles_path=self.project.roles_path,
+            work_dir=work_dir,
+            exceptions=role.audit_exceptions,
+            production_hosts=self.project.production_hosts,
+            secret_vars=list(role.secrets),
+        )
+        for finding in report.warnings:
+            self.reporter.warning(
+                role.name, f"{finding.location} [{finding.rule}] {finding.task}: {finding.message}"
+            )
+        raise_for_findings(report, role.name)
+        return report
+
     def _packer_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in INVENTORY_VARIABLES}
+        env, dropped = ansible_environment(os.environ)
+        for name in dropped:
+            self.reporter.warning(
+                "kiln", f"ignoring {name}: Ansible only ever targets the throwaway builder"
+            )
         # ansible-playbook comes from the same environment as kiln, venv or not.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(

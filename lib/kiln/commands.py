@@ -33,7 +33,10 @@ def role_table(project: Project) -> list[dict[str, Any]]:
 
 
 def render_roles(
-    project: Project, names: Sequence[str] | None = None, *, target: str = "docker",
+    project: Project,
+    names: Sequence[str] | None = None,
+    *,
+    target: str = "docker",
     validate: bool = True,
 ) -> list[Path]:
     """Render roles' HCL and playbooks (parents need a recorded version) and packer-validate them.
@@ -92,7 +95,7 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
     return name, (
         f"started {name} from {artifact.ref} (systemd {state})\n"
         f"  reach it:  docker exec -it {name} bash\n"
-        f"  the page:  docker exec {name} python3 -c \"import urllib.request as u; "
+        f'  the page:  docker exec {name} python3 -c "import urllib.request as u; '
         f"print(u.urlopen('http://127.0.0.1/').read().decode())\"\n"
         f"  stop it:   docker rm -f {name}\n"
         f"  (started as: {run_command_line(artifact.ref)})"
@@ -112,8 +115,10 @@ def print_bake_summary(reporter: Reporter, outcomes: list[BakeOutcome]) -> None:
     lines = [
         ("version", f"{version.role} v{version.version} ({version.status})"),
         ("fingerprint", version.fingerprint[:12]),
-        ("parent", f"{version.parent_role} v{version.parent_version}"
-         if version.parent_role else "-"),
+        (
+            "parent",
+            f"{version.parent_role} v{version.parent_version}" if version.parent_role else "-",
+        ),
         ("artifact", f"{artifact.ref} {artifact.image_id[:19]}" if artifact else "-"),
         ("size", size),
         ("chain", chain),

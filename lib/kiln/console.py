@@ -15,8 +15,9 @@ from typing import Any, TextIO
 class Reporter:
     """Prints bake progress; thread-safe so that parallel bakes keep their lines whole."""
 
-    def __init__(self, stream: TextIO | None = None, *, json_mode: bool = False,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, json_mode: bool = False, verbose: bool = False
+    ) -> None:
         self.stream = stream or sys.stdout
         self.json_mode = json_mode
         self.verbose = verbose
@@ -38,8 +39,13 @@ class Reporter:
             self.stream.flush()
 
     def phase(self, role: str, phase: str, detail: str = "") -> None:
-        self._write(role, f"{phase}{' - ' + detail if detail else ''}", kind="phase",
-                    phase=phase, detail=detail)
+        self._write(
+            role,
+            f"{phase}{' - ' + detail if detail else ''}",
+            kind="phase",
+            phase=phase,
+            detail=detail,
+        )
 
     def message(self, role: str, text: str) -> None:
         self._write(role, text, kind="message", message=text)
@@ -66,8 +72,12 @@ class Reporter:
                 role,
                 f"provision: task {counts['n']}{of} {event.get('task')}{handler} "
                 f"[ok={counts['ok']} changed={counts['changed']} failed={counts['failed']}]",
-                kind="task", task=event.get("task"), n=counts["n"], total=counts["total"],
-                path=event.get("path"), **{k: counts[k] for k in ("ok", "changed", "failed")},
+                kind="task",
+                task=event.get("task"),
+                n=counts["n"],
+                total=counts["total"],
+                path=event.get("path"),
+                **{k: counts[k] for k in ("ok", "changed", "failed")},
             )
         elif kind == "task_result":
             status = event.get("status")

@@ -1,8 +1,8 @@
 """The one error hierarchy of kiln. Every failure a user can act on is a KilnError.
 
     KilnError
-    ├── DefinitionError     a role definition is malformed (bad name, unknown parent, bad variable...)
-    ├── RenderError         a template failed to render, or the rendered HCL does not match the model
+    ├── DefinitionError     a role definition is malformed (bad name, unknown parent...)
+    ├── RenderError         a template failed, or the rendered HCL does not match the model
     ├── ToolError           a tool is missing or too old, or dockerd is not running
     ├── BuildError          packer failed outside Ansible, or a bake was interrupted
     │   └── ProvisionError  an Ansible task failed in the builder

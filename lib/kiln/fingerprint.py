@@ -74,7 +74,9 @@ def role_dependencies(role_dir: Path) -> list[str]:
     try:
         data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"Ansible role {role_dir.name!r}: {meta} is malformed: {exc}") from exc
+        raise DefinitionError(
+            f"Ansible role {role_dir.name!r}: {meta} is malformed: {exc}"
+        ) from exc
     deps = (data or {}).get("dependencies") or [] if isinstance(data, dict) else []
     names: list[str] = []
     for dep in deps:
@@ -100,9 +102,7 @@ def ansible_role_closure(roles_path: Path, ansible_roles: tuple[str, ...]) -> li
             raise DefinitionError(f"Ansible role {name!r}: meta dependencies form a cycle")
         role_dir = roles_path / name
         if not (role_dir / "tasks").is_dir():
-            raise DefinitionError(
-                f"Ansible role {name!r} (a dependency) not found in {roles_path}"
-            )
+            raise DefinitionError(f"Ansible role {name!r} (a dependency) not found in {roles_path}")
         visiting.add(name)
         for dep in role_dependencies(role_dir):
             visit(dep)

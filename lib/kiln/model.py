@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import DefinitionError
+from kiln.guard import TaskException
 
 # Names end up in docker repositories, file paths and HCL labels: keep them to one safe alphabet.
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -60,22 +61,6 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
-class TaskException:
-    """Allows one Ansible task to break one guard rule, with a reason recorded on every version."""
-
-    ansible_role: str
-    task: str
-    rule: str
-    reason: str
-
-    def __post_init__(self) -> None:
-        if not self.reason.strip():
-            raise DefinitionError(
-                f"the exception for task {self.task!r} of {self.ansible_role} needs a reason"
-            )
-
-
-@dataclass(frozen=True)
 class CloudSettings:
     """Where a cloud target bakes: the base image and the machine it runs on."""
 
@@ -99,10 +84,6 @@ class Base:
     @property
     def parent(self) -> None:
         return None
-
-    @property
-    def repository(self) -> str:
-        return f"kiln/{self.name}"
 
     def inputs(self) -> dict[str, Any]:
         return {
@@ -130,10 +111,6 @@ class Role:
     gather_subset: tuple[str, ...]
     drift_allow: tuple[str, ...]
     cloud: Mapping[str, CloudSettings]
-
-    @property
-    def repository(self) -> str:
-        return f"kiln/{self.name}"
 
     def ancestry(self) -> list[Role | Base]:
         """This role and its ancestors, from the base down to this role."""
@@ -224,7 +201,21 @@ def _check_json_value(role: str, name: str, value: Any) -> None:
 class Project:
     """All role definitions of one repository, rooted at the directory holding roles/."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        image_namespace: str = "kiln",
+        production_hosts: Sequence[str] = (),
+    ) -> None:
+        """root holds roles/ and templates/; images are named <image_namespace>/<role>.
+
+        production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
+        """
+        if not re.match(r"^[a-z0-9]+([._-][a-z0-9]+)*$", image_namespace):
+            raise DefinitionError(f"image namespace {image_namespace!r} is not a docker name")
+        self.image_namespace = image_namespace
+        self.production_hosts = tuple(production_hosts)
         self.root = Path(root).resolve()
         self.roles_path = self.root / "roles"
         self.templates_path = self.root / "templates"
@@ -345,6 +336,10 @@ class Project:
                 f"role {name!r}: Ansible role {ansible_role!r} not found "
                 f"in {self.roles_path} (needs {ansible_role}/tasks/; known: {known})"
             )
+
+    def repository(self, name: str) -> str:
+        """The docker repository of a role or base of this project."""
+        return f"{self.image_namespace}/{name}"
 
     # -- lookup -----------------------------------------------------------------------------
     def ansible_role_names(self) -> list[str]:

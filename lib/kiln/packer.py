@@ -1,4 +1,4 @@
-"""Running `packer build -machine-readable` and following it: its UI lines and kiln's Ansible events.
+"""Running `packer build -machine-readable`, following its UI lines and kiln's Ansible events.
 
 Packer is started in its own session so that Ctrl-C reaches kiln first; kiln then forwards one
 interrupt and waits for Packer to tear its builder down before giving up.
@@ -6,6 +6,7 @@ interrupt and waits for Packer to tear its builder down before giving up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -36,8 +37,11 @@ class PackerRun:
 
     @property
     def failed_tasks(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("event") == "task_result"
-                and e.get("status") in ("failed", "unreachable")]
+        return [
+            e
+            for e in self.events
+            if e.get("event") == "task_result" and e.get("status") in ("failed", "unreachable")
+        ]
 
 
 def decode_machine_line(line: str) -> tuple[str, str, list[str]] | None:
@@ -65,7 +69,7 @@ class _EventTail:
             if not self.path.exists():
                 return []
             self._handle = self.path.open(encoding="utf-8")
-        out = []
+        out: list[dict[str, Any]] = []
         chunk = self._handle.read()
         if not chunk:
             return out
@@ -138,10 +142,8 @@ def run_packer(
             if not result.interrupted:
                 result.interrupted = True
                 on_line("interrupted: asking packer to remove the builder...")
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
                 interrupt_deadline = time.monotonic() + CLEANUP_GRACE_S
     result.returncode = proc.wait()
     for event in tail.poll():
@@ -161,7 +163,7 @@ def _handle_line(
         log.write(text + "\n")
         on_line(text)
         return
-    target, kind, data = decoded
+    _target, kind, data = decoded
     if kind == "ui" and len(data) >= 2:
         for text in data[1].splitlines() or [""]:
             text = redact(text)

@@ -69,7 +69,71 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT RAISE(ABORT, 'a recorded artifact never changes');
     END;
     """,
+    # 2: lifecycle (status reasons, channels and their audit log), tests, deployments, events
+    """
+    ALTER TABLE versions ADD COLUMN status_reason TEXT;
+    ALTER TABLE versions ADD COLUMN parent_revoked INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE channels (
+        role TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        version INTEGER,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (role, channel)
+    );
+    CREATE TABLE channel_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        role TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        from_version INTEGER,
+        to_version INTEGER,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT,
+        forced INTEGER NOT NULL DEFAULT 0,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX channel_log_by_role ON channel_log (role, channel, id);
+    CREATE TABLE test_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        role TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        suite TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        output TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_s REAL NOT NULL
+    );
+    CREATE INDEX test_runs_by_version ON test_runs (role, version, id);
+    CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment TEXT NOT NULL,
+        role TEXT NOT NULL,
+        version INTEGER,
+        channel TEXT,
+        strategy TEXT NOT NULL,
+        replicas INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_s REAL NOT NULL
+    );
+    CREATE INDEX deployments_by_role ON deployments (role, id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        role TEXT NOT NULL,
+        version INTEGER,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX events_by_role ON events (role, id);
+    """,
 )
+
+STATUSES = ("baked", "untested", "tested", "failed", "revoked")
 
 
 @dataclass(frozen=True)
@@ -109,6 +173,8 @@ class Version:
     bake_seconds: float
     created_at: str
     artifacts: tuple[Artifact, ...] = field(default=())
+    status_reason: str | None = None
+    parent_revoked: bool = False
 
     @property
     def label(self) -> str:
@@ -255,8 +321,15 @@ class Registry:
                 "INSERT INTO artifacts (role, version, target, ref, image_id, sha256, size_bytes)"
                 " VALUES (?,?,?,?,?,?,?)",
                 [
-                    (version.role, version.version, a.target, a.ref, a.image_id, a.sha256,
-                     a.size_bytes)
+                    (
+                        version.role,
+                        version.version,
+                        a.target,
+                        a.ref,
+                        a.image_id,
+                        a.sha256,
+                        a.size_bytes,
+                    )
                     for a in version.artifacts
                 ],
             )
@@ -266,11 +339,177 @@ class Registry:
                 [(version.role, version.version, p.name, p.version, p.arch) for p in packages],
             )
 
-    def set_status(self, role: str, version: int, status: str) -> None:
+    def set_status(
+        self,
+        role: str,
+        version: int,
+        status: str,
+        reason: str | None = None,
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        """Change a version's status (see STATUSES); pass conn to join an open transaction."""
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+        sql = "UPDATE versions SET status = ?, status_reason = ? WHERE role = ? AND version = ?"
+        if conn is not None:
+            conn.execute(sql, (status, reason, role, version))
+            return
+        with self.transaction() as own:
+            own.execute(sql, (status, reason, role, version))
+
+    # -- channels ---------------------------------------------------------------------------
+    def channels(self, role: str) -> dict[str, int | None]:
+        rows = self._query(
+            "SELECT channel, version FROM channels WHERE role = ? ORDER BY channel", (role,)
+        )
+        return {r["channel"]: r["version"] for r in rows}
+
+    def channels_pointing_at(self, role: str, version: int) -> list[str]:
+        rows = self._query(
+            "SELECT channel FROM channels WHERE role = ? AND version = ? ORDER BY channel",
+            (role, version),
+        )
+        return [r["channel"] for r in rows]
+
+    def set_channel(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        role: str,
+        channel: str,
+        version: int | None,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+        forced: bool = False,
+    ) -> int | None:
+        """Point channel at version inside an open transaction, logging it; returns the old one."""
+        row = conn.execute(
+            "SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel)
+        ).fetchone()
+        previous = row["version"] if row else None
+        now = utc_now()
+        conn.execute(
+            "INSERT INTO channels (role, channel, version, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (role, channel) DO UPDATE SET version = excluded.version,"
+            " updated_at = excluded.updated_at",
+            (role, channel, version, now),
+        )
+        conn.execute(
+            "INSERT INTO channel_log (role, channel, from_version, to_version, action, actor,"
+            " reason, forced, at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (role, channel, previous, version, action, actor, reason, int(forced), now),
+        )
+        return int(previous) if previous is not None else None
+
+    def channel_log(self, role: str, channel: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM channel_log WHERE role = ? AND (? IS NULL OR channel = ?)"
+            " ORDER BY id DESC",
+            (role, channel, channel),
+        )
+        return [dict(r) for r in rows]
+
+    # -- tests, deployments, events ---------------------------------------------------------
+    def record_test_run(
+        self,
+        role: str,
+        version: int,
+        *,
+        suite: str,
+        passed: bool,
+        summary: str,
+        output: str,
+        started_at: str,
+        duration_s: float,
+        status: str | None = None,
+    ) -> None:
+        """Record one test run and, if status is given, set the version's status with it."""
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE versions SET status = ? WHERE role = ? AND version = ?",
-                (status, role, version),
+                "INSERT INTO test_runs (role, version, suite, passed, summary, output,"
+                " started_at, duration_s) VALUES (?,?,?,?,?,?,?,?)",
+                (role, version, suite, int(passed), summary, output, started_at, duration_s),
+            )
+            if status is not None:
+                self.set_status(role, version, status, None if passed else summary, conn=conn)
+
+    def test_runs(self, role: str, version: int | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM test_runs WHERE role = ? AND (? IS NULL OR version = ?) ORDER BY id",
+            (role, version, version),
+        )
+        return [dict(r) for r in rows]
+
+    def record_deployment(
+        self,
+        *,
+        deployment: str,
+        role: str,
+        version: int | None,
+        channel: str | None,
+        strategy: str,
+        replicas: int,
+        result: str,
+        detail: str,
+        actor: str,
+        started_at: str,
+        duration_s: float,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO deployments (deployment, role, version, channel, strategy, replicas,"
+                " result, detail, actor, started_at, duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    deployment,
+                    role,
+                    version,
+                    channel,
+                    strategy,
+                    replicas,
+                    result,
+                    detail,
+                    actor,
+                    started_at,
+                    duration_s,
+                ),
+            )
+
+    def deployments(self, role: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM deployments WHERE (? IS NULL OR role = ?) ORDER BY id DESC",
+            (role, role),
+        )
+        return [dict(r) for r in rows]
+
+    def log_event(
+        self,
+        role: str,
+        version: int | None,
+        kind: str,
+        detail: Mapping[str, Any],
+        actor: str,
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        sql = "INSERT INTO events (role, version, kind, detail, actor, at) VALUES (?,?,?,?,?,?)"
+        params = (role, version, kind, json.dumps(dict(detail), sort_keys=True), actor, utc_now())
+        if conn is not None:
+            conn.execute(sql, params)
+            return
+        with self.transaction() as own:
+            own.execute(sql, params)
+
+    def events(self, role: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM events WHERE role = ? ORDER BY id DESC", (role,))
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    def mark_artifact_deleted(self, role: str, version: int, target: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE artifacts SET deleted_at = ? WHERE role = ? AND version = ? AND target = ?",
+                (utc_now(), role, version, target),
             )
 
     def get(self, role: str, version: int) -> Version | None:
@@ -325,8 +564,14 @@ class Registry:
             (*roles, lo, hi),
         ):
             artifacts.setdefault((a["role"], a["version"]), []).append(
-                Artifact(a["target"], a["ref"], a["image_id"], a["sha256"], a["size_bytes"],
-                         a["deleted_at"])
+                Artifact(
+                    a["target"],
+                    a["ref"],
+                    a["image_id"],
+                    a["sha256"],
+                    a["size_bytes"],
+                    a["deleted_at"],
+                )
             )
         return [_version(r, tuple(artifacts.get((r["role"], r["version"]), ()))) for r in rows]
 
@@ -349,6 +594,8 @@ def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
         bake_seconds=row["bake_seconds"],
         created_at=row["created_at"],
         artifacts=artifacts,
+        status_reason=row["status_reason"],
+        parent_revoked=bool(row["parent_revoked"]),
     )
 
 
@@ -365,3 +612,12 @@ def _statements(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+def actor() -> str:
+    """Who is acting, for audit logs: $KILN_ACTOR, else user@host."""
+    import getpass
+    import os
+    import socket
+
+    return os.environ.get("KILN_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"

@@ -1,4 +1,4 @@
-"""Rendering role definitions into Packer HCL2 and Ansible playbooks, injection-proof and reproducible.
+"""Rendering role definitions into Packer HCL2 and Ansible playbooks: injection-proof, reproducible.
 
 Templates live in templates/. Every value goes through the ``hcl`` filter, which escapes it for HCL
 (quotes, backslashes, ``${``, ``%{``, control characters). Each rendered file is parsed back with
@@ -177,9 +177,7 @@ def write_if_changed(rendered: Sequence[RenderedFile]) -> list[Path]:
     return written
 
 
-def check_values(
-    parsed: Mapping[str, Any], expected: Mapping[str, Any], *, source: str
-) -> None:
+def check_values(parsed: Mapping[str, Any], expected: Mapping[str, Any], *, source: str) -> None:
     """Compare values found by path in parsed HCL with what the model says they must be."""
     for path, want in expected.items():
         got = lookup(parsed, path)
@@ -195,8 +193,9 @@ def lookup(tree: Any, path: str) -> Any:
     node = tree
     for part in path.split("."):
         if isinstance(node, list):
-            node = next((item[part] for item in node if isinstance(item, dict) and part in item),
-                        None)
+            node = next(
+                (item[part] for item in node if isinstance(item, dict) and part in item), None
+            )
         elif isinstance(node, dict):
             node = node.get(part)
         else:

@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from kiln.errors import KilnError
 from kiln.model import Project
@@ -60,7 +63,11 @@ def emit_json(value: Any) -> None:
     }
 )
 def bake(
-    c: Context, role: str, force: bool = False, target: str = "docker", json: bool = False,
+    c: Context,
+    role: str,
+    force: bool = False,
+    target: str = "docker",
+    json: bool = False,
     verbose: bool = False,
 ) -> None:
     """Bake a role's image (and stale parents), or report that it is up to date."""
@@ -95,8 +102,10 @@ def list_roles(c: Context, json: bool = False) -> None:
             emit_json(rows)
             return
         for row in rows:
-            print(f"{row['name']:<20} parent={row['parent'] or '-':<20} "
-                  f"ansible={','.join(row['ansible_roles']) or '-'}")
+            print(
+                f"{row['name']:<20} parent={row['parent'] or '-':<20} "
+                f"ansible={','.join(row['ansible_roles']) or '-'}"
+            )
 
 
 @task(help={"role": "role to run", "version": "version to run (default: newest)"})
@@ -105,7 +114,7 @@ def run(c: Context, role: str, version: int = 0) -> None:
     from kiln.commands import run_instance
 
     with cli():
-        instance, how = run_instance(project(), role, version or None)
+        _instance, how = run_instance(project(), role, version or None)
         print(how)
 
 

@@ -1,4 +1,4 @@
-"""The external tools kiln drives (packer, docker, mmdebstrap): finding them, their versions, running them.
+"""The external tools kiln drives (packer, docker, mmdebstrap): finding and running them.
 
 Every subprocess failure is translated here into a KilnError a user can act on.
 """

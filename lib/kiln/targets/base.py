@@ -101,7 +101,7 @@ class Target(ABC):
 
     # -- baking -----------------------------------------------------------------------------
     def bootstrap_base(
-        self, project: Project, base: Base, version: int, log: LineSink
+        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
         raise BuildError(f"target {self.name} cannot bootstrap base {base.name!r} here")
 
@@ -113,6 +113,7 @@ class Target(ABC):
 
     def delete_artifact(self, artifact: Artifact) -> None:
         """Remove the artifact's bytes; the registry keeps its record."""
+        return
 
     def reap_builders(self, *, role: str, bake_id: str | None = None) -> list[str]:
         """Remove builders a bake left behind; returns what was removed."""

@@ -64,14 +64,30 @@ class Instance:
 
 
 def start_instance(
-    image: str, *, name: str, labels: Mapping[str, str] | None = None,
+    image: str,
+    *,
+    name: str,
+    labels: Mapping[str, str] | None = None,
     extra_flags: tuple[str, ...] = (),
 ) -> Instance:
     """Start a container from image with systemd as init; no ports are published."""
-    label_args = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
+    label_args = [
+        arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")
+    ]
     tools.run(
-        ["docker", "run", "-d", "--name", name, *label_args, *SYSTEMD_RUN_FLAGS, *extra_flags,
-         "--", image, INIT],
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            *label_args,
+            *SYSTEMD_RUN_FLAGS,
+            *extra_flags,
+            "--",
+            image,
+            INIT,
+        ],
         timeout=60,
     )
     return Instance(name=name, image=image)
@@ -160,7 +176,7 @@ class DockerTarget(Target):
             "role_name": plan.role.name,
             "hcl_path": plan.relative(plan.hcl_path),
             "parent_image": parent_ref(plan),
-            "repository": plan.role.repository,
+            "repository": plan.project.repository(plan.role.name),
             "playbook_path": plan.relative(plan.playbook_path),
             "manifest_default": plan.manifest_default,
             "has_secrets": bool(plan.role.secrets),
@@ -182,13 +198,26 @@ class DockerTarget(Target):
             "build.provisioner.ansible.extra_arguments": [
                 str(v) for v in self._ansible_arguments(plan)
             ],
-            "build.post-processor.docker-tag.repository": plan.role.repository,
+            "build.post-processor.docker-tag.repository": plan.project.repository(plan.role.name),
         }
 
     # -- baking -----------------------------------------------------------------------------
-    def bootstrap_base(self, project: Project, base: Base, version: int, log: LineSink) -> Artifact:
-        """mmdebstrap the suite straight into `docker import`, with systemd as the command."""
-        ref = f"{base.repository}:{version}"
+    def bootstrap_base(
+        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
+    ) -> Artifact:
+        """mmdebstrap the suite straight into `docker import`, with systemd as the command.
+
+        An image with the same fingerprint already in the engine (another checkout baked it) is
+        tagged instead of bootstrapped again.
+        """
+        ref = f"{project.repository(base.name)}:{version}"
+        existing = tools.docker(
+            "images", "-q", "--no-trunc", "--filter", f"label=kiln.fingerprint={fingerprint}"
+        ).split()
+        if existing:
+            log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
+            tools.docker("tag", existing[0], ref)
+            return self._artifact(ref)
         mmdebstrap = [
             tools.which("mmdebstrap"), f"--variant={base.variant}",
             f"--include={','.join(base.packages)}", base.suite, "-",
@@ -197,7 +226,7 @@ class DockerTarget(Target):
             "docker", "import",
             "--change", f'CMD ["{INIT}"]',
             "--change", f"LABEL kiln.role={base.name}",
-            "--change", f"LABEL kiln.version={version}",
+            "--change", f"LABEL kiln.fingerprint={fingerprint}",
             "-", ref,
         ]  # fmt: skip
         log(f"$ {' '.join(mmdebstrap)} | {' '.join(importer)}")
@@ -228,10 +257,12 @@ class DockerTarget(Target):
         )  # fmt: skip
 
     def artifact_exists(self, artifact: Artifact) -> bool:
-        return artifact.deleted_at is None and tools.docker_image_id(artifact.ref) == artifact.image_id
+        return (
+            artifact.deleted_at is None and tools.docker_image_id(artifact.ref) == artifact.image_id
+        )
 
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
-        ref = f"{plan.role.repository}:{version}"
+        ref = f"{plan.project.repository(plan.role.name)}:{version}"
         if tools.docker_image_id(ref) is None:
             raise BuildError(f"packer finished but image {ref} is not in the Docker engine")
         return self._artifact(ref)

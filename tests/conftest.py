@@ -1,0 +1,15 @@
+"""Shared test configuration: where the repository is, and the integration marker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in item.nodeid or item.nodeid.startswith("integration/"):
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,189 @@
+"""Sandboxes for integration tests: a copy of the project with its own registry and image names.
+
+Each sandbox has its own root (registry under .kiln/) and its own Docker image namespace, so tests
+never clobber each other's tags or the developer's own `kiln/*` images. The Debian base is reused
+across sandboxes by fingerprint, so only the first bootstrap on a machine pays for mmdebstrap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kiln import Baker, Project
+from kiln.console import Reporter
+from kiln.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+COPIED = ("roles", "templates", "tests/images")
+
+TASKS_TEMPLATE = '''
+"""Role definitions of a test sandbox (written by tests/integration/conftest.py)."""
+import json
+import os
+from pathlib import Path
+
+from kiln import HealthCheck, Project
+from kiln.tasks import collection
+
+here = Path(__file__).resolve().parent
+project = Project(here, image_namespace=os.environ["KILN_IMAGE_NAMESPACE"])
+bookworm = project.base("debian-bookworm", suite="bookworm")
+project.role("base", parent=bookworm, ansible_roles=["common"])
+project.role(
+    "web",
+    parent="base",
+    ansible_roles=["web"],
+    variables=json.loads((here / "web-variables.json").read_text()),
+    health_check=HealthCheck(),
+)
+{extra}
+ns = collection(project)
+'''
+
+WEB_VARIABLES = {"web_title": "Hello from kiln", "web_message": "Baked once, never patched."}
+
+
+@dataclass
+class Sandbox:
+    """A throwaway copy of the project. `invoke(...)` runs the real CLI in it."""
+
+    root: Path
+    namespace: str
+    web_variables: dict[str, Any] = field(default_factory=lambda: dict(WEB_VARIABLES))
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KILN_IMAGE_NAMESPACE"] = self.namespace
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def write_tasks(self, extra: str = "") -> None:
+        """(Re)write the sandbox's tasks.py; extra is Python appended before `ns = ...`."""
+        (self.root / "web-variables.json").write_text(json.dumps(self.web_variables))
+        (self.root / "tasks.py").write_text(
+            TASKS_TEMPLATE.replace("{extra}", textwrap.dedent(extra))
+        )
+
+    def set_web_variables(self, **variables: Any) -> None:
+        self.web_variables.update(variables)
+        self.write_tasks()
+
+    def project(self) -> Project:
+        """The sandbox's Project, loaded from its tasks.py exactly as invoke would."""
+        os.environ["KILN_IMAGE_NAMESPACE"] = self.namespace
+        namespace: dict[str, Any] = {"__file__": str(self.root / "tasks.py")}
+        exec(
+            compile((self.root / "tasks.py").read_text(), str(self.root / "tasks.py"), "exec"),
+            namespace,
+        )
+        project = namespace["project"]
+        assert isinstance(project, Project)
+        return project
+
+    def baker(self, reporter: Reporter | None = None) -> Baker:
+        return Baker(self.project(), reporter=reporter or Reporter(sys.stderr))
+
+    def registry(self) -> Registry:
+        return Registry(self.root / ".kiln" / "registry.db")
+
+    def invoke(
+        self, *args: str, timeout: float = 900, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `invoke ARGS` in the sandbox as a real process."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"invoke {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")
+        return proc.stdout.strip()
+
+    def containers(self) -> list[str]:
+        """Every container, running or not, started from one of this sandbox's images."""
+        out = self.docker("ps", "-a", "--format", "{{.ID}} {{.Image}}")
+        return [
+            line.split()[0]
+            for line in out.splitlines()
+            if line.split()[1].startswith(f"{self.namespace}/")
+        ]
+
+    def cleanup(self) -> None:
+        ids = self.containers()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+        images = self.docker(
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            f"--filter=reference={self.namespace}/*",
+            check=False,
+        ).split()
+        if images:
+            subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
+
+
+def make_sandbox(base: Path) -> Sandbox:
+    root = base / "project"
+    root.mkdir(parents=True)
+    for rel in COPIED:
+        src = REPO / rel
+        if src.exists():
+            shutil.copytree(src, root / rel, symlinks=True)
+    sandbox = Sandbox(root=root, namespace=f"kilntest{uuid.uuid4().hex[:8]}")
+    sandbox.write_tasks()
+    return sandbox
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh sandbox for one test, removed with its images afterwards."""
+    box = make_sandbox(tmp_path)
+    try:
+        yield box
+    finally:
+        box.cleanup()
+
+
+@pytest.fixture(scope="session")
+def baked_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One sandbox with web baked, shared by tests that only read it. Do not change its roles."""
+    box = make_sandbox(tmp_path_factory.mktemp("baked"))
+    try:
+        box.invoke("bake", "web", check=True)
+        yield box
+    finally:
+        box.cleanup()
