@@ -5,7 +5,8 @@ The public API is exactly ``__all__``; everything else is internal.
 
 from __future__ import annotations
 
-from kiln.bake import BakeOutcome, Baker, open_registry
+from typing import TYPE_CHECKING, Any
+
 from kiln.errors import (
     BuildError,
     DefinitionError,
@@ -21,6 +22,22 @@ from kiln.errors import (
 from kiln.guard import TaskException
 from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
 from kiln.registry import Registry, Version
+
+if TYPE_CHECKING:
+    from kiln.bake import BakeOutcome, Baker, open_registry
+
+# Baking pulls in packer and Ansible plumbing; `import kiln.deploy` (or any other submodule)
+# runs this file, and deploy must load none of it, so the bake names are resolved on first use.
+_LAZY = {"BakeOutcome": "kiln.bake", "Baker": "kiln.bake", "open_registry": "kiln.bake"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kiln' has no attribute {name!r}")
+
 
 __all__ = [
     "BakeOutcome",
