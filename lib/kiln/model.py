@@ -18,7 +18,8 @@ from kiln.errors import DefinitionError
 from kiln.guard import TaskException
 
 # Names end up in docker repositories, file paths and HCL labels: keep them to one safe alphabet.
-ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# A docker repository component may not end in "-", hence the last character class.
+ROLE_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ANSIBLE_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,8 +40,11 @@ class Secret:
     def __post_init__(self) -> None:
         if (self.env is None) == (self.file is None):
             raise DefinitionError("Secret() takes exactly one of env= or file=")
-        if self.env is not None and not ENV_NAME_RE.match(self.env):
+        valid_env = isinstance(self.env, str) and ENV_NAME_RE.fullmatch(self.env)
+        if self.env is not None and not valid_env:
             raise DefinitionError(f"Secret(env={self.env!r}) is not a valid environment variable")
+        if self.file is not None and (not isinstance(self.file, str) or not self.file.strip()):
+            raise DefinitionError(f"Secret(file={self.file!r}) needs the path of a file")
 
     @property
     def source(self) -> str:
@@ -159,7 +163,7 @@ Node = Role | Base
 
 def check_variable(role: str, name: str, value: Any) -> None:
     """Variables travel as JSON into HCL and Ansible: refuse anything that does not round-trip."""
-    if not VARIABLE_NAME_RE.match(name) or name.startswith("ansible_"):
+    if not isinstance(name, str) or not _valid_variable_name(name):
         raise DefinitionError(
             f"role {role!r}: variable name {name!r} is invalid "
             "(letters, digits and underscores, not starting with ansible_)"
@@ -171,6 +175,11 @@ def check_variable(role: str, name: str, value: Any) -> None:
             f"role {role!r}: variable {name!r} is {size} bytes, over the {MAX_VARIABLE_BYTES}-byte "
             "limit; ship large content as a file in the Ansible role instead"
         )
+
+
+def _valid_variable_name(name: str) -> bool:
+    # fullmatch: with match, "$" would also accept a name ending in a newline.
+    return bool(VARIABLE_NAME_RE.fullmatch(name)) and not name.startswith("ansible_")
 
 
 def _check_json_value(role: str, name: str, value: Any) -> None:
@@ -212,7 +221,9 @@ class Project:
 
         production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
         """
-        if not re.match(r"^[a-z0-9]+([._-][a-z0-9]+)*$", image_namespace):
+        if not isinstance(image_namespace, str) or not re.fullmatch(
+            r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
+        ):
             raise DefinitionError(f"image namespace {image_namespace!r} is not a docker name")
         self.image_namespace = image_namespace
         self.production_hosts = tuple(production_hosts)
@@ -234,13 +245,13 @@ class Project:
     ) -> Base:
         """Define a base image bootstrapped from a Debian suite (extra packages on top)."""
         self._check_new_name(name)
-        if not re.match(r"^[a-z]+$", suite):
+        if not isinstance(suite, str) or not re.fullmatch(r"[a-z]+", suite):
             raise DefinitionError(f"base {name!r}: suite {suite!r} is not a Debian suite name")
         default = Base.__dataclass_fields__["packages"].default
         assert isinstance(default, tuple)
         extra = tuple(p for p in packages if p not in default)
         for package in extra:
-            if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", package):
+            if not isinstance(package, str) or not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", package):
                 raise DefinitionError(f"base {name!r}: {package!r} is not a Debian package name")
         base = Base(name=name, suite=suite, packages=default + extra, cloud=dict(cloud or {}))
         self._nodes[name] = base
@@ -265,6 +276,14 @@ class Project:
         """Define a role. Ansible roles default to the one named like the role in roles/."""
         self._check_new_name(name)
         parent_node = self._resolve_parent(name, parent)
+        for arg, value in (("ansible_roles", ansible_roles), ("tests", tests)):
+            if isinstance(value, str):
+                raise DefinitionError(
+                    f"role {name!r}: {arg} must be a list of names, not the string {value!r}"
+                )
+        for arg, mapping in (("variables", variables), ("secrets", secrets)):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise DefinitionError(f"role {name!r}: {arg} must be a dict")
         applied = tuple(ansible_roles) if ansible_roles is not None else (name.replace("-", "_"),)
         if not applied:
             raise DefinitionError(f"role {name!r}: it applies no Ansible role")
@@ -275,8 +294,11 @@ class Project:
             check_variable(name, var, value)
         secret_map = dict(secrets or {})
         for var, secret in secret_map.items():
-            if not VARIABLE_NAME_RE.match(var):
-                raise DefinitionError(f"role {name!r}: secret name {var!r} is invalid")
+            if not isinstance(var, str) or not _valid_variable_name(var):
+                raise DefinitionError(
+                    f"role {name!r}: secret name {var!r} is invalid "
+                    "(letters, digits and underscores, not starting with ansible_)"
+                )
             if not isinstance(secret, Secret):
                 raise DefinitionError(
                     f"role {name!r}: secret {var!r} must be Secret(env=...) or Secret(file=...), "
@@ -285,8 +307,12 @@ class Project:
             if var in plain:
                 raise DefinitionError(f"role {name!r}: {var!r} is both a variable and a secret")
         for test in tests:
-            if not (self.root / test).exists():
-                raise DefinitionError(f"role {name!r}: test path {test!r} does not exist")
+            self._check_test_path(name, test)
+        for exception in audit_exceptions:
+            if not isinstance(exception, TaskException):
+                raise DefinitionError(
+                    f"role {name!r}: audit_exceptions holds {exception!r}; use TaskException(...)"
+                )
         role = Role(
             name=name,
             parent=parent_node,
@@ -305,10 +331,10 @@ class Project:
         return role
 
     def _check_new_name(self, name: str) -> None:
-        if not isinstance(name, str) or not ROLE_NAME_RE.match(name):
+        if not isinstance(name, str) or not ROLE_NAME_RE.fullmatch(name):
             raise DefinitionError(
                 f"role name {name!r} is invalid: use 1-63 lowercase letters, digits and '-', "
-                "starting with a letter"
+                "starting with a letter and not ending with '-' (it names a docker repository)"
             )
         if name in self._nodes:
             raise DefinitionError(f"role {name!r} is defined twice")
@@ -327,8 +353,21 @@ class Project:
             raise DefinitionError(f"role {name!r}: its parent must be defined in this project")
         return parent
 
+    def _check_test_path(self, name: str, test: str) -> None:
+        """Test paths are relative paths inside the project: tests never read outside it."""
+        if not isinstance(test, str) or not test.strip() or "\x00" in test:
+            raise DefinitionError(f"role {name!r}: test path {test!r} is empty or not a path")
+        path = Path(test)
+        if path.is_absolute() or ".." in path.parts:
+            raise DefinitionError(
+                f"role {name!r}: test path {test!r} must be relative to {self.root} "
+                "and stay inside it (no absolute paths, no '..')"
+            )
+        if not (self.root / path).exists():
+            raise DefinitionError(f"role {name!r}: test path {test!r} does not exist")
+
     def _check_ansible_role(self, name: str, ansible_role: str) -> None:
-        if not ANSIBLE_ROLE_RE.match(ansible_role):
+        if not isinstance(ansible_role, str) or not ANSIBLE_ROLE_RE.fullmatch(ansible_role):
             raise DefinitionError(f"role {name!r}: {ansible_role!r} is not an Ansible role name")
         if not (self.roles_path / ansible_role / "tasks").is_dir():
             known = ", ".join(self.ansible_role_names()) or "none"

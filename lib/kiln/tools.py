@@ -123,10 +123,13 @@ def require_docker() -> None:
     which("docker")
     proc = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False, timeout=20)
     if proc.returncode != 0:
+        answer = ((proc.stderr or proc.stdout).strip().splitlines() or ["no answer"])[-1]
+        host = os.environ.get("DOCKER_HOST")
+        where = f" at DOCKER_HOST={host}" if host else ""
         raise ToolError(
-            "the Docker engine is not running (docker version: "
-            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no answer']}). "
+            f"the Docker engine is not running{where} (docker version: {answer}). "
             "Start it with: dockerd >/var/log/dockerd.log 2>&1 &"
+            + (", or unset DOCKER_HOST" if host else "")
         )
 
 
