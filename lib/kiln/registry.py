@@ -551,6 +551,69 @@ class Registry:
         )
         return [Package(r["name"], r["pkg_version"], r["arch"]) for r in rows]
 
+    # -- lifecycle queries (kiln.lifecycle) -------------------------------------------------
+    _SUMMARY_COLUMNS = (
+        "role, version, kind, target, fingerprint, parent_role, parent_version, status,"
+        " status_reason, parent_revoked, git_commit, git_dirty, bake_seconds, created_at"
+    )
+
+    def version_summaries(self, role: str | None = None) -> list[dict[str, Any]]:
+        """Versions without their bulky JSON columns (of role, or of all roles), newest first.
+
+        history and gc read thousands of these, so inputs, tools and timings are left out.
+        """
+        if role is None:
+            sql = f"SELECT {self._SUMMARY_COLUMNS} FROM versions ORDER BY role, version DESC"
+            rows = self._query(sql)
+        else:
+            sql = (
+                f"SELECT {self._SUMMARY_COLUMNS} FROM versions WHERE role = ? ORDER BY version DESC"
+            )
+            rows = self._query(sql, (role,))
+        return [dict(r) for r in rows]
+
+    def descendants(self, role: str, version: int) -> list[tuple[str, int]]:
+        """Every version (of any role) baked from role v<version>, directly or further down."""
+        rows = self._query(
+            "WITH RECURSIVE d (role, version) AS ("
+            " SELECT role, version FROM versions WHERE parent_role = ? AND parent_version = ?"
+            " UNION SELECT v.role, v.version FROM versions v"
+            " JOIN d ON v.parent_role = d.role AND v.parent_version = d.version"
+            ") SELECT role, version FROM d ORDER BY role, version",
+            (role, version),
+        )
+        return [(r["role"], int(r["version"])) for r in rows]
+
+    def mark_parent_revoked(
+        self, conn: sqlite3.Connection, versions: Sequence[tuple[str, int]]
+    ) -> None:
+        """Flag versions as built on a revoked parent, inside an open transaction."""
+        conn.executemany(
+            "UPDATE versions SET parent_revoked = 1 WHERE role = ? AND version = ?", versions
+        )
+
+    def channel_entries(self, role: str | None = None) -> list[dict[str, Any]]:
+        """Channels (of role, or of all roles) with the version they point at and since when."""
+        if role is None:
+            rows = self._query("SELECT * FROM channels ORDER BY role, channel")
+        else:
+            rows = self._query("SELECT * FROM channels WHERE role = ? ORDER BY channel", (role,))
+        return [dict(r) for r in rows]
+
+    def live_artifacts(self) -> list[tuple[str, int, Artifact]]:
+        """(role, version, artifact) for every artifact not deleted by gc."""
+        rows = self._query(
+            "SELECT * FROM artifacts WHERE deleted_at IS NULL ORDER BY role, version, target"
+        )
+        return [
+            (
+                r["role"],
+                int(r["version"]),
+                Artifact(r["target"], r["ref"], r["image_id"], r["sha256"], r["size_bytes"], None),
+            )
+            for r in rows
+        ]
+
     def _with_artifacts(self, rows: list[sqlite3.Row]) -> list[Version]:
         if not rows:
             return []
