@@ -51,7 +51,12 @@ def hcl_string(value: str) -> str:
 
 
 def hcl_value(value: Any, indent: int = 0) -> str:
-    """A JSON-like value as an HCL expression. Lists and maps of more than one item span lines."""
+    """A JSON-like value as an HCL expression. Lists and maps of more than one item span lines.
+
+    indent is the nesting level of the attribute, so multi-line values come out `packer fmt`-clean.
+    """
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the missing variable
     if isinstance(value, Interpolated):
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, str):

@@ -1,0 +1,130 @@
+# Rendered by kiln from templates/docker.pkr.hcl.j2 for role web. Do not edit:
+# change the role definition and run `invoke render web`.
+# By hand, from the repository root: packer build packer/web.pkr.hcl
+
+variable "version" {
+  type    = string
+  default = "dev"
+}
+
+variable "source_commit" {
+  type    = string
+  default = "unknown"
+}
+
+variable "bake_id" {
+  type    = string
+  default = "manual"
+}
+
+variable "manifest_file" {
+  type    = string
+  default = ".kiln/work/web/manual/packages.tsv"
+}
+
+variable "events_file" {
+  type    = string
+  default = ""
+}
+
+source "docker" "web" {
+  image  = "kiln/base:7"
+  pull   = false
+  commit = true
+  # systemd runs as PID 1 so that roles can enable, start and restart services as on a server.
+  run_command = [
+    "-d",
+    "--label",
+    "kiln.bake=${var.bake_id}",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--stop-signal",
+    "SIGRTMIN+3",
+    "--",
+    "{{.Image}}",
+    "/sbin/init",
+  ]
+
+  changes = [
+    "CMD [\"/sbin/init\"]",
+    "LABEL kiln.role=web",
+    "LABEL kiln.version=${var.version}",
+    "LABEL kiln.fingerprint=eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+    "LABEL kiln.parent=base:7",
+    "LABEL kiln.source-commit=${var.source_commit}",
+    "LABEL kiln.bake=\"\"",
+  ]
+}
+
+build {
+  name    = "web"
+  sources = ["source.docker.web"]
+
+  # Wait from the host until systemd has booted: its tmpfiles step empties /tmp, where Packer
+  # uploads scripts, so nothing may be uploaded before that.
+  provisioner "shell-local" {
+    inline = ["timeout 120 docker exec ${build.ID} systemctl is-system-running --wait >/dev/null || true"]
+  }
+
+  provisioner "ansible" {
+    playbook_file = "packer/web.playbook.yml"
+    user          = "root"
+
+    extra_arguments = [
+      "-e",
+      "ansible_host=${build.ID}",
+      "-e",
+      "ansible_connection=community.docker.docker",
+      "-e",
+      "ansible_python_interpreter=/usr/bin/python3",
+      "-e",
+      "{\"web_message\": \"Baked once, never patched.\", \"web_title\": \"Hello from kiln\"}",
+    ]
+
+    ansible_env_vars = [
+      "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
+      "ANSIBLE_RETRY_FILES_ENABLED=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_ROLES_PATH=roles",
+      "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
+      "KILN_EVENTS_FILE=${var.events_file}",
+    ]
+  }
+
+  provisioner "shell" {
+    inline = ["dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv"]
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/tmp/kiln-packages.tsv"
+    destination = var.manifest_file
+  }
+
+  # Seal: nothing of the bake stays in the image.
+  provisioner "shell" {
+    inline = [
+      "rm -f /tmp/kiln-packages.tsv",
+      "apt-get clean",
+      "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*",
+      "rm -f /var/lib/apt/periodic/update-success-stamp",
+      "touch -d @0 /var/lib/apt/lists",
+      "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
+    ]
+  }
+
+  post-processor "docker-tag" {
+    repository = "kiln/web"
+    tags       = [var.version]
+  }
+}

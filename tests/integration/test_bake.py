@@ -1,0 +1,164 @@
+"""Bake web for real (packer, dockerd, ansible-playbook) and check the image from inside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import Sandbox
+from kiln.targets.docker import throwaway_instance
+
+
+def newest(sandbox: Sandbox, role: str) -> int:
+    with sandbox.registry() as registry:
+        version = registry.latest(role)
+    assert version is not None, f"{role} has no version"
+    return version.version
+
+
+def test_baked_web_serves_its_page_under_systemd(baked_sandbox: Sandbox) -> None:
+    version = newest(baked_sandbox, "web")
+    image = f"{baked_sandbox.namespace}/web:{version}"
+    with throwaway_instance(image, purpose="test") as instance:
+        assert instance.exec("dpkg-query", "-W", "nginx").returncode == 0
+        assert instance.exec("nginx", "-t").returncode == 0
+        assert instance.exec("systemctl", "is-active", "nginx").stdout.strip() == "active"
+        assert instance.exec("systemctl", "is-enabled", "nginx").stdout.strip() == "enabled"
+        page = instance.exec(
+            "python3", "-c",
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1/').read().decode())",
+        ).stdout  # fmt: skip
+        assert "<h1>Hello from kiln</h1>" in page
+        # sealed: no package lists or downloaded packages, and kiln's scratch file is gone
+        assert instance.exec("sh", "-c", "ls /var/cache/apt/archives/*.deb").returncode != 0
+        assert instance.exec("test", "-e", "/tmp/kiln-packages.tsv").returncode != 0
+
+
+def test_image_labels_name_version_fingerprint_parent_and_commit(baked_sandbox: Sandbox) -> None:
+    with baked_sandbox.registry() as registry:
+        web = registry.latest("web")
+    assert web is not None and web.parent_version is not None
+    labels = json.loads(
+        baked_sandbox.docker("image", "inspect", "--format", "{{json .Config.Labels}}",
+                             f"{baked_sandbox.namespace}/web:{web.version}")
+    )  # fmt: skip
+    assert labels["kiln.version"] == str(web.version)
+    assert labels["kiln.fingerprint"] == web.fingerprint
+    assert labels["kiln.parent"] == f"base:{web.parent_version}"
+    assert labels["kiln.source-commit"].startswith(web.git_commit)
+    assert labels["kiln.bake"] == ""  # the builder's label is blanked in the image
+
+
+def test_registry_records_the_whole_version(baked_sandbox: Sandbox) -> None:
+    with baked_sandbox.registry() as registry:
+        web = registry.latest("web")
+        assert web is not None
+        packages = {p.name for p in registry.packages("web", web.version)}
+        assert registry.integrity_check() == "ok"
+    assert {"nginx", "python3", "systemd", "ca-certificates"} <= packages
+    assert web.parent_role == "base"
+    assert set(web.tools) == {"packer", "ansible-core"}
+    assert {"render", "provision", "record"} <= set(web.timings)
+    artifact = web.artifact("docker")
+    assert artifact is not None and artifact.image_id.startswith("sha256:")
+    assert web.inputs["ansible_role_files"]["web"]["tasks/main.yml"]
+
+
+def test_an_unchanged_rebake_is_a_cache_hit(baked_sandbox: Sandbox) -> None:
+    before = newest(baked_sandbox, "web")
+    proc = baked_sandbox.invoke("bake", "web")
+    assert proc.returncode == 0, proc.stderr
+    assert f"up to date at version {before}" in proc.stdout
+    assert newest(baked_sandbox, "web") == before
+
+
+def test_by_hand_packer_build_of_the_rendered_file_gives_the_same_image(
+    baked_sandbox: Sandbox,
+) -> None:
+    root = baked_sandbox.root
+    hcl = root / "packer" / "web.pkr.hcl"
+    assert hcl.exists()
+    proc = subprocess.run(
+        ["packer", "build", "packer/web.pkr.hcl"], cwd=root, env=baked_sandbox.env(),
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with throwaway_instance(f"{baked_sandbox.namespace}/web:dev", purpose="test") as instance:
+        page = instance.exec(
+            "python3",
+            "-c",
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1/').read().decode())",
+        ).stdout
+        assert "<h1>Hello from kiln</h1>" in page
+
+
+def test_a_change_bakes_the_next_version_and_force_rebakes(sandbox: Sandbox) -> None:
+    sandbox.invoke("bake", "web", check=True)
+    first = newest(sandbox, "web")
+    base = newest(sandbox, "base")
+
+    sandbox.set_web_variables(web_title="Changed title")
+    proc = sandbox.invoke("bake", "web", check=True)
+    assert newest(sandbox, "web") == first + 1
+    assert newest(sandbox, "base") == base, "an unchanged parent must not be rebaked"
+    assert "base: up to date" in proc.stdout
+
+    (sandbox.root / "roles/web/templates/index.html.j2").write_text("<h1>{{ web_title }}</h1>\n")
+    sandbox.invoke("bake", "web", check=True)
+    assert newest(sandbox, "web") == first + 2
+
+    sandbox.invoke("bake", "web", "--force", check=True)
+    assert newest(sandbox, "web") == first + 3
+    assert newest(sandbox, "base") == base
+
+
+FAILING_ROLE = """
+project.role("broken", parent="base", ansible_roles=["broken"])
+"""
+
+
+def test_a_failing_role_leaves_no_container_and_no_version(sandbox: Sandbox) -> None:
+    tasks = sandbox.root / "roles" / "broken" / "tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "main.yml").write_text(
+        "---\n- name: Install a package that does not exist\n"
+        "  ansible.builtin.apt:\n    name: kiln-no-such-package\n    update_cache: true\n"
+    )
+    sandbox.write_tasks(extra=FAILING_ROLE)
+    proc = sandbox.invoke("bake", "broken")
+    assert proc.returncode != 0
+    message = proc.stderr
+    assert "Ansible task 'broken : Install a package that does not exist'" in message
+    assert "roles/broken/tasks/main.yml:2" in message
+    assert "kiln-no-such-package" in message
+    assert "no version was recorded" in message
+    assert ".kiln/logs/broken/1/packer.log" in message
+    with sandbox.registry() as registry:
+        assert registry.history("broken") == []
+        assert registry.integrity_check() == "ok"
+    labels = sandbox.docker("ps", "-a", "--format", '{{.Label "kiln.bake"}}').split()
+    assert not [label for label in labels if label.startswith("broken:")]
+    assert not sandbox.containers()
+    assert sandbox.docker("images", "-q", f"{sandbox.namespace}/broken") == ""
+
+
+def test_unknown_role_lists_the_known_ones(baked_sandbox: Sandbox) -> None:
+    proc = baked_sandbox.invoke("bake", "wbe")
+    assert proc.returncode == 1
+    assert "unknown role 'wbe' (known roles: base, debian-bookworm, web)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_dockerd_down_says_how_to_fix_it(sandbox: Sandbox) -> None:
+    env = {**sandbox.env(), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "bake", "web"], cwd=sandbox.root,
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "the Docker engine is not running" in proc.stderr
+    assert "dockerd" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with sandbox.registry() as registry:
+        assert registry.roles() == []

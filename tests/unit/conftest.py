@@ -1,0 +1,41 @@
+"""Fixtures for fast tests: the repository's real role definitions and a synthetic bake plan."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+from kiln.fingerprint import Fingerprint
+from kiln.model import Project, Role
+from kiln.registry import Artifact, Version
+from kiln.targets.base import BakePlan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def repo_project() -> Project:
+    """The Project defined by the repository's tasks.py, exactly as invoke loads it."""
+    project = runpy.run_path(str(REPO / "tasks.py"))["project"]
+    assert isinstance(project, Project)
+    return project
+
+
+def parent_version(role: str = "base", version: int = 7, ref: str | None = None) -> Version:
+    return Version(
+        role=role, version=version, kind="role", target="docker", fingerprint="f" * 64,
+        parent_role=None, parent_version=None, status="tested", git_commit="0" * 40,
+        git_dirty=False, tools={}, inputs={}, timings={}, bake_seconds=1.0,
+        created_at="2026-01-01T00:00:00.000000Z",
+        artifacts=(Artifact("docker", ref or f"kiln/{role}:{version}", "sha256:" + "a" * 64),),
+    )  # fmt: skip
+
+
+def plan_for(project: Project, role: Role, target: str = "docker") -> BakePlan:
+    fingerprint = Fingerprint(digest="e" * 64, inputs={})
+    return BakePlan(project, role, fingerprint, parent_version(role.parent.name), target)
+
+
+@pytest.fixture
+def project() -> Project:
+    return repo_project()

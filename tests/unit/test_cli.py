@@ -1,0 +1,41 @@
+"""Every task explains itself in `invoke --list` and `invoke --help TASK`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from invoke.collection import Collection
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def collection() -> Collection:
+    import runpy
+
+    ns = runpy.run_path(str(REPO / "tasks.py"))["ns"]
+    assert isinstance(ns, Collection)
+    return ns
+
+
+def test_invoke_list_shows_a_summary_for_every_task() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=REPO, capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    names = sorted(collection().task_names)
+    assert names, "no tasks"
+    for name in names:
+        line = next((ln for ln in out.splitlines() if ln.strip().startswith(name + " ")), "")
+        assert len(line.split(None, 1)) == 2, f"task {name} has no summary in --list"
+
+
+@pytest.mark.parametrize("name", sorted(collection().task_names))
+def test_every_argument_has_help(name: str) -> None:
+    task = collection()[name]
+    args = [a for a in task.get_arguments() if a.name not in ("help",)]
+    missing = [a.name for a in args if not a.help]
+    assert not missing, f"task {name}: arguments without help: {missing}"
+    assert (task.__doc__ or "").strip().splitlines()[0].endswith(".")
