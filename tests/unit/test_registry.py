@@ -46,9 +46,11 @@ def test_a_failed_record_leaves_nothing(tmp_path: Path) -> None:
 def test_recorded_artifacts_never_change(tmp_path: Path) -> None:
     with Registry(tmp_path / "r.db") as registry:
         registry.record_version(parent_version("web", 1))
-        with pytest.raises(sqlite3.IntegrityError, match="a recorded artifact never changes"):
-            with registry.transaction() as conn:
-                conn.execute("UPDATE artifacts SET image_id = 'sha256:x' WHERE role = 'web'")
+        with (
+            pytest.raises(sqlite3.IntegrityError, match="a recorded artifact never changes"),
+            registry.transaction() as conn,
+        ):
+            conn.execute("UPDATE artifacts SET image_id = 'sha256:x' WHERE role = 'web'")
         artifact = registry.get("web", 1).artifact("docker")  # type: ignore[union-attr]
         assert artifact == Artifact("docker", "kiln/web:1", "sha256:" + "a" * 64)
 

@@ -63,7 +63,7 @@ def test_parse_errors_become_render_errors() -> None:
 def test_check_values_names_the_mismatch() -> None:
     parsed = {"source": [{"docker": {"web": {"image": "kiln/base:7"}}}]}
     check_values(parsed, {"source.docker.web.image": "kiln/base:7"}, source="x")
-    with pytest.raises(RenderError, match="source.docker.web.image is 'kiln/base:7'"):
+    with pytest.raises(RenderError, match=r"source\.docker\.web\.image is 'kiln/base:7'"):
         check_values(parsed, {"source.docker.web.image": "kiln/base:8"}, source="x")
 
 
