@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from kiln import HealthCheck, Project
+from kiln import CloudSettings, HealthCheck, Project
 from kiln.tasks import collection
 
 # KILN_IMAGE_NAMESPACE lets several checkouts (or test sandboxes) share one Docker engine.
@@ -12,7 +12,22 @@ project = Project(
     image_namespace=os.environ.get("KILN_IMAGE_NAMESPACE", "kiln"),
 )
 
-bookworm = project.base("debian-bookworm", suite="bookworm")
+# Cloud targets start from these images (Debian 12 official images; use your account's ids).
+bookworm = project.base(
+    "debian-bookworm",
+    suite="bookworm",
+    cloud={
+        "amazon-ebs": CloudSettings(
+            source_image="ami-0d1f0ba9c5e4a5b4c", region="eu-west-1", instance_type="t3.small"
+        ),
+        "googlecompute": CloudSettings(
+            source_image="debian-12-bookworm-v20261111",
+            region="europe-west1-b",
+            instance_type="e2-small",
+            project_id="kiln-images",
+        ),
+    },
+)
 
 project.role("base", parent=bookworm, ansible_roles=["common"])
 
@@ -25,6 +40,7 @@ project.role(
         "web_message": "Baked once, never patched.",
     },
     health_check=HealthCheck(),
+    tests=["tests/images/web"],
 )
 
 ns = collection(project)

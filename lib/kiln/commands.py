@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,12 @@ from kiln import tools
 from kiln.bake import BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, RegistryError
+from kiln.guard import AuditReport, Finding, audit_playbook, audit_roles
 from kiln.model import Project, Role
 from kiln.registry import Version
 from kiln.render import write_if_changed
 from kiln.targets import get_target
-from kiln.targets.base import BakePlan
+from kiln.targets.base import BakePlan, playbook_text
 from kiln.targets.docker import run_command_line, start_instance, wait_until_booted
 
 
@@ -52,11 +55,12 @@ def render_roles(
         for role in roles:
             fingerprints, _ = baker.fingerprints(role)
             parent = registry.latest(role.parent.name, target=target)
-            if parent is None:
+            if parent is None and tgt.bakes_locally:
                 raise RegistryError(
                     f"cannot render {role.name}: its parent {role.parent.name} has no recorded "
                     f"version on {target}; run `invoke bake {role.name}` first"
                 )
+            parent = parent if tgt.bakes_locally else None  # cloud: found by fingerprint tag
             plan = BakePlan(project, role, fingerprints[role.name], parent, target)
             files = tgt.render(plan)
             write_if_changed(files)
@@ -67,6 +71,63 @@ def render_roles(
                 )  # fmt: skip
             written.append(plan.hcl_path)
     return written
+
+
+def audit_role(project: Project, role: Role) -> AuditReport:
+    """The guard's audit of what a bake of role runs: its Ansible roles and kiln's playbook.
+
+    The same rules as before every bake, with the role's exceptions, the project's production
+    hosts and its secret names; nothing is written and no Docker is needed.
+    """
+    options: dict[str, Any] = {
+        "work_dir": project.state_path / "work" / role.name,
+        "production_hosts": project.production_hosts,
+        "secret_vars": list(role.secrets),
+    }
+    roles_report = audit_roles(
+        role.ansible_roles,
+        roles_path=project.roles_path,
+        exceptions=role.audit_exceptions,
+        **options,
+    )
+    shown = f"{project.packer_path.name}/{role.name}.playbook.yml"
+    with tempfile.TemporaryDirectory(prefix="kiln-audit-") as tmp:
+        path = Path(tmp) / f"{role.name}.playbook.yml"
+        path.write_text(playbook_text(project, role))
+        own = audit_playbook(path, **options)
+    # Findings of the generated playbook name the file a bake writes, not the temporary copy.
+    findings = [replace(f, file=shown) for f in own.findings]
+    return AuditReport(
+        findings=(*roles_report.findings, *findings),
+        roles=roles_report.roles,
+        files=(*roles_report.files, shown),
+    )
+
+
+def audit_project(project: Project, names: Sequence[str] | None = None) -> dict[str, AuditReport]:
+    """Audit the named roles (default: every role), by role name."""
+    roles = [project.role_named(n) for n in names] if names else project.roles
+    return {role.name: audit_role(project, role) for role in roles}
+
+
+def audit_lines(reports: dict[str, AuditReport]) -> list[str]:
+    """Findings as `file:line [rule] task: message`, errors first; allowed ones with reasons."""
+    lines: list[str] = []
+    order = {"error": 0, "warning": 1, "allowed": 2}
+    for name, report in reports.items():
+        lines.append(
+            f"{name}: {len(report.errors)} error(s), {len(report.warnings)} warning(s), "
+            f"{len(report.allowed)} allowed ({len(report.roles)} Ansible role(s), "
+            f"{len(report.files)} file(s): {', '.join(report.roles)})"
+        )
+        for finding in sorted(report.findings, key=lambda f: order[f.status]):
+            lines.append(f"  {finding.status:<8} {_finding_line(finding)}")
+    return lines
+
+
+def _finding_line(finding: Finding) -> str:
+    text = f"{finding.location} [{finding.rule}] {finding.task or '-'}: {finding.message}"
+    return text if finding.reason is None else f"{text} (allowed: {finding.reason})"
 
 
 def resolve_version(project: Project, role: str, version: int | None) -> Version:

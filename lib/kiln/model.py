@@ -72,6 +72,12 @@ class CloudSettings:
     region: str
     instance_type: str
     project_id: str = ""
+    ssh_username: str = "admin"  # the login of Debian's official cloud images
+
+    def __post_init__(self) -> None:
+        for name in ("source_image", "region", "instance_type", "ssh_username"):
+            if not getattr(self, name):
+                raise DefinitionError(f"CloudSettings needs a non-empty {name}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -84,6 +84,34 @@ def hcl_value(value: Any, indent: int = 0) -> str:
     raise RenderError(f"cannot render a {type(value).__name__} into HCL")
 
 
+def hcl_body(attributes: Mapping[str, Any], indent: int = 1, blocks: Sequence[str] = ()) -> str:
+    """Attributes (and nested blocks named in blocks) laid out the way `packer fmt` does:
+    `=` aligned within runs of one-line attributes; multi-line values and blocks stand alone."""
+    pad = "  " * indent
+    lines: list[str] = []
+    run: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        width = max((len(k) for k, _ in run), default=0)
+        lines.extend(f"{pad}{k.ljust(width)} = {v}" for k, v in run)
+        run.clear()
+
+    for key, value in attributes.items():
+        if key in blocks:
+            flush()
+            body = hcl_body(value, indent + 1, blocks)
+            lines.append(f"{pad}{key} {{\n{body}\n{pad}}}")
+            continue
+        rendered = hcl_value(value, indent)
+        if "\n" in rendered:
+            flush()
+            lines.append(f"{pad}{key} = {rendered}")
+        else:
+            run.append((key, rendered))
+    flush()
+    return "\n".join(lines)
+
+
 _UNESCAPE = re.compile(r'\\(["\\nrt]|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})|\$\$\{|%%\{')
 
 
@@ -145,6 +173,7 @@ def _environment(templates_path: Path) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["hcl"] = hcl_value
+    env.filters["hcl_body"] = hcl_body
     return env
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from kiln.errors import DefinitionError
 from kiln.targets.base import BakePlan, Target
+from kiln.targets.cloud import AmazonEbsTarget, GoogleComputeTarget
 from kiln.targets.docker import DockerTarget
 
-_TARGETS: dict[str, type[Target]] = {"docker": DockerTarget}
+_TARGETS: dict[str, type[Target]] = {
+    "docker": DockerTarget,
+    "amazon-ebs": AmazonEbsTarget,
+    "googlecompute": GoogleComputeTarget,
+}
 
 
 def get_target(name: str) -> Target:

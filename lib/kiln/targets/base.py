@@ -38,8 +38,12 @@ class BakePlan:
     project: Project
     role: Role
     fingerprint: Fingerprint
-    parent: Version
+    #: The recorded parent version; None for render-only targets, which find it by fingerprint.
+    parent: Version | None
     target: str
+    #: Render a second Ansible pass (KILN_PASS=2) that must change nothing. The image is the
+    #: same either way, so this is not part of the fingerprint.
+    check_idempotence: bool = False
 
     @property
     def hcl_path(self) -> Path:
@@ -64,7 +68,13 @@ class BakePlan:
 
     @property
     def parent_label(self) -> str:
+        if self.parent is None:
+            return f"{self.role.parent.name}:{self.parent_fingerprint[:12]}"
         return f"{self.parent.role}:{self.parent.version}"
+
+    @property
+    def parent_fingerprint(self) -> str:
+        return str(self.fingerprint.inputs.get("parent", {}).get("fingerprint", ""))
 
 
 class Target(ABC):
@@ -87,7 +97,8 @@ class Target(ABC):
     def render(self, plan: BakePlan) -> list[RenderedFile]:
         """Render the HCL and playbook, parse the HCL back and check it against the model."""
         templates = plan.project.templates_path
-        hcl = render_template(templates, self.template, self.context(plan))
+        context = {**self.context(plan), "check_idempotence": plan.check_idempotence}
+        hcl = render_template(templates, self.template, context)
         parsed = parse_hcl(hcl, source=plan.relative(plan.hcl_path))
         check_values(parsed, self.expectations(plan), source=plan.relative(plan.hcl_path))
         return [
@@ -100,6 +111,11 @@ class Target(ABC):
         return {"ansible_env": [str(v) for v in ANSIBLE_ENV_STATIC]}
 
     # -- baking -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Fail early, with a fix, when what this target bakes with is not available."""
+        if not self.bakes_locally:
+            raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
+
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
@@ -122,13 +138,18 @@ class Target(ABC):
 
 # -- pieces every target shares -------------------------------------------------------------
 def render_playbook(plan: BakePlan) -> str:
+    return playbook_text(plan.project, plan.role)
+
+
+def playbook_text(project: Project, role: Role) -> str:
+    """The playbook kiln generates for role; it depends on the definition only (`invoke audit`)."""
     return render_template(
-        plan.project.templates_path,
+        project.templates_path,
         PLAYBOOK_TEMPLATE,
         {
-            "role_name": plan.role.name,
-            "ansible_roles": list(plan.role.ansible_roles),
-            "gather_subset": list(plan.role.gather_subset),
+            "role_name": role.name,
+            "ansible_roles": list(role.ansible_roles),
+            "gather_subset": list(role.gather_subset),
         },
     )
 

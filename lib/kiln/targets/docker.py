@@ -202,6 +202,10 @@ class DockerTarget(Target):
         }
 
     # -- baking -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        tools.require_docker()
+        tools.which("mmdebstrap")
+
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
@@ -289,6 +293,8 @@ class DockerTarget(Target):
 
 
 def parent_ref(plan: BakePlan) -> str:
+    if plan.parent is None:
+        raise BuildError(f"{plan.role.name} needs a baked parent for the docker target")
     artifact = plan.parent.artifact("docker")
     if artifact is None:
         raise BuildError(f"{plan.parent.label} has no docker image to bake {plan.role.name} on")

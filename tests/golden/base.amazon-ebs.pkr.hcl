@@ -1,0 +1,102 @@
+# Rendered by kiln from templates/cloud.pkr.hcl.j2 for role base on amazon-ebs.
+# Do not edit: change the role definition and run `invoke render base --target amazon-ebs`.
+# Bake it where the cloud account is reachable: packer build packer/base.amazon-ebs.pkr.hcl
+
+variable "version" {
+  type    = string
+  default = "dev"
+}
+
+variable "source_commit" {
+  type    = string
+  default = "unknown"
+}
+
+variable "bake_id" {
+  type    = string
+  default = "manual"
+}
+
+variable "manifest_file" {
+  type    = string
+  default = ".kiln/work/base/manual/packages.tsv"
+}
+
+variable "events_file" {
+  type    = string
+  default = ""
+}
+
+source "amazon-ebs" "base" {
+  region        = "eu-west-1"
+  instance_type = "t3.small"
+  ssh_username  = "admin"
+  ami_name      = "kiln-base-${var.version}"
+  source_ami    = "ami-0d1f0ba9c5e4a5b4c"
+  tags = {
+    "kiln.role"          = "base"
+    "kiln.version"       = "${var.version}"
+    "kiln.fingerprint"   = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+    "kiln.parent"        = "debian-bookworm:bbbbbbbbbbbb"
+    "kiln.source-commit" = "${var.source_commit}"
+  }
+  run_tags = {
+    "kiln.bake" = "${var.bake_id}"
+  }
+}
+
+build {
+  name    = "base"
+  sources = ["source.amazon-ebs.base"]
+
+  provisioner "shell" {
+    inline = ["cloud-init status --wait >/dev/null"]
+  }
+
+  # Ansible reaches the builder directly over SSH; its inventory holds only the builder.
+  provisioner "ansible" {
+    playbook_file = "packer/base.playbook.yml"
+    user          = "admin"
+    use_proxy     = false
+
+    extra_arguments = [
+      "-e",
+      "ansible_python_interpreter=/usr/bin/python3",
+      "-e",
+      "ansible_become=true",
+    ]
+
+    ansible_env_vars = [
+      "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
+      "ANSIBLE_RETRY_FILES_ENABLED=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_ROLES_PATH=roles",
+      "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
+      "KILN_EVENTS_FILE=${var.events_file}",
+    ]
+  }
+
+  provisioner "shell" {
+    inline = ["dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv"]
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/tmp/kiln-packages.tsv"
+    destination = var.manifest_file
+  }
+
+  # Seal: no bake key, host keys, machine id or cloud-init state stays in the image.
+  provisioner "shell" {
+    inline = [
+      "sudo rm -f /tmp/kiln-packages.tsv",
+      "sudo apt-get clean",
+      "sudo rm -rf /var/lib/apt/lists/*",
+      "sudo cloud-init clean --logs",
+      "sudo rm -f /etc/ssh/ssh_host_*",
+      "sudo truncate -s 0 /etc/machine-id",
+      "rm -f ~/.ssh/authorized_keys",
+    ]
+  }
+}

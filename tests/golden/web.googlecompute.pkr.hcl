@@ -1,0 +1,103 @@
+# Rendered by kiln from templates/cloud.pkr.hcl.j2 for role web on googlecompute.
+# Do not edit: change the role definition and run `invoke render web --target googlecompute`.
+# Bake it where the cloud account is reachable: packer build packer/web.googlecompute.pkr.hcl
+
+variable "version" {
+  type    = string
+  default = "dev"
+}
+
+variable "source_commit" {
+  type    = string
+  default = "unknown"
+}
+
+variable "bake_id" {
+  type    = string
+  default = "manual"
+}
+
+variable "manifest_file" {
+  type    = string
+  default = ".kiln/work/web/manual/packages.tsv"
+}
+
+variable "events_file" {
+  type    = string
+  default = ""
+}
+
+source "googlecompute" "web" {
+  project_id          = "kiln-images"
+  zone                = "europe-west1-b"
+  machine_type        = "e2-small"
+  ssh_username        = "admin"
+  image_name          = "kiln-web-${var.version}"
+  image_family        = "kiln-web"
+  image_description   = "kiln web fingerprint cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+  source_image_family = "kiln-base"
+  image_labels = {
+    "kiln-role"        = "web"
+    "kiln-version"     = "${var.version}"
+    "kiln-fingerprint" = "cccccccccccccccccccccccccccccccc"
+    "kiln-parent"      = "base-bbbbbbbbbbbb"
+  }
+}
+
+build {
+  name    = "web"
+  sources = ["source.googlecompute.web"]
+
+  provisioner "shell" {
+    inline = ["cloud-init status --wait >/dev/null"]
+  }
+
+  # Ansible reaches the builder directly over SSH; its inventory holds only the builder.
+  provisioner "ansible" {
+    playbook_file = "packer/web.playbook.yml"
+    user          = "admin"
+    use_proxy     = false
+
+    extra_arguments = [
+      "-e",
+      "ansible_python_interpreter=/usr/bin/python3",
+      "-e",
+      "ansible_become=true",
+      "-e",
+      "{\"web_message\": \"Baked once, never patched.\", \"web_title\": \"Hello from kiln\"}",
+    ]
+
+    ansible_env_vars = [
+      "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
+      "ANSIBLE_RETRY_FILES_ENABLED=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_ROLES_PATH=roles",
+      "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
+      "KILN_EVENTS_FILE=${var.events_file}",
+    ]
+  }
+
+  provisioner "shell" {
+    inline = ["dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv"]
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/tmp/kiln-packages.tsv"
+    destination = var.manifest_file
+  }
+
+  # Seal: no bake key, host keys, machine id or cloud-init state stays in the image.
+  provisioner "shell" {
+    inline = [
+      "sudo rm -f /tmp/kiln-packages.tsv",
+      "sudo apt-get clean",
+      "sudo rm -rf /var/lib/apt/lists/*",
+      "sudo cloud-init clean --logs",
+      "sudo rm -f /etc/ssh/ssh_host_*",
+      "sudo truncate -s 0 /etc/machine-id",
+      "rm -f ~/.ssh/authorized_keys",
+    ]
+  }
+}
