@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kiln import tools
 from kiln.errors import KilnError, RegistryError, ToolError
 from kiln.fingerprint import canonical_json
-from kiln.registry import Artifact, Package, Registry, Version, actor
+from kiln.registry import Artifact, Package, Registry, Version, VersionSummary, actor
 
 if TYPE_CHECKING:
     from kiln.bake import BakeOutcome, Baker
@@ -36,11 +36,10 @@ SKIPPED_TREES = ("proc", "sys", "dev")
 
 def as_json(value: Any) -> Any:
     """A lifecycle result as JSON-ready data (with the labels the text output shows)."""
+    if isinstance(value, HistoryEntry):
+        return {**{k: as_json(v) for k, v in value._asdict().items()}, **value.json_extras()}
     if is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
-        for name in getattr(value, "JSON_EXTRAS", ()):
-            out[name] = getattr(value, name)
-        return out
+        return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, list | tuple):
         return [as_json(v) for v in value]
     if isinstance(value, dict):
@@ -49,24 +48,27 @@ def as_json(value: Any) -> Any:
 
 
 # -- history --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One version as history lists it."""
+class HistoryEntry(NamedTuple):
+    """One version as history lists it: its summary and the channels pointing at it.
 
-    JSON_EXTRAS: ClassVar[tuple[str, ...]] = ("short_fingerprint", "status_label")
+    A tuple rather than a dataclass: history builds one per version, ten thousand at a time.
+    """
+
     role: str
     version: int
+    kind: str
+    target: str
     fingerprint: str
     parent_role: str | None
     parent_version: int | None
     status: str
     status_reason: str | None
     parent_revoked: bool
-    channels: tuple[str, ...]
     git_commit: str
     git_dirty: bool
     bake_seconds: float
     created_at: str
+    channels: tuple[str, ...] = ()
 
     @property
     def short_fingerprint(self) -> str:
@@ -80,6 +82,9 @@ class HistoryEntry:
     def parent_label(self) -> str:
         return f"{self.parent_role} v{self.parent_version}" if self.parent_role else "-"
 
+    def json_extras(self) -> dict[str, str]:
+        return {"short_fingerprint": self.short_fingerprint, "status_label": self.status_label}
+
 
 @dataclass(frozen=True)
 class History:
@@ -91,29 +96,20 @@ class History:
     deployments: list[dict[str, Any]]
 
 
-def _entry(row: Mapping[str, Any], channels: Mapping[int, list[str]]) -> HistoryEntry:
-    return HistoryEntry(
-        role=row["role"],
-        version=row["version"],
-        fingerprint=row["fingerprint"],
-        parent_role=row["parent_role"],
-        parent_version=row["parent_version"],
-        status=row["status"],
-        status_reason=row["status_reason"],
-        parent_revoked=bool(row["parent_revoked"]),
-        channels=tuple(channels.get(row["version"], ())),
-        git_commit=row["git_commit"],
-        git_dirty=bool(row["git_dirty"]),
-        bake_seconds=row["bake_seconds"],
-        created_at=row["created_at"],
-    )
+def _summary(version: Version) -> VersionSummary:
+    return VersionSummary(
+        version.role, version.version, version.kind, version.target, version.fingerprint,
+        version.parent_role, version.parent_version, version.status, version.status_reason,
+        version.parent_revoked, version.git_commit, version.git_dirty, version.bake_seconds,
+        version.created_at,
+    )  # fmt: skip
 
 
-def _channels_by_version(registry: Registry, role: str) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
+def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
+    out: dict[int, tuple[str, ...]] = {}
     for channel, version in registry.channels(role).items():
         if version is not None:
-            out.setdefault(version, []).append(channel)
+            out[version] = (*out.get(version, ()), channel)
     return out
 
 
@@ -125,7 +121,7 @@ def history(registry: Registry, role: str) -> History:
     channels = _channels_by_version(registry, role)
     return History(
         role=role,
-        versions=[_entry(row, channels) for row in rows],
+        versions=[HistoryEntry(*row, channels.get(row.version, ())) for row in rows],
         channel_log=registry.channel_log(role),
         deployments=registry.deployments(role),
     )
@@ -222,16 +218,8 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
     definition = dict(inputs.get("definition") or {})
     files = inputs.get("ansible_role_files") or {}
     channels = _channels_by_version(registry, role)
-    summary_row = {
-        "role": found.role, "version": found.version, "fingerprint": found.fingerprint,
-        "parent_role": found.parent_role, "parent_version": found.parent_version,
-        "status": found.status, "status_reason": found.status_reason,
-        "parent_revoked": found.parent_revoked, "git_commit": found.git_commit,
-        "git_dirty": found.git_dirty, "bake_seconds": found.bake_seconds,
-        "created_at": found.created_at,
-    }  # fmt: skip
     return VersionDetails(
-        summary=_entry(summary_row, channels),
+        summary=HistoryEntry(*_summary(found), channels.get(found.version, ())),
         kind=found.kind,
         target=found.target,
         definition={k: v for k, v in definition.items() if k not in ("variables", "secrets")},
@@ -503,7 +491,7 @@ def check_channel(channel: str) -> None:
 
 def channels(registry: Registry, role: str) -> list[ChannelState]:
     """The channels of role, the version each points at and that version's status."""
-    statuses = {r["version"]: r["status"] for r in registry.version_summaries(role)}
+    statuses = {r.version: r.status for r in registry.version_summaries(role)}
     return [
         ChannelState(e["channel"], e["version"], statuses.get(e["version"]), e["updated_at"])
         for e in registry.channel_entries(role)
@@ -748,17 +736,17 @@ def gc_plan(registry: Registry, keep: int) -> dict[tuple[str, int], str]:
     """
     rows = registry.version_summaries()
     parents = {
-        (r["role"], r["version"]): (r["parent_role"], r["parent_version"])
+        (r.role, r.version): (r.parent_role, r.parent_version)
         for r in rows
-        if r["parent_role"] is not None and r["parent_version"] is not None
+        if r.parent_role is not None and r.parent_version is not None
     }
     reasons: dict[tuple[str, int], str] = {}
     seen_per_role: dict[str, int] = {}
     for r in rows:  # ordered by role, newest first
-        count = seen_per_role.get(r["role"], 0)
+        count = seen_per_role.get(r.role, 0)
         if count < keep:
-            reasons[(r["role"], r["version"])] = f"one of the newest {keep}"
-        seen_per_role[r["role"]] = count + 1
+            reasons[(r.role, r.version)] = f"one of the newest {keep}"
+        seen_per_role[r.role] = count + 1
     for entry in registry.channel_entries():
         if entry["version"] is not None:
             key = (entry["role"], int(entry["version"]))
@@ -830,32 +818,32 @@ def outdated(registry: Registry) -> list[Outdated]:
     Superseded means a newer version of the parent role exists that is neither failed nor
     revoked.
     """
-    by_role: dict[str, list[dict[str, Any]]] = {}
+    by_role: dict[str, list[VersionSummary]] = {}
     for row in registry.version_summaries():
-        by_role.setdefault(row["role"], []).append(row)
+        by_role.setdefault(row.role, []).append(row)
     found: list[Outdated] = []
     for role, rows in sorted(by_role.items()):
         newest = rows[0]
-        parent_role, parent_version = newest["parent_role"], newest["parent_version"]
+        parent_role, parent_version = newest.parent_role, newest.parent_version
         if parent_role is None or parent_version is None:
             continue
         parent_rows = by_role.get(parent_role, [])
-        parent = next((r for r in parent_rows if r["version"] == parent_version), None)
+        parent = next((r for r in parent_rows if r.version == parent_version), None)
         newer = [
-            r["version"] for r in parent_rows
-            if r["version"] > parent_version and r["status"] not in ("failed", "revoked")
+            r.version for r in parent_rows
+            if r.version > parent_version and r.status not in ("failed", "revoked")
         ]  # fmt: skip
         why = None
-        if parent is not None and parent["status"] == "revoked":
+        if parent is not None and parent.status == "revoked":
             why = f"its parent {parent_role} v{parent_version} is revoked"
-        elif newest["parent_revoked"]:
+        elif newest.parent_revoked:
             why = f"its parent {parent_role} v{parent_version} descends from a revoked version"
         elif newer:
             why = f"its parent {parent_role} v{parent_version} is superseded by v{max(newer)}"
         if why is not None:
             found.append(
                 Outdated(
-                    role, newest["version"], parent_role, parent_version, why,
+                    role, newest.version, parent_role, parent_version, why,
                     max(newer) if newer else None,
                 )
             )  # fmt: skip

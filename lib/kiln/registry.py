@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kiln.errors import RegistryError
 
@@ -131,6 +131,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_by_role ON events (role, id);
     """,
+    # 3: history, gc and outdated read every version of a role: a covering index spares them
+    # the bulky JSON columns (inputs, tools, timings) of each row; revoke walks parents.
+    """
+    CREATE INDEX versions_summary ON versions (
+        role, version, kind, target, fingerprint, parent_role, parent_version, status,
+        status_reason, parent_revoked, git_commit, git_dirty, bake_seconds, created_at
+    );
+    CREATE INDEX versions_by_parent ON versions (parent_role, parent_version);
+    """,
 )
 
 STATUSES = ("baked", "untested", "tested", "failed", "revoked")
@@ -185,6 +194,26 @@ class Version:
             if target is None or artifact.target == target:
                 return artifact
         return None
+
+
+class VersionSummary(NamedTuple):
+    """A version without its bulky JSON columns: what history, gc and outdated read by the
+    thousand (a tuple, so that building ten thousand of them stays cheap)."""
+
+    role: str
+    version: int
+    kind: str
+    target: str
+    fingerprint: str
+    parent_role: str | None
+    parent_version: int | None
+    status: str
+    status_reason: str | None
+    parent_revoked: bool
+    git_commit: str
+    git_dirty: bool
+    bake_seconds: float
+    created_at: str
 
 
 def utc_now() -> str:
@@ -557,20 +586,34 @@ class Registry:
         " status_reason, parent_revoked, git_commit, git_dirty, bake_seconds, created_at"
     )
 
-    def version_summaries(self, role: str | None = None) -> list[dict[str, Any]]:
+    def version_summaries(self, role: str | None = None) -> list[VersionSummary]:
         """Versions without their bulky JSON columns (of role, or of all roles), newest first.
 
-        history and gc read thousands of these, so inputs, tools and timings are left out.
+        history and gc read thousands of these: the covering index versions_summary answers them
+        without reading inputs, tools or timings.
         """
         if role is None:
-            sql = f"SELECT {self._SUMMARY_COLUMNS} FROM versions ORDER BY role, version DESC"
-            rows = self._query(sql)
+            # Both descending: one backwards scan of versions_summary, no sort.
+            sql = f"SELECT {self._SUMMARY_COLUMNS} FROM versions ORDER BY role DESC, version DESC"
+            params: tuple[str, ...] = ()
         else:
             sql = (
                 f"SELECT {self._SUMMARY_COLUMNS} FROM versions WHERE role = ? ORDER BY version DESC"
             )
-            rows = self._query(sql, (role,))
-        return [dict(r) for r in rows]
+            params = (role,)
+        try:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None  # plain tuples: sqlite3.Row costs more than the query
+            rows = cursor.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError(f"cannot read the registry {self.path}: {exc}") from exc
+        return [
+            VersionSummary(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10],
+                bool(r[11]), r[12], r[13],
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def descendants(self, role: str, version: int) -> list[tuple[str, int]]:
         """Every version (of any role) baked from role v<version>, directly or further down."""
