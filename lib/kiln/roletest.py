@@ -5,6 +5,7 @@ Scenarios run offline against throwaway systemd containers (see molecule/_shared
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -396,7 +397,7 @@ class _StepTracker:
             if self._task is not None:  # name the task once, before its first error line
                 self._note(self._task)
                 self._task = None
-            self._note(line[:300])
+            self._note(_summarize_failure(line) if _FAILED_TASK.match(line) else line[:300])
         elif line.strip() == "...ignoring":
             del self.detail[self._task_start :]  # an ignored failure is no failure
         elif line.startswith("CRITICAL") and "glob failed" not in line:
@@ -414,6 +415,21 @@ class _StepTracker:
     @property
     def failed_step(self) -> str | None:
         return self.failed or self.current
+
+
+def _summarize_failure(line: str) -> str:
+    # "fatal: [instance]: FAILED! => {json}" carries the whole module result; keep what a reader
+    # needs (msg, stderr) instead of the first few hundred characters of it.
+    head, sep, payload = line.partition(" => ")
+    try:
+        result = json.loads(payload) if sep else None
+    except ValueError:
+        result = None
+    if isinstance(result, dict):
+        parts = [str(result[key]).strip()[:300] for key in ("msg", "stderr") if result.get(key)]
+        if parts:
+            return f"{head} => {' | '.join(parts)}"
+    return line[:300]
 
 
 _MOLECULE_HINT = Path(sys.executable).parent / "molecule"

@@ -213,7 +213,7 @@ TASK [{name} : Fail on purpose] ************************************************
 [ERROR]: Task failed: Module failed: non-zero return code
 Origin: /project/roles/{name}/tasks/main.yml:19:3
 
-fatal: [instance]: FAILED! => {{"changed": true, "cmd": ["/bin/false"], "rc": 1}}
+fatal: [instance]: FAILED! => {{"msg": "non-zero return code", "stderr": "/bin/false: boom"}}
 CRITICAL Ansible return code was 2, command was: ansible-playbook converge.yml
 ERROR    [{name} > converge] Executed: Failed
 INFO     [{name} > destroy] Executing
@@ -328,6 +328,7 @@ def test_a_failing_converge_names_the_step_the_task_and_the_tail(
     assert "Molecule scenario 'common' failed at step 'converge' (exit code 2" in message
     assert "TASK [common : Fail on purpose]" in message
     assert "Origin: /project/roles/common/tasks/main.yml:19:3" in message
+    assert "fatal: [instance]: FAILED! => non-zero return code | /bin/false: boom" in message
     assert "TASK [common : Write the configuration]" not in message.split("Last ")[0]
     assert "Last 20 lines of output:" in message
     last = CONVERGE_FAILURE.format(name="common").splitlines()[-roletest.TAIL_LINES :]
