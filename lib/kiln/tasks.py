@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
 from typing import Any, NoReturn
 
 from invoke.collection import Collection
@@ -29,6 +32,25 @@ def project() -> Project:
         return _state["project"]
     except KeyError:
         raise Exit("tasks.py must call kiln.tasks.collection(project)", 2) from None
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """tasks.py defines roles as invoke loads it, outside any task: its errors get one line too."""
+    if not isinstance(exc, KilnError):
+        _previous_excepthook(kind, exc, tb)
+        return
+    # The innermost frame outside kiln is the line of tasks.py that made the bad definition.
+    where = ""
+    for frame, line in traceback.walk_tb(tb):
+        path = Path(frame.f_code.co_filename)
+        if _PACKAGE not in path.parents and not frame.f_code.co_filename.startswith("<"):
+            where = f"{path.name}:{line}: "
+    sys.stderr.write(f"kiln: {where}{exc}\n")
+
+
+_PACKAGE = Path(__file__).resolve().parent
+_previous_excepthook = sys.excepthook
+sys.excepthook = _excepthook
 
 
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
@@ -199,11 +221,34 @@ def drift(c: Context, role: str | None = None, json: bool = False) -> None:
             )
 
 
+@task(
+    # Invoke has no optional positional arguments: `invoke audit` audits all, `-r web` one.
+    positional=[],
+    help={
+        "role": "the role to audit (default: every role)",
+        "json": "print the findings as JSON",
+    },
+)
+def audit(c: Context, role: str | None = None, json: bool = False) -> None:
+    """Audit roles' Ansible for anything that could reach a host other than the builder."""
+    from kiln.commands import audit_lines, audit_project
+
+    with cli():
+        reports = audit_project(project(), [role] if role else None)
+        errors = sum(len(r.errors) for r in reports.values())
+        if json:
+            emit_json({"ok": not errors, "roles": {k: r.to_json() for k, r in reports.items()}})
+        else:
+            print("\n".join(audit_lines(reports)))
+        if errors:
+            raise Exit(f"kiln: the guard refused {errors} finding(s); a bake would stop", 1)
+
+
 def collection(proj: Project) -> Collection:
     """The Invoke collection for proj; tasks.py sets ``ns = collection(project)``."""
     _state["project"] = proj
     ns = Collection()
-    for item in (bake, render, run):
+    for item in (audit, bake, render, run):
         ns.add_task(item)
     ns.add_task(list_roles, name="list")
     for item in (deploy, servers, drift):
