@@ -1,0 +1,402 @@
+"""Fast tests of kiln.vm: the qemu template, loopback-only forwards, per-bake access, teardown.
+
+The KVM probe and booted_vm run against fake qemu binaries here; tests/integration/test_vm.py
+exercises the real ones.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from kiln import vm
+from kiln.errors import BuildError
+
+
+def _context(tmp_path: Path, **overrides: object) -> dict[str, object]:
+    ctx: dict[str, object] = {
+        "role_name": "web",
+        "vm_name": "web.qcow2",
+        "base_image_path": str(tmp_path / "base.qcow2"),
+        "base_image_sha256": "0" * 64,
+        "output_dir": str(tmp_path / "out"),
+        "accel": "tcg",
+        "ssh_private_key_file": str(tmp_path / "key"),
+        "seed_dir": str(tmp_path / "seed"),
+        "serial_log": str(tmp_path / "serial.log"),
+        "playbook_path": str(tmp_path / "site.yml"),
+        "roles_path": "/work/roles",
+        "extra_vars_json": json.dumps({"web_title": 'say "hi" ${not_hcl} %{nor_this}'}),
+    }
+    ctx.update(overrides)
+    return ctx
+
+
+def _unquote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _source(parsed: dict[str, Any]) -> dict[str, Any]:
+    source: dict[str, Any] = parsed["source"][0]['"qemu"']['"web"']
+    return source
+
+
+def _provisioners(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in parsed["build"][0]["provisioner"]:
+        for kind, body in block.items():
+            found[_unquote(kind)] = body
+    return found
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> str:
+    return vm.render_qemu_template(_context(tmp_path))
+
+
+def test_template_renders_and_parses(rendered: str) -> None:
+    parsed = hcl2.loads(rendered)
+    assert "required_plugins" not in rendered  # Packer 1.6.6 has no packer {} block
+    source = _source(parsed)
+    assert source["disk_image"] is True
+    assert source["headless"] is True
+    assert source["accelerator"] == "${var.accelerator}"
+    assert _unquote(source["format"]) == "qcow2"
+    assert _unquote(source["cd_label"]) == "cidata"
+    assert [_unquote(f).rsplit("/", 1)[1] for f in source["cd_files"]] == ["user-data", "meta-data"]
+    assert _unquote(source["ssh_username"]) == "packer"
+    assert _unquote(source["ssh_timeout"]) == "10m"
+    assert _unquote(source["vnc_bind_address"]) == "127.0.0.1"
+    variable = parsed["variable"][0]['"accelerator"']
+    assert _unquote(variable["default"]) == "tcg"
+    assert parsed["build"][0]["sources"] == ['"source.qemu.web"']
+
+
+def test_template_provisioners(rendered: str) -> None:
+    provisioners = _provisioners(hcl2.loads(rendered))
+    assert list(provisioners) == ["shell", "ansible"]  # cloud-init settles before Ansible
+    assert "cloud-init status --wait" in provisioners["shell"]["inline"][0]
+    ansible = provisioners["ansible"]
+    assert ansible["use_proxy"] is False
+    assert _unquote(ansible["user"]) == "packer"
+    assert '"--become"' in ansible["extra_arguments"]
+    env = [_unquote(v) for v in ansible["ansible_env_vars"]]
+    assert "ANSIBLE_PIPELINING=True" in env
+    assert "ANSIBLE_SSH_RETRIES=5" in env
+    assert "ANSIBLE_ROLES_PATH=/work/roles" in env
+
+
+def test_template_seals_in_shutdown_command(rendered: str) -> None:
+    command = _unquote(_source(hcl2.loads(rendered))["shutdown_command"])
+    for step in (
+        "cloud-init clean --logs",
+        "rm -f /etc/ssh/ssh_host_*",
+        "truncate -s 0 /etc/machine-id",
+        "userdel --force --remove packer",
+        "apt-get clean",
+        "fstrim",
+    ):
+        assert step in command
+    assert command.rstrip("'\"").endswith("poweroff")
+
+
+def test_every_hostfwd_is_on_loopback(rendered: str) -> None:
+    binds = re.findall(r"hostfwd=(?:tcp|udp):([^:]*):", rendered)
+    assert binds == ["127.0.0.1"]
+    assert "{{ .SSHHostPort }}" in rendered  # packer fills the port in, not Jinja2
+    rules = vm.hostfwd_rules({80: 8080, 22: 2222})
+    assert re.findall(r"hostfwd=tcp:([^:]*):", rules) == ["127.0.0.1", "127.0.0.1"]
+    assert rules == "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80"
+
+
+def test_strings_are_hcl_escaped(rendered: str) -> None:
+    assert "$${not_hcl}" in rendered and "%%{nor_this}" in rendered
+    assert vm.hcl_string('a"b\\c${x}%{y}\n') == '"a\\"b\\\\c$${x}%%{y}\\n"'
+    hcl2.loads(rendered)  # still parses with the escapes
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"role_name": "Web Server"}, "cannot name a packer source"),
+        ({"accel": "hvf"}, "unknown accelerator"),
+    ],
+)
+def test_template_refuses_bad_context(
+    tmp_path: Path, override: dict[str, str], message: str
+) -> None:
+    with pytest.raises(BuildError, match=message):
+        vm.render_qemu_template(_context(tmp_path, **override))
+
+
+def test_template_refuses_missing_context(tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    del ctx["seed_dir"]
+    with pytest.raises(BuildError, match="seed_dir"):
+        vm.render_qemu_template(ctx)
+
+
+def test_template_documents_its_context() -> None:
+    header = (vm.TEMPLATES_DIR / vm.QEMU_TEMPLATE).read_text().split("-#}")[0]
+    for key in vm.QEMU_TEMPLATE_CONTEXT:
+        assert re.search(rf"^\s+{key}\s", header, re.M), key
+
+
+@pytest.mark.skipif(shutil.which("packer") is None, reason="needs packer")
+def test_rendered_template_is_packer_fmt_clean(tmp_path: Path, rendered: str) -> None:
+    path = tmp_path / "web.pkr.hcl"
+    path.write_text(rendered)
+    fmt = subprocess.run(["packer", "fmt", "-check", "-diff", str(path)], capture_output=True)
+    assert fmt.returncode == 0, fmt.stdout.decode()
+    check = subprocess.run(["packer", "validate", "-syntax-only", str(path)], capture_output=True)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_base_inputs_are_json_and_complete() -> None:
+    inputs = vm.vm_base_inputs()
+    text = json.dumps(inputs, sort_keys=True)
+    assert json.loads(text) == inputs
+    assert inputs["suite"] == "bookworm"
+    packages = inputs["packages"]
+    assert isinstance(packages, list)
+    for name in ("linux-image-amd64", "openssh-server", "cloud-init", "grub-pc-bin", "python3"):
+        assert name in packages
+    files = inputs["files"]
+    assert isinstance(files, dict)
+    assert "datasource_list: [NoCloud, None]" in files["/etc/cloud/cloud.cfg.d/90-kiln.cfg"]
+    assert "LABEL=root" in files["/etc/fstab"]
+    assert "ssh-keygen -A" in files["/etc/systemd/system/ssh.service.d/kiln-host-keys.conf"]
+    assert len(vm.vm_base_digest()) == 64
+    assert vm.vm_base_digest() == vm.vm_base_digest()
+
+
+def test_customize_hooks_write_the_files_verbatim(tmp_path: Path) -> None:
+    # Run the hooks the way mmdebstrap does (sh -c HOOK exec ROOT) against an empty tree.
+    for hook in vm.vm_base_inputs()["customize_hooks"]:  # type: ignore[attr-defined]
+        if "chroot" in hook:
+            continue
+        subprocess.run(["sh", "-c", hook, "exec", str(tmp_path)], check=True)
+    for path, content in vm.BASE_FILES.items():
+        assert (tmp_path / path.lstrip("/")).read_text() == content
+
+
+def test_bake_access_makes_and_deletes_key_and_seed(tmp_path: Path) -> None:
+    with vm.bake_access(tmp_path) as access, vm.bake_access(tmp_path) as other:
+        assert access.private_key.is_file()
+        assert stat.S_IMODE(access.private_key.stat().st_mode) == 0o600
+        assert access.public_key.startswith("ssh-ed25519 ")
+        user_data = (access.seed_dir / "user-data").read_text()
+        assert user_data.startswith("#cloud-config\n")
+        assert "name: packer" in user_data
+        assert "NOPASSWD:ALL" in user_data
+        assert access.public_key in user_data
+        assert "manage_etc_hosts: true" in user_data
+        meta = (access.seed_dir / "meta-data").read_text()
+        assert f"instance-id: {access.instance_id}" in meta
+        assert access.instance_id != other.instance_id
+        key = access.private_key
+    assert not key.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bake_access_deletes_key_on_interrupt(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), vm.bake_access(tmp_path) as access:
+        key = access.private_key
+        raise KeyboardInterrupt
+    assert not key.exists()
+
+
+# --- fake qemu binaries -----------------------------------------------------------------------
+
+
+def _fake_bin(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    kvm = tmp_path / "kvm"
+    kvm.touch()
+    monkeypatch.setattr(vm, "KVM_DEVICE", str(kvm))
+    return bin_dir
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie of ours would still answer; the code under test reaps its children
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        # A kernel that hangs under a broken KVM still prints its real-mode setup line.
+        ('echo "Probing EDD (edd=off to disable)... ok"\n', False),
+        ('echo "Probing EDD (edd=off to disable)... ok"\necho "[0.0] Linux version 6.1.0"\n', True),
+    ],
+)
+def test_probe_kvm_needs_the_kernel_banner(
+    fake_path: Path, tmp_path: Path, output: str, expected: bool
+) -> None:
+    pidfile = tmp_path / "qemu.pid"
+    _fake_bin(fake_path, vm.QEMU_BINARY, f"echo $$ > {pidfile}\n{output}exec sleep 60\n")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    started = time.monotonic()
+    assert vm.probe_kvm(kernel_image=kernel, timeout_s=1.5) is expected
+    assert time.monotonic() - started < 5
+    assert _gone(int(pidfile.read_text()))  # qemu is always killed
+
+
+def test_probe_kvm_false_when_qemu_refuses(fake_path: Path, tmp_path: Path) -> None:
+    _fake_bin(fake_path, vm.QEMU_BINARY, "echo 'failed to initialize kvm' >&2\nexit 1\n")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    assert vm.probe_kvm(kernel_image=kernel, timeout_s=5) is False
+
+
+def test_probe_kvm_false_without_a_kernel_or_device(
+    fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_bin(fake_path, vm.QEMU_BINARY, 'echo "Linux version 6.1"\nexec sleep 60\n')
+    monkeypatch.setattr(vm, "_host_kernel", lambda: None)
+    assert vm.probe_kvm(timeout_s=1) is False
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    monkeypatch.setattr(vm, "KVM_DEVICE", str(tmp_path / "no-such-kvm"))
+    assert vm.probe_kvm(kernel_image=kernel, timeout_s=1) is False
+
+
+_FAKE_QEMU_IMG = 'for last; do :; done\necho overlay > "$last"\n'
+# Writes its pid where -pidfile says, records its argv, then runs until killed.
+_FAKE_QEMU = """\
+printf '%s\\n' "$@" > "$(dirname "$0")/argv"
+while [ $# -gt 0 ]; do
+  [ "$1" = "-pidfile" ] && echo $$ > "$2"
+  shift
+done
+exec sleep 300
+"""
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_booted_vm_kills_qemu_and_deletes_overlay(
+    fake_path: Path, tmp_path: Path, interrupt: bool
+) -> None:
+    _fake_bin(fake_path, "qemu-img", _FAKE_QEMU_IMG)
+    _fake_bin(fake_path, vm.QEMU_BINARY, _FAKE_QEMU)
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"qcow2")
+    with (
+        pytest.raises(KeyboardInterrupt) if interrupt else _nothing(),
+        vm.booted_vm(image, accel="tcg", forwards={80: 0, 22: 0}) as running,
+    ):
+        assert running.alive()
+        assert running.overlay.exists()
+        assert set(running.ports) == {80, 22}
+        assert len(set(running.ports.values())) == 2
+        assert running.url(80) == f"http://127.0.0.1:{running.ports[80]}/"
+        pid, overlay = running.pid, running.overlay
+        if interrupt:
+            raise KeyboardInterrupt
+    assert _gone(pid)
+    assert not overlay.exists()
+    argv = (fake_path / "argv").read_text().splitlines()
+    netdev = argv[argv.index("-netdev") + 1]
+    assert "restrict=on" in netdev
+    assert re.findall(r"hostfwd=tcp:([^:]*):", netdev) == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_booted_vm_reports_a_qemu_that_dies(fake_path: Path, tmp_path: Path) -> None:
+    _fake_bin(fake_path, "qemu-img", _FAKE_QEMU_IMG)
+    _fake_bin(fake_path, vm.QEMU_BINARY, "echo 'could not set up host forwarding' >&2\nexit 1\n")
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"qcow2")
+    with (
+        pytest.raises(BuildError, match="host forwarding"),
+        vm.booted_vm(image, accel="tcg", forwards={80: 0}),
+    ):
+        pass
+
+
+def test_booted_vm_refuses_unknown_accelerator(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="accelerator"), vm.booted_vm(tmp_path, accel="xen"):
+        pass
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --- wait_for_http ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def page_server() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<h1>Hello from kiln</h1>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_wait_for_http_returns_the_page(page_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # must be ignored
+    body = vm.wait_for_http(f"http://127.0.0.1:{page_server}/", 5)
+    assert "Hello from kiln" in body
+
+
+def test_wait_for_http_times_out() -> None:
+    port = vm._free_loopback_ports(1)[0]
+    with pytest.raises(BuildError, match="did not answer"):
+        vm.wait_for_http(f"http://127.0.0.1:{port}/", 1)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:80/", "http://10.0.2.15/", "https://127.0.0.1/", "http://[::1]/"]
+)
+def test_wait_for_http_polls_loopback_only(url: str) -> None:
+    with pytest.raises(BuildError, match="only polls"):
+        vm.wait_for_http(url, 1)
