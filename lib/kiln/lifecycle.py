@@ -121,7 +121,7 @@ def history(registry: Registry, role: str) -> History:
     channels = _channels_by_version(registry, role)
     return History(
         role=role,
-        versions=[HistoryEntry(*row, channels.get(row.version, ())) for row in rows],
+        versions=[HistoryEntry._make((*row, channels.get(row.version, ()))) for row in rows],
         channel_log=registry.channel_log(role),
         deployments=registry.deployments(role),
     )
@@ -853,12 +853,13 @@ def outdated(registry: Registry) -> list[Outdated]:
 def bake_outdated(
     baker: Baker,
     *,
-    within: str | None = None,
+    within: Sequence[str] | None = None,
     on_bake: Callable[[str, list[BakeOutcome]], None] | None = None,
 ) -> list[tuple[str, list[BakeOutcome]]]:
     """Rebake outdated roles, parents first; a rebaked parent makes its children outdated too.
 
-    within limits it to one role and the roles built on it. Roles no longer defined are skipped.
+    within limits it to those roles and the roles built on them. Roles no longer defined are
+    skipped.
     """
     from kiln.model import Role
 
@@ -866,7 +867,7 @@ def bake_outdated(
     allowed: set[str] | None = None
     if within is not None:
         allowed = set()
-        todo: list[Role] = [project.role_named(within)]
+        todo: list[Role] = [project.role_named(name) for name in within]
         while todo:
             node = todo.pop()
             allowed.add(node.name)

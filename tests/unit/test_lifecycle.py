@@ -487,7 +487,7 @@ def test_bake_outdated_within_one_role(reg: Registry, tmp_path: Path) -> None:
     record(reg, "base", 2, parent=("debian", 1))
     record(reg, "debian", 2)
     baker = FakeBaker(project, reg)
-    done = lifecycle.bake_outdated(baker, within="web")  # type: ignore[arg-type]
+    done = lifecycle.bake_outdated(baker, within=["web"])  # type: ignore[arg-type]
     assert [name for name, _ in done] == ["web"]  # base is outdated too, but not asked for
 
 
