@@ -36,10 +36,13 @@ _NEEDS_ESCAPE = re.compile(r'["\\\n\r\t]|[\x00-\x1f\x7f\u2028\u2029]|\$\{|%\{')
 
 def _escape_match(match: re.Match[str]) -> str:
     text = match.group(0)
+    # "$${" is HCL's own escape, but python-hcl2 only lexes it when a "}" follows somewhere
+    # later (and then its token can run on across strings to that "}"). "\u0024{" means the same
+    # to Packer and parses the same everywhere.
     if text == "${":
-        return "$${"
+        return "\\u0024{"
     if text == "%{":
-        return "%%{"
+        return "\\u0025{"
     if text in _ESCAPES:
         return _ESCAPES[text]
     return f"\\u{ord(text):04x}"

@@ -30,8 +30,9 @@ GOLDEN = REPO / "tests" / "golden"
         ("plain", '"plain"'),
         ('say "hi"', '"say \\"hi\\""'),
         ("back\\slash", '"back\\\\slash"'),
-        ("${var.x}", '"$${var.x}"'),
-        ("%{ if true }", '"%%{ if true }"'),
+        ("${var.x}", '"\\u0024{var.x}"'),
+        ("%{ if true }", '"\\u0025{ if true }"'),
+        ("a${", '"a\\u0024{"'),  # no "}" after it: python-hcl2 cannot lex "$${" here
         ("two\nlines\r\t", '"two\\nlines\\r\\t"'),
         ("bell\x07", '"bell\\u0007"'),
         ("sep\u2028", '"sep\\u2028"'),
