@@ -93,24 +93,31 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 def ansible_role_closure(roles_path: Path, ansible_roles: tuple[str, ...]) -> list[str]:
     """The Ansible roles applied, with their meta dependencies, dependencies first."""
     ordered: list[str] = []
-    visiting: set[str] = set()
 
-    def visit(name: str) -> None:
+    def visit(name: str, path: tuple[str, ...]) -> None:
         if name in ordered:
             return
-        if name in visiting:
-            raise DefinitionError(f"Ansible role {name!r}: meta dependencies form a cycle")
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise DefinitionError(
+                f"Ansible role {name!r}: meta dependencies form a cycle: {cycle}; "
+                "remove one of them from its meta/main.yml"
+            )
+        # A dependency names a directory of roles_path, never a path out of it.
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise DefinitionError(
+                f"Ansible role {path[-1] if path else name!r}: dependency {name!r} in "
+                f"meta/main.yml is not a role name under {roles_path}"
+            )
         role_dir = roles_path / name
         if not (role_dir / "tasks").is_dir():
             raise DefinitionError(f"Ansible role {name!r} (a dependency) not found in {roles_path}")
-        visiting.add(name)
         for dep in role_dependencies(role_dir):
-            visit(dep)
-        visiting.discard(name)
+            visit(dep, (*path, name))
         ordered.append(name)
 
     for name in ansible_roles:
-        visit(name)
+        visit(name, ())
     return ordered
 
 
