@@ -122,29 +122,35 @@ def run_packer(
     tail = _EventTail(events_path)
     interrupt_deadline: float | None = None
     done = False
-    while not done:
-        try:
+    try:
+        while not done:
             try:
-                raw = lines.get(timeout=0.2)
-            except queue.Empty:
-                raw = ""
-            if raw is None:
-                done = True
-            elif raw:
-                _handle_line(raw, result, log, on_line, redact)
-            for event in tail.poll():
-                result.events.append(event)
-                on_event(event)
-            if interrupt_deadline is not None and time.monotonic() > interrupt_deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                interrupt_deadline = None
-        except KeyboardInterrupt:
-            if not result.interrupted:
-                result.interrupted = True
-                on_line("interrupted: asking packer to remove the builder...")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGINT)
-                interrupt_deadline = time.monotonic() + CLEANUP_GRACE_S
+                try:
+                    raw = lines.get(timeout=0.2)
+                except queue.Empty:
+                    raw = ""
+                if raw is None:
+                    done = True
+                elif raw:
+                    _handle_line(raw, result, log, on_line, redact)
+                for event in tail.poll():
+                    result.events.append(event)
+                    on_event(event)
+                if interrupt_deadline is not None and time.monotonic() > interrupt_deadline:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    interrupt_deadline = None
+            except KeyboardInterrupt:
+                if not result.interrupted:
+                    result.interrupted = True
+                    on_line("interrupted: asking packer to remove the builder...")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGINT)
+                    interrupt_deadline = time.monotonic() + CLEANUP_GRACE_S
+    except BaseException:
+        # Anything else (a full disk under the log, a bug in a sink): packer must not outlive
+        # kiln, so it is interrupted, given time to remove its builder, then killed.
+        _stop(proc)
+        raise
     result.returncode = proc.wait()
     for event in tail.poll():
         result.events.append(event)
@@ -152,6 +158,17 @@ def run_packer(
     tail.close()
     result.duration_s = time.monotonic() - started
     return result
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=CLEANUP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _handle_line(

@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
@@ -24,6 +25,8 @@ DOCUMENTATION = """
 """
 
 TAIL_LINES = 20
+INVENTORY_MAX_BYTES = 64 * 1024
+INVENTORY_REFUSED_EXIT = 97
 
 
 def _tail(value, lines=TAIL_LINES):
@@ -63,7 +66,36 @@ class CallbackModule(CallbackBase):
             "action": task.action,
         }
 
+    def _check_inventory(self, play):
+        """Report the inventory Ansible was handed, and stop before any task unless it is one host.
+
+        kiln checks the report again before it records a version: the proof that Ansible could
+        reach nothing but the builder.
+        """
+        sources = []
+        for source in context.CLIARGS.get("inventory") or ():
+            entry = {"source": source, "is_file": os.path.isfile(source), "content": source}
+            if entry["is_file"]:
+                with open(source, encoding="utf-8", errors="replace") as handle:
+                    entry["content"] = handle.read(INVENTORY_MAX_BYTES)
+            sources.append(entry)
+        inventory = getattr(play.get_variable_manager(), "_inventory", None)
+        hosts = sorted(inventory.hosts) if inventory is not None else None
+        self._emit("inventory", sources=sources, hosts=hosts)
+        if hosts is not None and len(hosts) == 1:
+            return
+        message = (
+            f"the inventory holds {'an unknown number of' if hosts is None else len(hosts)} "
+            f"host(s) ({', '.join((hosts or [])[:5])}); kiln runs Ansible only against the one "
+            "builder, so this bake stops before its first task"
+        )
+        self._emit("guard", status="refused", message=message)
+        self._display.error(f"kiln: {message}")
+        # Callback exceptions only become warnings; SystemExit ends ansible-playbook here.
+        raise SystemExit(INVENTORY_REFUSED_EXIT)
+
     def v2_playbook_on_play_start(self, play):
+        self._check_inventory(play)
         total = 0
         try:
             for block in play.compile():
