@@ -7,6 +7,7 @@ second bake waits and then finds the first one's version.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -22,14 +23,21 @@ from typing import Any
 
 from kiln import tools
 from kiln.console import NullReporter, Reporter
-from kiln.errors import BuildError, ProvisionError, RegistryError
+from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError
 from kiln.fingerprint import (
     Fingerprint,
     fingerprint_chain,
     read_secret,
     secret_key,
 )
-from kiln.guard import AuditReport, ansible_environment, audit_roles, raise_for_findings
+from kiln.guard import (
+    AuditReport,
+    ansible_environment,
+    audit_playbook,
+    audit_roles,
+    check_single_host_inventory,
+    raise_for_findings,
+)
 from kiln.model import Base, Node, Project, Role
 from kiln.packer import PackerRun, run_packer
 from kiln.registry import Package, Registry, Version, utc_now
@@ -135,6 +143,8 @@ class Baker:
     def bake(self, name: str, *, force: bool = False) -> list[BakeOutcome]:
         """Bake role name and any stale ancestor; returns one outcome per node, base first."""
         role = self.project.role_named(name)
+        if not force:
+            self._refuse_revoked_ancestors(role)
         fingerprints, secrets = self.fingerprints(role)
         if not force:
             hit = self.cached_version(role, fingerprints[name])
@@ -189,8 +199,27 @@ class Baker:
         hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
         if hit is None:
             return None
+        if hit.parent_role is not None and hit.parent_version is not None:
+            # An image built on a revoked one inherits whatever made it revoked.
+            parent = self.registry.get(hit.parent_role, hit.parent_version)
+            if parent is None or parent.status == "revoked":
+                return None
         artifact = hit.artifact(self.target_name)
         return hit if artifact is not None and self.target.artifact_exists(artifact) else None
+
+    def _refuse_revoked_ancestors(self, role: Role) -> None:
+        """Never build on a revoked image by accident: rebaking the same inputs may repeat the
+        reason it was revoked, so kiln asks for --force (or a changed definition) first."""
+        for node in role.ancestry()[:-1]:
+            newest = self.registry.latest(node.name, target=self.target_name)
+            if newest is not None and newest.status == "revoked":
+                why = f" ({newest.status_reason})" if newest.status_reason else ""
+                raise RegistryError(
+                    f"cannot bake {role.name}: its ancestor {newest.label} is revoked{why}, and "
+                    "kiln does not build on a revoked image. Fix the reason in its definition, "
+                    f"or bake a new {node.name} deliberately with `invoke bake {role.name} "
+                    "--force` (the revoked version is never reused). No version was recorded."
+                )
 
     def _git_state(self) -> tuple[str, bool]:
         if self._git is None:
@@ -243,6 +272,7 @@ class Baker:
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
         )
         write_if_changed(self.target.render(plan))
+        self.audit_playbook(role, plan.playbook_path, work)
         timings["render"] = time.monotonic() - started
 
         commit, dirty = self._git_state()
@@ -271,14 +301,22 @@ class Baker:
                         role.name, line), on_event=lambda event: self.reporter.ansible_event(
                         role.name, event), redact=redact,
                 )  # fmt: skip
+        except OSError as exc:  # the log's disk is full: packer was stopped before this
+            self._discard(plan, version)
+            shutil.rmtree(work, ignore_errors=True)
+            log_file = log_dir / "packer.log"
+            raise _write_failure(role, version, exc, log_file, self.project.root) from exc
         finally:
             (work / "secrets.json").unlink(missing_ok=True)
             self.target.reap_builders(role=role.name, bake_id=bake_id)
             self._keep_events(work, log_dir, redact)
         timings.update(_packer_phases(run, packer_started))
-        if run.interrupted or run.returncode != 0:
+        refused = _inventory_refusal(run, required=not (run.interrupted or run.returncode))
+        if refused or run.interrupted or run.returncode != 0:
             self._discard(plan, version)
             shutil.rmtree(work, ignore_errors=True)
+            if refused:
+                raise GuardError(f"bake of {role.name} v{version}: {refused}")
             raise _failure(role, version, run, log_dir, self.project.root, redact)
 
         record_started = time.monotonic()
@@ -293,7 +331,11 @@ class Baker:
             fingerprint=fingerprint.digest, parent_role=parent.role,
             parent_version=parent.version, status="baked", git_commit=commit, git_dirty=dirty,
             tools=dict(fingerprint.inputs.get("tools", {})),
-            inputs={**fingerprint.inputs, "definition": role.inputs()},
+            # What was fingerprinted (secrets as keyed digests), plus the audit exceptions.
+            inputs={
+                **fingerprint.inputs,
+                "definition": {**role.inputs(), **fingerprint.inputs["definition"]},
+            },
             timings={k: round(v, 3) for k, v in timings.items()},
             bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
         )  # fmt: skip
@@ -323,7 +365,10 @@ class Baker:
     def _keep_events(self, work: Path, log_dir: Path, redact: Redactor) -> None:
         events = work / "events.jsonl"
         if events.exists():
-            (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
+            try:
+                (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
+            except OSError as exc:  # runs in a finally: never hide the bake's own error
+                self.reporter.warning("kiln", f"cannot keep the Ansible events in {log_dir}: {exc}")
             events.unlink()
 
     def audit(self, role: Role, work_dir: Path | None = None) -> AuditReport:
@@ -340,6 +385,17 @@ class Baker:
             self.reporter.warning(
                 role.name, f"{finding.location} [{finding.rule}] {finding.task}: {finding.message}"
             )
+        raise_for_findings(report, role.name)
+        return report
+
+    def audit_playbook(self, role: Role, playbook: Path, work_dir: Path) -> AuditReport:
+        """Audit the playbook kiln rendered for role, as it will run; its roles were audited."""
+        report = audit_playbook(
+            playbook,
+            work_dir=work_dir,
+            production_hosts=self.project.production_hosts,
+            secret_vars=list(role.secrets),
+        )
         raise_for_findings(report, role.name)
         return report
 
@@ -372,6 +428,48 @@ def _packer_phases(run: PackerRun, started: float) -> dict[str, float]:
         "provision": max(0.0, last - first),
         "capture and commit": max(0.0, end - last),
     }
+
+
+def _inventory_refusal(run: PackerRun, *, required: bool) -> str | None:
+    """Why Ansible's own report of its inventory does not prove it held only the builder.
+
+    kiln's callback reports every inventory source (packer's temporary `-i` file) and the hosts
+    Ansible parsed from it, and stops Ansible before its first task if they are not one host.
+    """
+    reports = [e for e in run.events if e.get("event") == "inventory"]
+    refused = [e for e in run.events if e.get("event") == "guard"]
+    if refused:
+        return f"the guard stopped Ansible: {refused[0].get('message', '')}"
+    if not reports:
+        if required:
+            return (
+                "Ansible did not report its inventory, so kiln cannot prove it held only the "
+                "builder; no version was recorded (is the kiln_events callback enabled?)"
+            )
+        return None
+    for event in reports:
+        hosts = event.get("hosts") or []
+        try:
+            if len(hosts) != 1:
+                raise GuardError(f"Ansible parsed {len(hosts)} host(s): {', '.join(hosts[:5])}")
+            for source in event.get("sources") or []:
+                check_single_host_inventory(str(source.get("content", "")))
+        except GuardError as exc:
+            return f"the inventory Ansible was given is not the builder alone: {exc}"
+    return None
+
+
+def _write_failure(role: Role, version: int, exc: OSError, path: Path, root: Path) -> BuildError:
+    """A write that failed during a bake, with errno's name (ENOSPC) so that it can be searched."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    reason = exc.strerror or str(exc)
+    where = _relative_path(str(exc.filename or path), root)
+    advice = "Free some disk space and bake again. " if exc.errno == errno.ENOSPC else ""
+    return BuildError(
+        f"bake of {role.name} v{version} failed: cannot write {where}: {reason}"
+        f"{f' ({code})' if code else ''}. {advice}"
+        "The builder was removed and no version was recorded."
+    )
 
 
 def _read_manifest(path: Path) -> list[Package]:
