@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kiln import tools
+from kiln import acceptance, lint, tools
 from kiln.console import NullReporter, Reporter
-from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError
+from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError, TestFailure
 from kiln.fingerprint import (
     Fingerprint,
     fingerprint_chain,
@@ -105,8 +105,14 @@ class Baker:
         target: str = "docker",
         registry: Registry | None = None,
         reporter: Reporter | None = None,
+        skip_tests: bool = False,
+        check_idempotence: bool = False,
     ) -> None:
         self.project = project
+        #: Record new versions as untested instead of running their acceptance tests.
+        self.skip_tests = skip_tests
+        #: Run Ansible twice in each builder; a change in the second pass fails the bake.
+        self.check_idempotence = check_idempotence
         self.target_name = target
         self.target: Target = get_target(target)
         self.registry = registry or open_registry(project)
@@ -140,8 +146,23 @@ class Baker:
         )
         return fingerprints, secrets
 
-    def bake(self, name: str, *, force: bool = False) -> list[BakeOutcome]:
-        """Bake role name and any stale ancestor; returns one outcome per node, base first."""
+    def bake(
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        skip_tests: bool | None = None,
+        check_idempotence: bool | None = None,
+    ) -> list[BakeOutcome]:
+        """Bake role name and any stale ancestor; returns one outcome per node, base first.
+
+        Every new version passes the acceptance gate (or is recorded untested with skip_tests);
+        skip_tests and check_idempotence default to this Baker's settings.
+        """
+        if skip_tests is not None:
+            self.skip_tests = skip_tests
+        if check_idempotence is not None:
+            self.check_idempotence = check_idempotence
         role = self.project.role_named(name)
         if not force:
             self._refuse_revoked_ancestors(role)
@@ -154,6 +175,7 @@ class Baker:
                     f"(fingerprint {hit.fingerprint[:12]}); nothing baked",
                 )  # fmt: skip
                 return [BakeOutcome(version=hit, baked=False)]
+        self._before_builders(role, fingerprints, force=force)
         outcomes: list[BakeOutcome] = []
         parent: Version | None = None
         for node in role.ancestry():
@@ -184,6 +206,11 @@ class Baker:
                 if hit is not None:
                     self.reporter.message(node.name, f"up to date at version {hit.version}")
                     return BakeOutcome(version=hit, baked=False)
+                pending = self._untested(node, fingerprint)
+                if pending is not None:  # recorded, but its gate was interrupted: finish it
+                    self.reporter.message(node.name, f"{pending.label} is baked but not tested")
+                    return self._gate(node, pending, baked=False, timings={}, log_dir=None)
+            self.target.preflight()
             reaped = self.target.reap_builders(role=node.name)
             if reaped:
                 self.reporter.warning(
@@ -204,8 +231,54 @@ class Baker:
             parent = self.registry.get(hit.parent_role, hit.parent_version)
             if parent is None or parent.status == "revoked":
                 return None
+        if hit.status == "baked" and not self.skip_tests:
+            return None  # its acceptance tests never ran: not ready to stand in for a bake
         artifact = hit.artifact(self.target_name)
         return hit if artifact is not None and self.target.artifact_exists(artifact) else None
+
+    def _untested(self, node: Node, fingerprint: Fingerprint) -> Version | None:
+        """A version with this fingerprint whose acceptance tests have not run yet."""
+        if self.skip_tests:
+            return None
+        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
+        if hit is None or hit.status != "baked":
+            return None
+        artifact = hit.artifact(self.target_name)
+        return hit if artifact is not None and self.target.artifact_exists(artifact) else None
+
+    def _before_builders(
+        self, role: Role, fingerprints: Mapping[str, Fingerprint], *, force: bool
+    ) -> None:
+        """Checks that need no builder, for every node this bake may build: failed twins, lint."""
+        for node in role.ancestry():
+            forced = force and node is role
+            fingerprint = fingerprints[node.name]
+            if not forced and (
+                self.cached_version(node, fingerprint) or self._untested(node, fingerprint)
+            ):
+                continue
+            if not forced:
+                self._refuse_failed_twin(node, fingerprint, role)
+            if isinstance(node, Role):
+                lint.check_role(self.project, node, reporter=self.reporter)
+
+    def _refuse_failed_twin(self, node: Node, fingerprint: Fingerprint, leaf: Role) -> None:
+        """Refuse to rebuild inputs whose newest version failed its tests: it would fail again."""
+        twins = [
+            v for v in self.registry.history(node.name)
+            if v.fingerprint == fingerprint.digest and v.target == self.target_name
+        ]  # fmt: skip
+        if not twins or twins[0].status != "failed":
+            return
+        failed = twins[0]
+        child = "" if node is leaf else f", and {leaf.name} is never baked on a failed parent"
+        raise TestFailure(
+            f"cannot bake {leaf.name}: {failed.label} has the same inputs and failed its "
+            f"acceptance tests ({failed.status_reason or 'no reason recorded'}){child}. "
+            f"Fix {node.name} (or its tests) and bake again; if the failure was transient, rerun "
+            f"its tests with `invoke test {node.name} --version {failed.version}`, or rebake it "
+            f"deliberately with `invoke bake {node.name} --force`. Nothing was baked."
+        )
 
     def _refuse_revoked_ancestors(self, role: Role) -> None:
         """Never build on a revoked image by accident: rebaking the same inputs may repeat the
@@ -240,13 +313,13 @@ class Baker:
         record = Version(
             role=base.name, version=version, kind="base", target=self.target_name,
             fingerprint=fingerprint.digest, parent_role=None, parent_version=None,
-            status="baked", git_commit=commit, git_dirty=dirty, tools={},
+            status=self._new_status(), git_commit=commit, git_dirty=dirty, tools={},
             inputs=dict(fingerprint.inputs), timings={"base": round(took, 3)},
             bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
         )  # fmt: skip
         self._record(record, [], artifact_cleanup=True)
         self.reporter.phase(base.name, "base", f"version {version} ready in {took:.1f}s")
-        return BakeOutcome(version=record, baked=True, timings=record.timings, log_dir=log_dir)
+        return self._gate(base, record, baked=True, timings=record.timings, log_dir=log_dir)
 
     def _log_dir(self, role: str, version: int) -> Path:
         path = self.project.state_path / "logs" / role / str(version)
@@ -258,7 +331,6 @@ class Baker:
     ) -> BakeOutcome:
         started = time.monotonic()
         timings: dict[str, float] = {}
-        tools.require_docker()
         packer = tools.which("packer")
         version = self.registry.allocate_version(role.name)
         bake_id = f"{role.name}:{version}:{uuid.uuid4().hex[:8]}"
@@ -267,7 +339,15 @@ class Baker:
         work.mkdir(parents=True, exist_ok=True)
         redact = Redactor(list(secrets.values()))
         self.audit(role, work)
-        plan = BakePlan(self.project, role, fingerprint, parent, self.target_name)
+        if parent.status in ("failed", "revoked"):
+            raise RegistryError(
+                f"refusing to bake {role.name} on {parent.label}: it is {parent.status}"
+                f"{f' ({parent.status_reason})' if parent.status_reason else ''}"
+            )
+        plan = BakePlan(
+            self.project, role, fingerprint, parent, self.target_name,
+            check_idempotence=self.check_idempotence,
+        )  # fmt: skip
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
         )
@@ -318,6 +398,12 @@ class Baker:
             if refused:
                 raise GuardError(f"bake of {role.name} v{version}: {refused}")
             raise _failure(role, version, run, log_dir, self.project.root, redact)
+        if self.check_idempotence:
+            problem = _idempotence_failure(role, version, run, log_dir, self.project.root)
+            if problem is not None:  # nothing is recorded: the image goes, like the builder
+                self._discard(plan, version)
+                shutil.rmtree(work, ignore_errors=True)
+                raise problem
 
         record_started = time.monotonic()
         self.reporter.phase(role.name, "record", f"version {version}")
@@ -329,7 +415,8 @@ class Baker:
         record = Version(
             role=role.name, version=version, kind="role", target=self.target_name,
             fingerprint=fingerprint.digest, parent_role=parent.role,
-            parent_version=parent.version, status="baked", git_commit=commit, git_dirty=dirty,
+            parent_version=parent.version, status=self._new_status(), git_commit=commit,
+            git_dirty=dirty,
             tools=dict(fingerprint.inputs.get("tools", {})),
             # What was fingerprinted (secrets as keyed digests), plus the audit exceptions.
             inputs={
@@ -340,7 +427,46 @@ class Baker:
             bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
         )  # fmt: skip
         self._record(record, packages, artifact_cleanup=True)
-        return BakeOutcome(version=record, baked=True, timings=record.timings, log_dir=log_dir)
+        return self._gate(
+            role, record, baked=True, timings=record.timings, log_dir=log_dir, redact=redact
+        )
+
+    # -- the acceptance gate ----------------------------------------------------------------
+    def _new_status(self) -> str:
+        """A new version is `baked` until its gate decides, or `untested` when tests are skipped."""
+        return "untested" if self.skip_tests else "baked"
+
+    def _gate(
+        self,
+        node: Node,
+        version: Version,
+        *,
+        baked: bool,
+        timings: Mapping[str, float],
+        log_dir: Path | None,
+        redact: Redactor | None = None,
+    ) -> BakeOutcome:
+        """Run version's acceptance tests and record the verdict; a failure raises TestFailure."""
+        if self.skip_tests:
+            self.reporter.message(node.name, f"{version.label} recorded untested (--skip-tests)")
+            return BakeOutcome(version=version, baked=baked, timings=timings, log_dir=log_dir)
+        self.reporter.phase(node.name, "tests", f"acceptance tests of {version.label}")
+        result = acceptance.run_acceptance(
+            self.project, node, version, registry=self.registry, reporter=self.reporter,
+            redact=redact or str, target=self.target_name,
+        )  # fmt: skip
+        tested = acceptance.record_result(self.registry, version, result)
+        log = acceptance.write_log(self.project, result)
+        if not result.passed:
+            raise TestFailure(
+                acceptance.failure_message(result, log=_relative_path(str(log), self.project.root))
+            )
+        self.reporter.phase(
+            node.name, "tests", f"{version.label} {tested.status}: {result.summary} "
+            f"in {result.duration_s:.1f}s",
+        )  # fmt: skip
+        timings = {**timings, "tests": round(result.duration_s, 3)}
+        return BakeOutcome(version=tested, baked=baked, timings=timings, log_dir=log_dir)
 
     def _record(self, record: Version, packages: list[Package], *, artifact_cleanup: bool) -> None:
         """Record a version; if that fails, remove its artifact so nothing is half-registered."""
@@ -469,6 +595,33 @@ def _write_failure(role: Role, version: int, exc: OSError, path: Path, root: Pat
         f"bake of {role.name} v{version} failed: cannot write {where}: {reason}"
         f"{f' ({code})' if code else ''}. {advice}"
         "The builder was removed and no version was recorded."
+    )
+
+
+def _idempotence_failure(
+    role: Role, version: int, run: PackerRun, log_dir: Path, root: Path
+) -> ProvisionError | BuildError | None:
+    """The error for a second Ansible pass that changed something (or never ran), else None."""
+    second = [e for e in run.events if str(e.get("ansible_pass")) == "2"]
+    if not any(e.get("event") == "task_result" for e in second):
+        return BuildError(
+            f"bake of {role.name} v{version}: --check-idempotence found no second Ansible pass "
+            "in the events (does this target's template render it?). No version was recorded."
+        )
+    changed = [e for e in second if e.get("event") == "task_result" and e.get("changed")]
+    if not changed:
+        return None
+    lines = []
+    for event in changed:
+        where = _relative_path(str(event.get("path", "")), root)
+        lines.append(f"  {event.get('task')!r} of role {event.get('role') or '?'} at {where}")
+    return ProvisionError(
+        f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
+        "changes in a second Ansible pass over the finished builder:\n"
+        + "\n".join(lines)
+        + "\nMake them report changes only when they make one (changed_when, creates, a module "
+        "instead of a command). The image was deleted and no version was recorded.\n"
+        f"Full logs: {_relative_path(str(log_dir), root)}/ansible-events.jsonl"
     )
 
 

@@ -46,6 +46,7 @@ project.role(
     ansible_roles=["web"],
     variables=json.loads((here / "web-variables.json").read_text()),
     health_check=HealthCheck(),
+    tests=["tests/images/web"],
 )
 {extra}
 ns = collection(project)

@@ -1,0 +1,317 @@
+"""Static checks before any builder starts: ansible-playbook --syntax-check and ansible-lint.
+
+Both run on every Ansible role a bake applies (meta dependencies included). Results are cached
+under .kiln/lint/ by the roles' content digest, so an unchanged role costs nothing next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kiln import tools
+from kiln.console import Reporter
+from kiln.errors import DefinitionError, ToolError
+from kiln.fingerprint import ansible_role_closure, canonical_json, file_digest, tree_digests
+from kiln.guard import ansible_environment
+from kiln.model import Project, Role
+
+__all__ = [
+    "PROFILE",
+    "LintError",
+    "LintFinding",
+    "LintResult",
+    "check_role",
+    "lint_ansible_roles",
+    "lint_digest",
+]
+
+#: The ansible-lint profile every applied role must pass. production is the strictest; it holds
+#: no-changed-when (idempotence), fqcn, risky-file-permissions and the role metadata rules.
+PROFILE = "production"
+CACHE_SCHEMA = 1
+#: Project-level ansible-lint configuration files; their content is part of the cache key.
+CONFIG_FILES = (
+    ".ansible-lint",
+    ".ansible-lint.yml",
+    ".ansible-lint.yaml",
+    ".config/ansible-lint.yml",
+)
+TIMEOUT_S = 600
+
+
+class LintError(DefinitionError):
+    """A role applied by a bake fails the syntax check or ansible-lint (and may not bake)."""
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    """One ansible-lint finding, located relative to the project root."""
+
+    path: str
+    line: int | None
+    rule: str
+    message: str
+    #: "error" fails the profile; "warning" is reported only.
+    level: str = "error"
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    def __str__(self) -> str:
+        return f"{self.location}: [{self.rule}] {self.message}"
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """The checks of one Ansible role at one content digest."""
+
+    ansible_role: str
+    digest: str
+    syntax_error: str = ""
+    findings: tuple[LintFinding, ...] = ()
+    duration_s: float = 0.0
+    cached: bool = field(default=False, compare=False)
+
+    @property
+    def errors(self) -> list[LintFinding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.syntax_error and not self.errors
+
+
+Runner = Callable[[Sequence[str], Path, dict[str, str]], tuple[int, str, str]]
+
+
+def _run(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = tools.run(argv, check=False, timeout=TIMEOUT_S, cwd=cwd, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError as exc:
+        raise ToolError(f"{package} is not installed in this Python; {tools.INSTALL_HINT}") from exc
+
+
+def lint_digest(project: Project, ansible_role: str) -> str:
+    """What a lint verdict depends on: the role's files and its dependencies', tools, config."""
+    closure = ansible_role_closure(project.roles_path, (ansible_role,))
+    config = {
+        name: file_digest(project.root / name)
+        for name in CONFIG_FILES
+        if (project.root / name).is_file()
+    }
+    inputs = {
+        "schema": CACHE_SCHEMA,
+        "role": ansible_role,
+        "files": {name: tree_digests(project.roles_path / name) for name in closure},
+        "profile": PROFILE,
+        "config": config,
+        "ansible-lint": _version("ansible-lint"),
+        "ansible-core": _version("ansible-core"),
+    }
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def _cache_path(project: Project, ansible_role: str, digest: str) -> Path:
+    return project.state_path / "lint" / f"{ansible_role}-{digest[:32]}.json"
+
+
+def _load_cached(path: Path) -> LintResult | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        findings = tuple(LintFinding(**f) for f in data.pop("findings"))
+        data.pop("cached", None)
+        return LintResult(findings=findings, cached=True, **data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _store(path: Path, result: LintResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _environment() -> dict[str, str]:
+    env, _dropped = ansible_environment(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(ANSIBLE_NOCOLOR="1", NO_COLOR="1", ANSIBLE_RETRY_FILES_ENABLED="False")
+    return env
+
+
+def lint_ansible_roles(
+    project: Project, names: Sequence[str], *, runner: Runner = _run
+) -> list[LintResult]:
+    """Syntax-check and lint each named role; cached verdicts are reused, the rest run now.
+
+    Every uncached role is linted in one ansible-lint process (its start-up is most of the cost).
+    """
+    results: dict[str, LintResult] = {}
+    pending: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        digest = lint_digest(project, name)
+        cached = _load_cached(_cache_path(project, name, digest))
+        if cached is not None and cached.digest == digest:
+            results[name] = cached
+        else:
+            pending[name] = digest
+    if pending:
+        started = time.monotonic()
+        env = _environment()
+        # The syntax checks run beside ansible-lint: its start-up is most of the wait.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kiln-lint") as pool:
+            checks = {
+                name: pool.submit(_syntax_check, project, name, env, runner) for name in pending
+            }
+            findings = _ansible_lint(project, list(pending), env, runner)
+            syntax = {name: future.result() for name, future in checks.items()}
+        took = (time.monotonic() - started) / len(pending)
+        for name, digest in pending.items():
+            result = LintResult(
+                ansible_role=name,
+                digest=digest,
+                syntax_error=syntax[name],
+                findings=tuple(findings.get(name, ())),
+                duration_s=round(took, 3),
+            )
+            _store(_cache_path(project, name, digest), result)
+            results[name] = result
+    return [results[name] for name in dict.fromkeys(names)]
+
+
+def _syntax_check(project: Project, name: str, env: dict[str, str], runner: Runner) -> str:
+    """'' if ansible-playbook can load a play applying the role, else its error's tail."""
+    with tempfile.TemporaryDirectory(prefix="kiln-syntax-") as tmp:
+        playbook = Path(tmp) / "syntax-check.yml"
+        playbook.write_text(
+            "- name: kiln syntax check\n  hosts: all\n  gather_facts: false\n"
+            f"  roles:\n    - role: {json.dumps(name)}\n"
+        )
+        check_env = {**env, "ANSIBLE_ROLES_PATH": str(project.roles_path)}
+        argv = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "--syntax-check", "-i", "localhost,", str(playbook),
+        ]  # fmt: skip
+        code, out, err = runner(argv, project.root, check_env)
+    if code == 0:
+        return ""
+    text = (err or out).replace(f"{project.root}/", "").strip()
+    return "\n".join(text.splitlines()[-15:]) or f"ansible-playbook --syntax-check exited {code}"
+
+
+def _ansible_lint(
+    project: Project, names: Sequence[str], env: dict[str, str], runner: Runner
+) -> dict[str, list[LintFinding]]:
+    dirs = [(project.roles_path / name) for name in names]
+    argv = [
+        str(Path(sys.executable).parent / "ansible-lint"),
+        "--offline", "--profile", PROFILE, "-f", "json", "--nocolor",
+        "--project-dir", str(project.root),
+        *[_relative(d, project.root) for d in dirs],
+    ]  # fmt: skip
+    code, out, err = runner(argv, project.root, env)
+    if code not in (0, 2):
+        tail = "\n".join((err or out).strip().splitlines()[-15:])
+        raise ToolError(f"ansible-lint failed to run (exit {code}):\n{tail}")
+    try:
+        issues = json.loads(out or "[]")
+    except ValueError as exc:
+        raise ToolError(f"ansible-lint printed no JSON report: {out[:200]!r}") from exc
+    found: dict[str, list[LintFinding]] = {name: [] for name in names}
+    for issue in issues if isinstance(issues, list) else []:
+        finding = parse_issue(issue)
+        owner = _owner(project, finding.path, names)
+        found.setdefault(owner or names[0], []).append(finding)
+    return found
+
+
+def parse_issue(issue: dict[str, Any]) -> LintFinding:
+    """One entry of ansible-lint's codeclimate JSON as a LintFinding."""
+    location = issue.get("location") or {}
+    line = (location.get("lines") or {}).get("begin")
+    if line is None:
+        line = ((location.get("positions") or {}).get("begin") or {}).get("line")
+    return LintFinding(
+        path=str(location.get("path", "?")),
+        line=int(line) if isinstance(line, int | str) and str(line).isdigit() else None,
+        rule=str(issue.get("check_name", "?")),
+        message=str(issue.get("description", "")).strip(),
+        level="warning" if issue.get("severity") in ("minor", "info") else "error",
+    )
+
+
+def _owner(project: Project, path: str, names: Sequence[str]) -> str | None:
+    full = (project.root / path).resolve()
+    for name in names:
+        try:
+            full.relative_to((project.roles_path / name).resolve())
+        except ValueError:
+            continue
+        return name
+    return None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def check_role(project: Project, role: Role, *, reporter: Reporter) -> list[LintResult]:
+    """Lint what role applies; raise LintError on a syntax error, or on findings unless allowed.
+
+    ``lint_allowed=True`` in the definition turns ansible-lint findings into warnings; a syntax
+    error always stops the bake, since Ansible would stop there anyway.
+    """
+    closure = ansible_role_closure(project.roles_path, role.ansible_roles)
+    results = lint_ansible_roles(project, closure)
+    cached = all(r.cached for r in results)
+    findings = [f for r in results for f in r.findings]
+    took = sum(r.duration_s for r in results if not r.cached)
+    detail = f"{', '.join(closure)}: profile {PROFILE}, {len(findings)} finding(s)" + (
+        " (cached)" if cached else f" in {took:.1f}s"
+    )
+    reporter.phase(role.name, "lint", detail)
+    syntax = [r for r in results if r.syntax_error]
+    errors = [f for r in results for f in r.errors]
+    for finding in (f for f in findings if f.level == "warning" or role.lint_allowed):
+        reporter.warning(role.name, f"lint: {finding}")
+    if syntax:
+        body = "\n".join(
+            f"  {r.ansible_role}:\n"
+            + "\n".join(f"    {line}" for line in r.syntax_error.splitlines())
+            for r in syntax
+        )
+        raise LintError(
+            f"role {role.name}: ansible-playbook --syntax-check rejects {len(syntax)} Ansible "
+            f"role(s):\n{body}\nNothing was baked."
+        )
+    if errors and not role.lint_allowed:
+        shown = "\n".join(f"  {f}" for f in errors[:30])
+        more = f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else ""
+        raise LintError(
+            f"role {role.name}: ansible-lint (profile {PROFILE}) reports {len(errors)} "
+            f"finding(s) in the Ansible roles it applies:\n{shown}{more}\n"
+            "Fix them (a task that is safe as it is can say why with `# noqa: RULE`), or set "
+            f"lint_allowed=True in the definition of {role.name!r} to bake anyway. "
+            "Nothing was baked."
+        )
+    return results
