@@ -175,6 +175,9 @@ class Baker:
                     f"(fingerprint {hit.fingerprint[:12]}); nothing baked",
                 )  # fmt: skip
                 return [BakeOutcome(version=hit, baked=False)]
+        # The guard first: it is static and fast, and nothing (not even a parent) is baked for a
+        # role it refuses. Its warnings are printed by the audit just before the role's builder.
+        self.audit(role, self.project.state_path / "work" / role.name, warn=False)
         self._before_builders(role, fingerprints, force=force)
         outcomes: list[BakeOutcome] = []
         parent: Version | None = None
@@ -497,7 +500,7 @@ class Baker:
                 self.reporter.warning("kiln", f"cannot keep the Ansible events in {log_dir}: {exc}")
             events.unlink()
 
-    def audit(self, role: Role, work_dir: Path | None = None) -> AuditReport:
+    def audit(self, role: Role, work_dir: Path | None = None, *, warn: bool = True) -> AuditReport:
         """Refuse to bake a role whose Ansible could reach anything but the builder."""
         report = audit_roles(
             role.ansible_roles,
@@ -507,7 +510,7 @@ class Baker:
             production_hosts=self.project.production_hosts,
             secret_vars=list(role.secrets),
         )
-        for finding in report.warnings:
+        for finding in report.warnings if warn else ():
             self.reporter.warning(
                 role.name, f"{finding.location} [{finding.rule}] {finding.task}: {finding.message}"
             )
