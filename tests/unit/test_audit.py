@@ -217,3 +217,25 @@ def test_kiln_refuses_a_bake_whose_inventory_was_not_proven() -> None:
     assert refusal is not None and "must hold exactly one host" in refusal
     listed = {**one, "sources": [{"content": "a.example.com,b.example.com,"}]}
     assert _inventory_refusal(PackerRun(0, events=[listed]), required=True) is not None
+
+
+def test_packer_sees_docker_host_but_no_host_changing_ansible_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from kiln.bake import Baker
+    from kiln.console import Reporter
+    from kiln.registry import Registry
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.setenv("ANSIBLE_INVENTORY", "/etc/ansible/hosts")
+    monkeypatch.setenv("ANSIBLE_CONFIG", "/etc/ansible/ansible.cfg")
+    out = io.StringIO()
+    with Registry(tmp_path / "registry.db") as registry:
+        env = Baker(Project(tmp_path), registry=registry, reporter=Reporter(out))._packer_env()
+    assert env["DOCKER_HOST"] == "unix:///nonexistent.sock"
+    assert "ANSIBLE_INVENTORY" not in env and "ANSIBLE_CONFIG" not in env
+    assert "ignoring ANSIBLE_INVENTORY: Ansible only ever targets the throwaway builder" in (
+        out.getvalue()
+    )
