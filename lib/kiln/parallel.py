@@ -1,0 +1,383 @@
+"""Baking several roles at once: parents before children, independent roles side by side.
+
+Each role is one job on a worker thread with its own Baker and its own registry connection (an
+sqlite3 connection belongs to the thread that opened it). A failed role stops its descendants,
+never unrelated roles. Bases are no jobs of their own: the bake lock in kiln.bake serialises two
+roles that share a stale base, and the second finds the first one's version when it gets the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln.bake import BakeOutcome, Baker, open_registry
+from kiln.console import Reporter
+from kiln.errors import DefinitionError, KilnError
+from kiln.model import Project, Role
+from kiln.registry import Version
+
+INTERRUPT_GRACE_S = 150
+
+
+@dataclass
+class Job:
+    """One role of a parallel bake and what became of it."""
+
+    role: Role
+    force: bool
+    requested: bool
+    parent: str | None  # the parent's job, when the parent is baked in the same run
+    state: str = "pending"  # pending, running, baked, cached, failed, skipped
+    outcomes: list[BakeOutcome] = field(default_factory=list)
+    error: KilnError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.role.name
+
+    @property
+    def outcome(self) -> BakeOutcome | None:
+        return self.outcomes[-1] if self.outcomes else None
+
+
+@dataclass
+class BatchResult:
+    """Every job of a run, parents first."""
+
+    jobs: list[Job]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[Job]:
+        return [j for j in self.jobs if j.state == "failed"]
+
+    @property
+    def skipped(self) -> list[Job]:
+        return [j for j in self.jobs if j.state == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.interrupted
+
+
+def select_roles(project: Project, names: Sequence[str], *, all_roles: bool) -> list[Role]:
+    """The roles asked for, by name or all of them, each once, in definition order."""
+    if all_roles:
+        if names:
+            raise DefinitionError("give role names or all, not both")
+        return list(project.roles)
+    if not names:
+        raise DefinitionError("name at least one role to bake, or all")
+    wanted = {project.role_named(n).name for n in names}
+    return [r for r in project.roles if r.name in wanted]
+
+
+def plan_jobs(roles: Sequence[Role], *, force: bool) -> list[Job]:
+    """Jobs for roles and their Role ancestors, parents first; force applies to roles only."""
+    requested = {r.name for r in roles}
+    jobs: dict[str, Job] = {}
+    for role in roles:
+        for node in role.ancestry():
+            if not isinstance(node, Role) or node.name in jobs:
+                continue
+            parent = node.parent.name if isinstance(node.parent, Role) else None
+            jobs[node.name] = Job(
+                role=node,
+                force=force and node.name in requested,
+                requested=node.name in requested,
+                parent=parent,
+            )
+    return list(jobs.values())
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def bake_many(
+    project: Project,
+    roles: Sequence[Role],
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    target: str = "docker",
+    reporter: Reporter,
+    options: Mapping[str, Any] | None = None,
+    baker_factory: Callable[[Project, str, Reporter], Baker] | None = None,
+) -> BatchResult:
+    """Bake roles in dependency order, up to `jobs` at a time; never raises for a failed role.
+
+    Requested roles that are up to date are reported as cached without starting anything, which
+    keeps `invoke bake web` with nothing changed as fast as one registry look-up. Each job gets
+    its Baker from baker_factory(project, target, reporter), with a registry connection of its
+    own; by default a Baker with options (skip_tests, check_idempotence...).
+    """
+    workers = max(1, jobs or default_jobs())
+    settings = dict(options or {})
+
+    def make_baker() -> Baker:
+        if baker_factory is not None:
+            return baker_factory(project, target, reporter)
+        # One registry connection per thread: sqlite3 connections must stay on their own thread.
+        registry = open_registry(project)
+        return Baker(project, target=target, registry=registry, reporter=reporter, **settings)
+
+    result = BatchResult(jobs=[])
+    stale: list[Role] = []
+    with open_registry(project) as registry:
+        probe = Baker(project, target=target, registry=registry, reporter=reporter, **settings)
+        for role in roles:
+            hit = None if force else _up_to_date(probe, role)
+            if hit is None:
+                stale.append(role)
+                continue
+            outcome = BakeOutcome(version=hit, baked=False)
+            job = Job(role, False, True, None, state="cached", outcomes=[outcome])
+            result.jobs.append(job)
+            reporter.finished(role.name, "cached", f"{hit.label} ({hit.fingerprint[:12]})")
+    planned = plan_jobs(stale, force=force)
+    result.jobs = planned + result.jobs
+    if not planned:
+        return result
+
+    by_name = {j.name: j for j in planned}
+    for job in planned:
+        reporter.waiting(job.name)
+
+    def run(job: Job) -> list[BakeOutcome]:
+        baker = make_baker()
+        try:
+            return baker.bake(job.name, force=job.force)
+        finally:
+            baker.registry.close()
+
+    def ready() -> list[Job]:
+        return [
+            j
+            for j in planned
+            if j.state == "pending" and (j.parent is None or by_name[j.parent].state in OK_STATES)
+        ]
+
+    running: dict[Future[list[BakeOutcome]], Job] = {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kiln-bake")
+    try:
+        while True:
+            if not result.interrupted:
+                for job in ready():
+                    if len(running) >= workers:
+                        break
+                    job.state = "running"
+                    running[pool.submit(run, job)] = job
+            if not running:
+                break
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                _settle(running.pop(future), future, by_name, reporter)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        reporter.message("kiln", "interrupted: asking every running packer to remove its builder")
+        _interrupt_packers()
+        wait(running, timeout=INTERRUPT_GRACE_S)
+        for future, job in running.items():
+            if future.done():
+                _settle(job, future, by_name, reporter)
+    finally:
+        pool.shutdown(wait=not result.interrupted, cancel_futures=True)
+    for job in planned:
+        if job.state in ("pending", "running"):
+            job.state = "skipped"
+            reporter.finished(job.name, "skipped", "interrupted")
+    return result
+
+
+OK_STATES = ("baked", "cached")
+
+
+def _up_to_date(probe: Baker, role: Role) -> Version | None:
+    fingerprints, _secrets = probe.fingerprints(role)
+    return probe.cached_version(role, fingerprints[role.name])
+
+
+def _settle(
+    job: Job, future: Future[list[BakeOutcome]], jobs: dict[str, Job], reporter: Reporter
+) -> None:
+    error = future.exception()
+    if error is None:
+        job.outcomes = future.result()
+        leaf = job.outcomes[-1]
+        job.state = "baked" if leaf.baked else "cached"
+        took = f" in {leaf.version.bake_seconds:.1f}s" if leaf.baked else ""
+        reporter.finished(job.name, job.state, f"{leaf.version.label}{took}")
+        return
+    job.state = "failed"
+    if not isinstance(error, KilnError):
+        # A bug, not a bake failure: keep the traceback for whoever reads the error.
+        wrapped = KilnError(f"bake of {job.name} crashed: {error!r}")
+        wrapped.__cause__ = error
+        error = wrapped
+    job.error = error
+    reporter.finished(job.name, "failed", str(error).splitlines()[0])
+    for other in _descendants(job.name, jobs):
+        if other.state == "pending":
+            other.state = "skipped"
+            reporter.finished(other.name, "skipped", f"its ancestor {job.name} failed")
+
+
+def _descendants(name: str, jobs: dict[str, Job]) -> list[Job]:
+    out: list[Job] = []
+    frontier = [name]
+    while frontier:
+        parent = frontier.pop()
+        for job in jobs.values():
+            if job.parent == parent:
+                out.append(job)
+                frontier.append(job.name)
+    return out
+
+
+def _interrupt_packers() -> None:
+    """Forward one SIGINT to each packer this process started (each runs in its own session).
+
+    Ctrl-C reaches only the main thread; packer, started with start_new_session, would not see it.
+    """
+    me = os.getpid()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after ')'.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) >= 4 and int(fields[1]) == me and int(fields[3]) == int(proc.name):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(proc.name), signal.SIGINT)
+
+
+def summary_rows(result: BatchResult) -> list[dict[str, object]]:
+    """One row per job for the closing table (and --json)."""
+    rows: list[dict[str, object]] = []
+    for job in result.jobs:
+        outcome = job.outcome
+        version = outcome.version if outcome else None
+        artifact = version.artifacts[0] if version and version.artifacts else None
+        rows.append(
+            {
+                "role": job.name,
+                "state": job.state,
+                "version": version.version if version else None,
+                "fingerprint": version.fingerprint if version else None,
+                "parent": (
+                    f"{version.parent_role} v{version.parent_version}"
+                    if version and version.parent_role
+                    else None
+                ),
+                "artifact": artifact.ref if artifact else None,
+                "size_bytes": artifact.size_bytes if artifact else None,
+                "seconds": version.bake_seconds if version and outcome and outcome.baked else 0.0,
+                "timings": dict(outcome.timings) if outcome else {},
+                "error": str(job.error) if job.error else None,
+                "log_dir": str(outcome.log_dir) if outcome and outcome.log_dir else None,
+            }
+        )
+    return rows
+
+
+def summary_table(result: BatchResult) -> str:
+    """The closing lines of a multi-role bake: one row per role, then each failure in full."""
+    rows = summary_rows(result)
+    head = ("role", "result", "version", "fingerprint", "parent", "artifact", "size", "time")
+    table: list[tuple[str, ...]] = [head]
+    for row in rows:
+        size = row["size_bytes"]
+        table.append(
+            (
+                str(row["role"]),
+                str(row["state"]),
+                f"v{row['version']}" if row["version"] else "-",
+                str(row["fingerprint"] or "-")[:12],
+                str(row["parent"] or "-"),
+                str(row["artifact"] or "-"),
+                f"{size / 1e6:.1f} MB" if isinstance(size, int) else "-",
+                f"{row['seconds']:.1f}s" if row["seconds"] else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    for row in rows:
+        timings = row["timings"]
+        if row["state"] == "baked" and isinstance(timings, dict) and timings:
+            phases = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+            lines.append(f"{row['role']} time: {phases}")
+    for job in result.failed:
+        lines += ["", f"{job.name} failed:", str(job.error)]
+    return "\n".join(lines)
+
+
+def parse_role_spec(spec: str, project: Project) -> tuple[list[str], bool]:
+    """`web`, `web,worker` or `all` as (names, all roles). Invoke has no variadic positionals."""
+    names = [n.strip() for n in spec.replace(" ", ",").split(",") if n.strip()]
+    if names == ["all"] and not any(node.name == "all" for node in project):
+        return [], True
+    return names, False
+
+
+def chain_outcomes(result: BatchResult, role: str) -> list[BakeOutcome]:
+    """The outcomes along role's ancestry, base first, as `Baker.bake` would return them.
+
+    Each job reports its whole chain; an ancestor counts as baked if any job of the run baked it.
+    """
+    found: dict[str, BakeOutcome] = {}
+    for job in result.jobs:
+        for outcome in job.outcomes:
+            name = outcome.version.role
+            if name not in found or (outcome.baked and not found[name].baked):
+                found[name] = outcome
+    leaf = next((j for j in result.jobs if j.name == role), None)
+    if leaf is None or leaf.outcome is None:
+        return []
+    return [found[n.name] for n in leaf.role.ancestry() if n.name in found]
+
+
+def report(reporter: Reporter, result: BatchResult, requested: Sequence[Role]) -> None:
+    """The closing summary: the detailed one for a single role, a table for several."""
+    from kiln.commands import print_bake_summary
+
+    if len(requested) == 1 and not result.failed and not result.skipped:
+        outcomes = chain_outcomes(result, requested[0].name)
+        if outcomes:
+            print_bake_summary(reporter, outcomes)
+        return
+    if len(requested) == 1 and len(result.failed) == 1 and not result.skipped:
+        return  # the command exits with that one failure and its whole message
+    if reporter.json_mode:
+        reporter.summary("kiln", [], roles=summary_rows(result))
+    else:
+        reporter.text(summary_table(result))
+
+
+def failure(result: BatchResult) -> KilnError | None:
+    """The error a command exits with: the failure itself if there is one, else a count."""
+    if result.interrupted:
+        err = KilnError("interrupted; running bakes were stopped and their builders removed")
+        err.exit_code = 130
+        return err
+    if len(result.failed) == 1 and not result.skipped:
+        return result.failed[0].error
+    if result.failed or result.skipped:
+        failed = ", ".join(j.name for j in result.failed)
+        skipped = ", ".join(j.name for j in result.skipped)
+        return KilnError(
+            f"{len(result.failed)} role(s) failed ({failed})"
+            + (f"; not baked because an ancestor failed: {skipped}" if skipped else "")
+            + ". Each failure is above, with its logs under .kiln/logs/<role>/<version>/."
+        )
+    return None
