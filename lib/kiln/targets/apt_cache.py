@@ -1,0 +1,299 @@
+"""kiln's shared apt cache, run inside a docker builder (python3 only: the builder's own Python).
+
+The cache is a named Docker volume mounted at /run/kiln-apt-cache: /run is a tmpfs and volumes are
+never part of `docker commit`, so nothing of it can reach an image. It holds .deb files by content,
+sha256/<hex>.deb. Builders share it, but never apt's own archives directory: apt holds
+/var/cache/apt/archives/lock for a whole install, so two builders sharing that directory fail
+("Could not get lock"). Each builder keeps its own archives directory and apt hooks connect it:
+
+  link     APT::Update::Post-Invoke-Success: after every `apt-get update`, symlink each cached .deb
+           whose SHA256 the fresh (signature-checked) lists name into the archives directory, and
+           only where every list entry of that package file agrees on the hash.
+  verify   DPkg::Pre-Install-Pkgs: before dpkg runs, hash each cached .deb apt is about to install
+           and refuse (apt aborts) unless it is exactly the file its name promises. apt itself only
+           compares the size of a file already in the archives directory, never its hash.
+  publish  DPkg::Post-Invoke: copy the .debs apt downloaded (it checked their hashes) into the
+           cache, atomically (temporary name, then rename).
+
+`setup` writes the hooks and moves Debian's docker-clean apt configuration (which deletes every
+.deb after dpkg runs) aside for the bake; `finish` publishes once more, removes the hooks and the
+links, puts docker-clean back, and prints what came from the cache and what was downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+POOL = Path(os.environ.get("KILN_APT_POOL", "/run/kiln-apt-cache"))
+STATE = Path(os.environ.get("KILN_APT_STATE", "/run/kiln-apt"))
+ARCHIVES = Path(os.environ.get("KILN_APT_ARCHIVES", "/var/cache/apt/archives"))
+LISTS = Path(os.environ.get("KILN_APT_LISTS", "/var/lib/apt/lists"))
+APT_CONF_D = Path(os.environ.get("KILN_APT_CONF_D", "/etc/apt/apt.conf.d"))
+HOOK_CONF = "00kiln-apt-cache"
+DOCKER_CLEAN = "docker-clean"
+SCRIPT = os.environ.get("KILN_APT_SCRIPT", "/run/kiln-apt.py")
+
+
+def _log(message: str) -> None:
+    """Hooks run inside apt, whose stdout may be a module's JSON: they only ever log to a file."""
+    with (STATE / "log").open("a", encoding="utf-8") as handle:
+        handle.write(message + "\n")
+
+
+def _stats() -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((STATE / "stats.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return {"cached": {}, "downloaded": {}, "published": 0, "linked": 0}
+
+
+def _save_stats(stats: dict[str, Any]) -> None:
+    tmp = STATE / f".stats.{os.getpid()}"
+    tmp.write_text(json.dumps(stats))
+    os.replace(tmp, STATE / "stats.json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def quote(text: str, bad: str) -> str:
+    """apt's QuoteString: how it escapes package fields in the archives' file names."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in bad or char == "%" or code <= 0x20 or code >= 0x7F:
+            out.append(f"%{code:02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def archive_name(package: str, version: str, arch: str) -> str:
+    """The file name apt gives a downloaded package: name_version_arch.deb, quoted like apt."""
+    return f"{quote(package, '_:')}_{quote(version, '_:')}_{quote(arch, '_:.')}.deb"
+
+
+def _read_list(path: Path) -> bytes:
+    if path.name.endswith("_Packages"):
+        return path.read_bytes()
+    if path.name.endswith("_Packages.gz"):
+        return gzip.decompress(path.read_bytes())
+    if path.name.endswith("_Packages.xz"):
+        return lzma.decompress(path.read_bytes())
+    return b""  # lz4 and others: no links from these lists, so apt simply downloads
+
+
+def _field(stanza: bytes, name: bytes) -> str | None:
+    """The value of a one-line field of a Packages stanza."""
+    prefix = name + b": "
+    if stanza.startswith(prefix):
+        start = len(prefix)
+    else:
+        found = stanza.find(b"\n" + prefix)
+        if found < 0:
+            return None
+        start = found + 1 + len(prefix)
+    end = stanza.find(b"\n", start)
+    return stanza[start : end if end >= 0 else len(stanza)].decode("utf-8", "replace")
+
+
+def wanted_links(pool: set[str], lists: list[bytes]) -> dict[str, str]:
+    """archive file name -> sha256 for cached files the lists name, unambiguous ones only.
+
+    Two entries (say of two repositories) that give one name_version_arch different hashes make
+    that name ambiguous: apt only compares sizes in the archives directory, so it is never linked.
+    """
+    stanzas = [s for data in lists for s in data.split(b"\n\n") if s.strip()]
+    found: dict[str, str] = {}
+    packages: set[str] = set()
+    for stanza in stanzas:
+        sha = _field(stanza, b"SHA256")
+        if sha is None or sha not in pool:
+            continue
+        package, version = _field(stanza, b"Package"), _field(stanza, b"Version")
+        arch = _field(stanza, b"Architecture")
+        if package and version and arch:
+            found[archive_name(package, version, arch)] = sha
+            packages.add(package)
+    if not found:
+        return {}
+    ambiguous: set[str] = set()
+    for stanza in stanzas:
+        package = _field(stanza, b"Package")
+        if package not in packages:
+            continue
+        name = archive_name(
+            package, _field(stanza, b"Version") or "", _field(stanza, b"Architecture") or ""
+        )
+        if name in found and _field(stanza, b"SHA256") != found[name]:
+            ambiguous.add(name)
+    return {name: sha for name, sha in found.items() if name not in ambiguous}
+
+
+def _pool_dir() -> Path:
+    return POOL / "sha256"
+
+
+def _our_links() -> list[Path]:
+    out = []
+    for entry in ARCHIVES.glob("*.deb"):
+        if entry.is_symlink() and os.readlink(entry).startswith(str(_pool_dir()) + "/"):
+            out.append(entry)
+    return out
+
+
+def enabled() -> bool:
+    return (STATE / "enabled").exists()
+
+
+# -- commands ---------------------------------------------------------------------------------
+def setup() -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    # Packer uploads with `docker cp`, which cannot write into a tmpfs: the script arrives in the
+    # image layer and moves itself to /run (a tmpfs, never committed) for the hooks to use.
+    here = Path(__file__).resolve()
+    if here != Path(SCRIPT):
+        shutil.copyfile(here, SCRIPT)
+        here.unlink()
+    if not POOL.is_dir():
+        print(f"kiln apt cache: off (no cache volume mounted at {POOL})")
+        return 0
+    _pool_dir().mkdir(parents=True, exist_ok=True)
+    (STATE / "enabled").write_text("")
+    clean = APT_CONF_D / DOCKER_CLEAN
+    if clean.exists():
+        # It deletes every .deb after dpkg runs, before they can be cached; restored by finish.
+        shutil.move(str(clean), str(STATE / DOCKER_CLEAN))
+    python = sys.executable or "python3"
+    hooks = (
+        "// Written by kiln for this bake only; removed before the image is committed.\n"
+        f'APT::Update::Post-Invoke-Success {{ "{python} {SCRIPT} link || true"; }};\n'
+        f'DPkg::Pre-Install-Pkgs {{ "{python} {SCRIPT} verify"; }};\n'
+        f'DPkg::Post-Invoke {{ "{python} {SCRIPT} publish || true"; }};\n'
+    )
+    (APT_CONF_D / HOOK_CONF).write_text(hooks)
+    _save_stats(_stats())
+    cached = sum(1 for _ in _pool_dir().glob("*.deb"))
+    print(f"kiln apt cache: on, {cached} .deb(s) in the shared cache")
+    return 0
+
+
+def link() -> int:
+    if not enabled():
+        return 0
+    for old in _our_links():
+        old.unlink()
+    pool = {p.name[:-4] for p in _pool_dir().glob("*.deb")}
+    lists = [_read_list(p) for p in sorted(LISTS.glob("*_Packages*"))]
+    links = wanted_links(pool, lists)
+    made = 0
+    for name, sha in links.items():
+        target = ARCHIVES / name
+        if target.exists() or target.is_symlink():
+            continue  # a real download of this bake stays
+        target.symlink_to(_pool_dir() / f"{sha}.deb")
+        made += 1
+    stats = _stats()
+    stats["linked"] = made
+    _save_stats(stats)
+    _log(f"link: {made} cached .deb(s) named by the lists linked into {ARCHIVES}")
+    return 0
+
+
+def verify(paths: list[str]) -> int:
+    """Refuse any cached .deb whose content is not the file its name (from the lists) promises."""
+    if not enabled():
+        return 0
+    stats = _stats()
+    for raw in paths:
+        path = Path(raw.strip())
+        if not raw.strip() or not path.name.endswith(".deb"):
+            continue
+        if path.is_symlink() and os.readlink(path).startswith(str(_pool_dir()) + "/"):
+            expected = Path(os.readlink(path)).name[:-4]
+            actual = _sha256(path)
+            if actual != expected:
+                sys.stderr.write(
+                    f"kiln apt cache: {path.name} in the cache is corrupt (sha256 {actual}, "
+                    f"expected {expected}); remove the volume (docker volume rm "
+                    "kiln-apt-archives) and bake again\n"
+                )
+                return 1
+            stats["cached"][path.name] = path.stat().st_size
+        elif path.is_file():
+            stats["downloaded"][path.name] = path.stat().st_size
+    _save_stats(stats)
+    return 0
+
+
+def publish() -> int:
+    if not enabled():
+        return 0
+    stats = _stats()
+    for entry in sorted(ARCHIVES.glob("*.deb")):
+        if entry.is_symlink() or not entry.is_file():
+            continue
+        sha = _sha256(entry)
+        final = _pool_dir() / f"{sha}.deb"
+        if final.exists():
+            continue
+        tmp = _pool_dir() / f".{sha}.{uuid.uuid4().hex}.tmp"
+        shutil.copyfile(entry, tmp)
+        os.replace(tmp, final)  # atomic: a reader sees the whole file or none
+        stats["published"] = int(stats.get("published", 0)) + 1
+        _log(f"publish: {entry.name} as {final.name}")
+    _save_stats(stats)
+    return 0
+
+
+def finish() -> int:
+    if not enabled():
+        print("kiln apt cache: off")
+        return 0
+    publish()
+    for entry in _our_links():
+        entry.unlink()
+    (APT_CONF_D / HOOK_CONF).unlink(missing_ok=True)
+    saved = STATE / DOCKER_CLEAN
+    if saved.exists():
+        shutil.move(str(saved), str(APT_CONF_D / DOCKER_CLEAN))
+    (STATE / "enabled").unlink()
+    stats = _stats()
+    cached, downloaded = stats["cached"], stats["downloaded"]
+    print(
+        f"kiln apt cache: {len(cached)} .deb(s) from the cache "
+        f"({sum(cached.values()) / 1e6:.1f} MB), {len(downloaded)} downloaded "
+        f"({sum(downloaded.values()) / 1e6:.1f} MB), {stats.get('published', 0)} added to the cache"
+    )
+    print("kiln apt cache stats: " + json.dumps(stats, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else ""
+    if command == "verify":
+        return verify(sys.stdin.read().splitlines())
+    commands = {"setup": setup, "link": link, "publish": publish, "finish": finish}
+    if command not in commands:
+        sys.stderr.write(f"usage: {argv[0]} {{setup,link,verify,publish,finish}}\n")
+        return 2
+    return commands[command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
