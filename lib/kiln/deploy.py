@@ -179,7 +179,7 @@ class Engine(Protocol):
 
     def diff(self, name: str) -> list[tuple[str, str]]: ...
 
-    def stop(self, name: str) -> None: ...
+    def stop(self, names: Sequence[str]) -> None: ...
 
     def remove(self, name: str) -> None: ...
 
@@ -211,8 +211,11 @@ class DockerEngine:
         out = tools.run(["docker", "diff", name], timeout=120).stdout
         return [(line[0], line[2:]) for line in out.splitlines() if len(line) > 2]
 
-    def stop(self, name: str) -> None:
-        tools.run(["docker", "stop", "--time", str(STOP_TIMEOUT_S), name], check=False, timeout=60)
+    def stop(self, names: Sequence[str]) -> None:
+        # One call: the engine stops them concurrently, each given the same grace period.
+        tools.run(
+            ["docker", "stop", "--time", str(STOP_TIMEOUT_S), *names], check=False, timeout=120
+        )
 
     def remove(self, name: str) -> None:
         remove_instance(name)
@@ -370,21 +373,23 @@ class _Rollout:
         self.log(f"{name} is healthy after {result.seconds:.1f} s")
         self.step("healthy", name, version)
 
-    def retire(self, old: Server) -> None:
-        """Remove an old server, and let the oldest pending new instance take its place."""
-        if old.name in self.serving:
-            self.serving.remove(old.name)
-        self.engine.stop(old.name)
-        self.engine.remove(old.name)
-        self.ports_in_use.difference_update(old.ports)
-        self.removed.append(old)
-        for name in self.pending:
-            if name in self.serving:
-                self.pending.remove(name)
-                self.swapped.append(name)
-                break
-        self.log(f"removed {old.name} ({old.role} v{old.version})")
-        self.step("removed", old.name, old.version)
+    def retire(self, olds: Sequence[Server]) -> None:
+        """Stop and remove old servers; for each, a pending healthy new instance takes its place."""
+        for old in olds:
+            if old.name in self.serving:
+                self.serving.remove(old.name)
+        self.engine.stop([old.name for old in olds])
+        for old in olds:
+            self.engine.remove(old.name)
+            self.ports_in_use.difference_update(old.ports)
+            self.removed.append(old)
+            for name in self.pending:
+                if name in self.serving:
+                    self.pending.remove(name)
+                    self.swapped.append(name)
+                    break
+            self.log(f"removed {old.name} ({old.role} v{old.version})")
+            self.step("removed", old.name, old.version)
 
     def discard(self, names: Sequence[str]) -> None:
         for name in list(names):
@@ -618,9 +623,10 @@ def _roll(
             name = rollout.start(image, version.version, channel)
             rollout.wait(name, version.version)
             if queue:
-                rollout.retire(queue.pop(0))
-    for server in queue:
-        rollout.retire(server)
+                rollout.retire([queue.pop(0)])
+    if queue:
+        # Every new instance serves by now: the rest of the old ones go together.
+        rollout.retire(queue)
     rollout.pending.clear()
 
 

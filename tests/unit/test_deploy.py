@@ -51,6 +51,7 @@ class FakeEngine:
         self.execs: list[tuple[str, tuple[str, ...]]] = []
         self.min_serving: int | None = None
         self.foreign_ports: set[int] = set()
+        self.stop_calls: list[list[str]] = []
         self._clock = 0
 
     def serving(self) -> int:
@@ -89,10 +90,12 @@ class FakeEngine:
     def diff(self, name: str) -> list[tuple[str, str]]:
         return list(self.boxes[name].diff)
 
-    def stop(self, name: str) -> None:
-        if name in self.boxes:
-            self.boxes[name].state = "exited"
-        self.events.append(("stop", name))
+    def stop(self, names: Sequence[str]) -> None:
+        self.stop_calls.append(list(names))
+        for name in names:
+            if name in self.boxes:
+                self.boxes[name].state = "exited"
+            self.events.append(("stop", name))
         self._note()
 
     def remove(self, name: str) -> None:
@@ -211,6 +214,7 @@ def test_rolling_replaces_one_at_a_time_and_never_lowers_capacity(world: World) 
     assert kinds == ["start", "remove"] * 3
     assert [name for kind, name in world.engine.events if kind == "remove"] == old
     assert world.engine.min_serving == 3
+    assert world.engine.stop_calls == [[name] for name in old]
     assert all(len(step.serving) >= 3 for step in steps)
     assert [s.kind for s in steps] == ["started", "healthy", "removed"] * 3
     new = world.engine.names()
@@ -227,10 +231,12 @@ def test_rolling_replaces_one_at_a_time_and_never_lowers_capacity(world: World) 
 
 
 def test_blue_green_starts_every_new_instance_before_removing_any(world: World) -> None:
-    running(world, 3)
+    old = running(world, 3)
+    world.engine.stop_calls.clear()
     result = world.deploy("prod", replicas=3, strategy="blue-green")
     kinds = [kind for kind, _ in world.engine.events if kind != "stop"]
     assert kinds == ["start"] * 3 + ["remove"] * 3
+    assert world.engine.stop_calls == [old]  # stopped together, once all new ones serve
     assert world.engine.min_serving == 3
     assert world.engine.names(2) == list(result.started)
 
