@@ -130,6 +130,17 @@ def _finding_line(finding: Finding) -> str:
     return text if finding.reason is None else f"{text} (allowed: {finding.reason})"
 
 
+def molecule_image(project: Project) -> str | None:
+    """The image Molecule instances start from: the newest version of the first base."""
+    bases = [node for node in project if node.parent is None]
+    if not bases:
+        return None
+    with open_registry(project) as registry:
+        newest = registry.latest(bases[0].name, target="docker")
+    artifact = newest.artifact("docker") if newest is not None else None
+    return artifact.ref if artifact is not None else None
+
+
 def resolve_version(project: Project, role: str, version: int | None) -> Version:
     """A recorded version of role: the given one, or the newest."""
     project.get(role)

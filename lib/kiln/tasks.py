@@ -77,30 +77,73 @@ def emit_json(value: Any) -> None:
 
 @task(
     help={
-        "role": "the role to bake (its stale ancestors are baked first)",
+        "role": "the role to bake, several as web,worker, or all (stale ancestors bake first)",
+        "jobs": "bake up to N independent roles at once (default: the number of CPUs)",
         "force": "bake even if an identical version exists",
         "target": "where to bake: docker (default)",
         "json": "print one JSON event per line",
         "verbose": "also print Packer's and Ansible's own output",
+        "outdated": "rebake those of these roles (and roles built on them) that are outdated",
+        "skip_tests": "record new versions as untested instead of running their acceptance tests",
+        "check_idempotence": "run Ansible a second time in each builder; any change fails the bake",
     }
 )
 def bake(
     c: Context,
     role: str,
+    jobs: int = 0,
     force: bool = False,
     target: str = "docker",
     json: bool = False,
     verbose: bool = False,
+    outdated: bool = False,
+    skip_tests: bool = False,
+    check_idempotence: bool = False,
 ) -> None:
-    """Bake a role's image (and stale parents), or report that it is up to date."""
-    from kiln.bake import Baker
-    from kiln.commands import print_bake_summary
-    from kiln.console import Reporter
+    """Bake roles' images (and stale parents) in dependency order, or report them up to date.
 
-    with cli():
-        reporter = Reporter(json_mode=json, verbose=verbose)
-        outcomes = Baker(project(), target=target, reporter=reporter).bake(role, force=force)
-        print_bake_summary(reporter, outcomes)
+    `invoke bake web`, `invoke bake web,worker -j 2` or `invoke bake all`: invoke reads a second
+    bare word as another task, so several roles are one comma-separated argument.
+    """
+    from kiln.bake import Baker, open_registry
+    from kiln.commands import print_bake_summary
+    from kiln.console import Reporter, make_reporter
+
+    def make_baker(proj: Project, tgt: str, rep: Reporter) -> Baker:
+        return Baker(
+            proj, target=tgt, registry=open_registry(proj), reporter=rep,
+            skip_tests=skip_tests, check_idempotence=check_idempotence,
+        )  # fmt: skip
+
+    with cli(), make_reporter(json_mode=json, verbose=verbose) as reporter:
+        from kiln import parallel
+
+        if outdated:  # `invoke bake all --outdated`: every role `invoke outdated` lists
+            from kiln.lifecycle import bake_outdated
+
+            wanted, everything = parallel.parse_role_spec(role, project())
+            baker = Baker(
+                project(), target=target, reporter=reporter,
+                skip_tests=skip_tests, check_idempotence=check_idempotence,
+            )  # fmt: skip
+            if not bake_outdated(
+                baker, within=None if everything else wanted,
+                on_bake=lambda _name, outcomes: print_bake_summary(reporter, outcomes),
+            ):  # fmt: skip
+                reporter.message(role, "nothing outdated; nothing baked")
+            return
+
+        names, every = parallel.parse_role_spec(role, project())
+        roles = parallel.select_roles(project(), names, all_roles=every)
+        result = parallel.bake_many(
+            project(), roles, jobs=jobs or None, force=force, target=target, reporter=reporter,
+            baker_factory=make_baker,
+        )  # fmt: skip
+        reporter.close()
+        parallel.report(reporter, result, roles)
+        error = parallel.failure(result)
+        if error is not None:
+            raise error
 
 
 @task(help={"role": "role to render (default: all)", "target": "target template to render"})
@@ -138,6 +181,277 @@ def run(c: Context, role: str, version: int = 0) -> None:
     with cli():
         _instance, how = run_instance(project(), role, version or None)
         print(how)
+
+
+@task(
+    # Invoke has no optional positional arguments: `invoke audit` audits all, `-r web` one.
+    positional=[],
+    help={
+        "role": "the role to audit (default: every role)",
+        "json": "print the findings as JSON",
+    },
+)
+def audit(c: Context, role: str | None = None, json: bool = False) -> None:
+    """Audit roles' Ansible for anything that could reach a host other than the builder."""
+    from kiln.commands import audit_lines, audit_project
+
+    with cli():
+        reports = audit_project(project(), [role] if role else None)
+        errors = sum(len(r.errors) for r in reports.values())
+        if json:
+            emit_json({"ok": not errors, "roles": {k: r.to_json() for k, r in reports.items()}})
+        else:
+            print("\n".join(audit_lines(reports)))
+        if errors:
+            raise Exit(f"kiln: the guard refused {errors} finding(s); a bake would stop", 1)
+
+
+# -- version lifecycle (kiln.lifecycle) ---------------------------------------------------------
+def _version_number(text: str | int, what: str = "VERSION") -> int:
+    try:
+        number = int(str(text).removeprefix("v"))
+    except ValueError:
+        raise Exit(f"kiln: {what} must be a version number such as 3, not {text!r}", 2) from None
+    if number < 1:
+        raise Exit(f"kiln: {what} must be 1 or more, not {number}", 2)
+    return number
+
+
+def _print_lines(lines: list[str]) -> None:
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _warn(warnings: list[str]) -> None:
+    for text in warnings:
+        sys.stderr.write(f"kiln: WARNING: {text}\n")
+
+
+@task(help={"role": "the role whose versions to list", "json": "print JSON"})
+def history(c: Context, role: str, json: bool = False) -> None:
+    """List every version of a role, newest first, with its channel log and deployments."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        result = lifecycle.history(registry, role)
+        if json:
+            emit_json(lifecycle.as_json(result))
+        else:
+            _print_lines(lifecycle.format_history(result))
+
+
+@task(
+    # Invoke has no optional positional arguments, so the version is a flag: show web -v 3.
+    help={
+        "role": "the role to show",
+        "version": "the version to show (default: the newest)",
+        "json": "print JSON",
+    },
+)
+def show(c: Context, role: str, version: int = 0, json: bool = False) -> None:
+    """Show one version: inputs, Ansible roles, ancestry, artifacts, packages, test runs."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        details = lifecycle.show(registry, role, _version_number(version) if version else None)
+        if json:
+            emit_json(lifecycle.as_json(details))
+        else:
+            _print_lines(lifecycle.format_show(details))
+
+
+@task(
+    help={
+        "role": "the role whose versions to compare",
+        "a": "the older version",
+        "b": "the newer version",
+        "files": "compare the images' filesystems too (default; takes seconds)",
+        "json": "print JSON",
+    },
+)
+def diff(c: Context, role: str, a: str, b: str, files: bool = True, json: bool = False) -> None:
+    """Compare two versions: packages, inputs, and files in the image."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        result = lifecycle.diff(
+            registry, role, _version_number(a, "A"), _version_number(b, "B"), files=files
+        )
+        if json:
+            emit_json(lifecycle.as_json(result))
+        else:
+            _print_lines(lifecycle.format_diff(result))
+
+
+@task(
+    help={
+        "role": "the role to promote",
+        "version": "the version to point the channel at",
+        "channel": "the channel to move (dev, staging, prod...)",
+        "force": "promote a version that is not tested (needs --reason)",
+        "reason": "why; recorded in the channel's audit log",
+        "json": "print JSON",
+    },
+)
+def promote(
+    c: Context,
+    role: str,
+    version: str,
+    channel: str = "",
+    force: bool = False,
+    reason: str = "",
+    json: bool = False,
+) -> None:
+    """Point a channel at a tested version of a role."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    if not channel:
+        raise Exit("kiln: promote needs --channel NAME (for example --channel prod)", 2)
+    with cli(), open_registry(project()) as registry:
+        change = lifecycle.promote(
+            registry, role, _version_number(version), channel=channel, force=force,
+            reason=reason or None,
+        )  # fmt: skip
+        if json:
+            emit_json(lifecycle.as_json(change))
+        else:
+            print(lifecycle.format_change(change))
+
+
+@task(
+    help={
+        "role": "the role whose channel to roll back",
+        "channel": "the channel to move back to the version it held before",
+        "reason": "why; recorded in the channel's audit log",
+        "json": "print JSON",
+    },
+)
+def rollback(
+    c: Context, role: str, channel: str = "", reason: str = "", json: bool = False
+) -> None:
+    """Move a channel back to its previous version, skipping revoked and failed ones."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    if not channel:
+        raise Exit("kiln: rollback needs --channel NAME (for example --channel prod)", 2)
+    with cli(), open_registry(project()) as registry:
+        change = lifecycle.rollback(registry, role, channel=channel, reason=reason or None)
+        if json:
+            emit_json(lifecycle.as_json(change))
+        else:
+            print(lifecycle.format_change(change))
+
+
+@task(help={"role": "the role whose channels to list", "json": "print JSON"})
+def channels(c: Context, role: str, json: bool = False) -> None:
+    """List a role's channels and the version each points at."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        states = lifecycle.channels(registry, role)
+        if json:
+            emit_json([lifecycle.as_json(s) for s in states])
+            return
+        if not states:
+            print(f"{role} has no channels; point one with `invoke promote {role} N --channel dev`")
+        for s in states:
+            where = f"v{s.version} ({s.status})" if s.version is not None else "EMPTY"
+            print(f"{s.channel:<12} {where:<24} since {s.updated_at}")
+
+
+@task(
+    help={
+        "role": "the role of the version to revoke",
+        "version": "the version to revoke",
+        "reason": "why (required); recorded with the version",
+        "json": "print JSON",
+    },
+)
+def revoke(c: Context, role: str, version: str, reason: str = "", json: bool = False) -> None:
+    """Revoke a version: move channels off it and flag versions baked from it."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        result = lifecycle.revoke(registry, role, _version_number(version), reason=reason)
+        if json:
+            emit_json(lifecycle.as_json(result))
+        else:
+            print(f"{role} v{result.version} revoked: {result.reason}")
+            for change in result.moved:
+                print("  " + lifecycle.format_change(change))
+            for child_role, child_version in result.descendants:
+                print(f"  {child_role} v{child_version} is now built on a revoked parent")
+        _warn(result.warnings)
+
+
+@task(
+    help={
+        "keep": "how many of the newest versions of each role to keep (default 3)",
+        "dry_run": "only list what would be deleted",
+        "json": "print JSON",
+    },
+)
+def gc(c: Context, keep: int = 3, dry_run: bool = False, json: bool = False) -> None:
+    """Delete old artifacts no channel needs; their records stay in the registry."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+
+    with cli(), open_registry(project()) as registry:
+        result = lifecycle.gc(registry, keep=keep, dry_run=dry_run)
+        if json:
+            emit_json(lifecycle.as_json(result))
+            return
+        verb = "would delete" if dry_run else "deleted"
+        for item in result.deleted:
+            print(f"{verb} {item.role} v{item.version} {item.target} {item.ref}")
+        for item in result.kept:
+            print(f"kept    {item.role} v{item.version} {item.target} {item.ref} ({item.why})")
+        for item in result.failed:
+            print(f"FAILED  {item.role} v{item.version} {item.target} {item.ref}: {item.why}")
+        print(f"{verb} {len(result.deleted)}, kept {len(result.kept)}, failed {len(result.failed)}")
+        if result.failed:
+            raise Exit("kiln: gc could not delete every artifact (see FAILED above)", 1)
+
+
+@task(
+    help={
+        "bake": "rebake the outdated roles, parents first",
+        "target": "where to rebake: docker (default)",
+        "json": "print JSON",
+    },
+)
+def outdated(c: Context, bake: bool = False, target: str = "docker", json: bool = False) -> None:
+    """List roles whose newest version was baked from a superseded or revoked parent."""
+    from kiln import lifecycle
+    from kiln.bake import Baker, open_registry
+    from kiln.commands import print_bake_summary
+    from kiln.console import Reporter
+
+    with cli(), open_registry(project()) as registry:
+        found = lifecycle.outdated(registry)
+        if json and not bake:
+            emit_json([lifecycle.as_json(o) for o in found])
+            return
+        if not json:
+            for o in found:
+                print(f"{o.role} v{o.version}: {o.why}")
+            if not found:
+                print("nothing is outdated")
+        if bake:
+            reporter = Reporter(json_mode=json)
+            baker = Baker(project(), target=target, registry=registry, reporter=reporter)
+            lifecycle.bake_outdated(
+                baker, on_bake=lambda _name, outcomes: print_bake_summary(reporter, outcomes)
+            )
+
+
+LIFECYCLE_TASKS = (history, show, diff, promote, rollback, channels, revoke, gc, outdated)
 
 
 @task(
@@ -222,35 +536,93 @@ def drift(c: Context, role: str | None = None, json: bool = False) -> None:
 
 
 @task(
-    # Invoke has no optional positional arguments: `invoke audit` audits all, `-r web` one.
-    positional=[],
+    # Invoke has no optional positional arguments, so the version is a flag: test web -v 3.
     help={
-        "role": "the role to audit (default: every role)",
-        "json": "print the findings as JSON",
+        "role": "the role (or base) whose version to test",
+        "version": "the version to test (default: the newest)",
+        "json": "print the result as JSON",
     },
 )
-def audit(c: Context, role: str | None = None, json: bool = False) -> None:
-    """Audit roles' Ansible for anything that could reach a host other than the builder."""
-    from kiln.commands import audit_lines, audit_project
+def test(c: Context, role: str, version: int = 0, json: bool = False) -> None:
+    """Rerun the acceptance tests of a recorded version and set its status from the verdict."""
+    from kiln.acceptance import retest
+    from kiln.bake import open_registry
+    from kiln.console import Reporter
+
+    with cli(), open_registry(project()) as registry:
+        reporter = Reporter(sys.stderr if json else sys.stdout)
+        tested, result = retest(
+            project(), registry, role, _version_number(version) if version else None,
+            reporter=reporter, raise_on_failure=not json,
+        )  # fmt: skip
+        if json:
+            emit_json({**result.as_dict(), "status": tested.status})
+            if not result.passed:
+                raise Exit(f"kiln: {tested.label} failed its acceptance tests", 1)
+        else:
+            print(f"{tested.label} {tested.status}: {result.summary} ({result.duration_s:.1f}s)")
+
+
+test.__test__ = False  # an invoke task, not a pytest test
+
+
+@task(help={"output": "where to write the page (default: .kiln/report/index.html)"})
+def report(c: Context, output: str = "") -> None:
+    """Write a self-contained HTML report of every role, version, test and package change."""
+    from kiln.bake import open_registry
+    from kiln.report import write_report
+
+    with cli(), open_registry(project()) as registry:
+        path = write_report(project(), registry, Path(output) if output else None)
+        print(f"wrote {path}")
+
+
+@task(
+    help={
+        "role": "the Ansible role whose Molecule scenario to run (molecule/<role>/)",
+        "all": "run the scenario of every Ansible role in roles/",
+    }
+)
+def test_role(c: Context, role: str = "", all: bool = False) -> None:
+    """Run the Molecule scenario of an Ansible role (create, converge, idempotence, verify)."""
+    from kiln.commands import molecule_image
+    from kiln.roletest import test_all_roles
+    from kiln.roletest import test_role as run_scenario
 
     with cli():
-        reports = audit_project(project(), [role] if role else None)
-        errors = sum(len(r.errors) for r in reports.values())
-        if json:
-            emit_json({"ok": not errors, "roles": {k: r.to_json() for k, r in reports.items()}})
-        else:
-            print("\n".join(audit_lines(reports)))
-        if errors:
-            raise Exit(f"kiln: the guard refused {errors} finding(s); a bake would stop", 1)
+        if all == bool(role):
+            raise Exit("kiln: give one Ansible role, or --all", 2)
+        root, image = project().root, molecule_image(project())
+        if all:
+            reports = test_all_roles(
+                project_root=root, image=image,
+                on_report=lambda r: print(f"{r.name}: passed in {r.duration_s:.0f}s"),
+            )  # fmt: skip
+            print(f"{len(reports)} scenario(s) passed")
+            return
+        report = run_scenario(role, project_root=root, image=image)
+        print(f"{report.name}: molecule test passed in {report.duration_s:.0f}s")
+
+
+@task(help={"name": "the new Ansible role (lowercase letters, digits, underscores)"})
+def new_role(c: Context, name: str) -> None:
+    """Scaffold an Ansible role in roles/ and its passing Molecule scenario in molecule/."""
+    from kiln.roletest import new_role as scaffold
+
+    with cli():
+        for path in scaffold(name, project_root=project().root):
+            print(f"created {path.relative_to(project().root)}")
 
 
 def collection(proj: Project) -> Collection:
     """The Invoke collection for proj; tasks.py sets ``ns = collection(project)``."""
     _state["project"] = proj
     ns = Collection()
-    for item in (audit, bake, render, run):
+    for item in (audit, bake, render, report, run, test, test_role, new_role):
         ns.add_task(item)
     ns.add_task(list_roles, name="list")
     for item in (deploy, servers, drift):
+        ns.add_task(item)
+    for item in LIFECYCLE_TASKS:
         ns.add_task(item)
     return ns
