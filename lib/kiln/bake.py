@@ -617,7 +617,9 @@ def _idempotence_failure(
     lines = []
     for event in changed:
         where = _relative_path(str(event.get("path", "")), root)
-        lines.append(f"  {event.get('task')!r} of role {event.get('role') or '?'} at {where}")
+        owner = str(event.get("role") or "")
+        task = str(event.get("task", "")).removeprefix(f"{owner} : ")  # Ansible's "role : name"
+        lines.append(f"  {task!r} of role {owner or '?'} at {where}")
     return ProvisionError(
         f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
         "changes in a second Ansible pass over the finished builder:\n"

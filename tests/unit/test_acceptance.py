@@ -385,8 +385,9 @@ def test_idempotence_names_each_task_that_changed_again(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     run = packer_run(
         {"event": "task_result", "ansible_pass": "2", "changed": False, "task": "Install"},
-        {"event": "task_result", "ansible_pass": "2", "changed": True, "task": "Print the date",
-         "role": "web", "path": f"{tmp_path}/roles/web/tasks/main.yml:12"},
+        {"event": "task_result", "ansible_pass": "2", "changed": True,
+         "task": "web : Print the date", "role": "web",
+         "path": f"{tmp_path}/roles/web/tasks/main.yml:12"},
     )  # fmt: skip
     error = _idempotence_failure(project.role_named("web"), 3, run, tmp_path / "logs", tmp_path)
     assert isinstance(error, ProvisionError)
