@@ -189,7 +189,10 @@ def _valid_variable_name(name: str) -> bool:
 
 
 def _check_json_value(role: str, name: str, value: Any) -> None:
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        _check_no_go_template(role, name, value)
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -205,12 +208,24 @@ def _check_json_value(role: str, name: str, value: Any) -> None:
                 raise DefinitionError(
                     f"role {role!r}: variable {name!r} has a non-string key {key!r}"
                 )
+            _check_no_go_template(role, name, key)
             _check_json_value(role, name, item)
         return
     raise DefinitionError(
         f"role {role!r}: variable {name!r} has type {type(value).__name__}, which is not "
         "serialisable (use str, int, float, bool, None, lists and dicts with string keys)"
     )
+
+
+def _check_no_go_template(role: str, name: str, text: str) -> None:
+    # Variables reach Ansible as a packer provisioner argument, which packer renders with its Go
+    # template engine first: "{{ x }}" fails the build, "{{ timestamp }}" changes silently.
+    if "{{" in text:
+        raise DefinitionError(
+            f"role {role!r}: variable {name!r} contains '{{{{', which Packer's template engine "
+            "would evaluate before Ansible sees it; put Jinja expressions in the Ansible role's "
+            "defaults/ or vars/ instead"
+        )
 
 
 class Project:

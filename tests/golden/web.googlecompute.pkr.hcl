@@ -79,7 +79,7 @@ build {
   }
 
   provisioner "shell" {
-    inline = ["dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv"]
+    inline = ["dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /tmp/kiln-packages.tsv"]
   }
 
   provisioner "file" {

@@ -116,6 +116,10 @@ CASES: list[Case] = [
     ("variable name with a newline",
      lambda p: p.role("x", parent="base", ansible_roles=["web"], variables={"v\n": 1}),
      DefinitionError, "variable name 'v\\n' is invalid"),
+    ("variable holding a Go template",
+     lambda p: p.role("x", parent="base", ansible_roles=["web"],
+                      variables={"motd": ["Welcome to {{ ansible_hostname }}"]}),
+     DefinitionError, "variable 'motd' contains '{{', which Packer's template engine would"),
     # -- secrets
     ("secret as a literal",
      lambda p: p.role("x", parent="base", ansible_roles=["web"], secrets={"t": "hunter2"}),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,14 +47,16 @@ characters = st.characters(codec="utf-8", exclude_categories=["Cs"])  # any enco
 nasty_text = st.lists(
     st.one_of(st.sampled_from(NASTY), st.text(characters, max_size=8)), max_size=8
 ).map("".join)
+# Role variables may not hold "{{" (kiln refuses it: Packer's Go templates would evaluate it).
+variable_text = nasty_text.map(lambda text: re.sub(r"\{(?=\{)", "{ ", text))
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | nasty_text,
+    | variable_text,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(nasty_text, children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(variable_text, children, max_size=4)
     ),
     max_leaves=12,
 )
@@ -165,10 +168,11 @@ def test_label_and_image_text_round_trips(
 
 def test_a_hand_picked_nasty_case_round_trips(root: Path) -> None:
     nasty = "".join(NASTY)
+    text = re.sub(r"\{(?=\{)", "{ ", nasty)
     plan = make_plan(
         root,
         "web",
-        {"everything": nasty, "nested": {nasty: [nasty, {nasty: None}]}, "x": -0.0},
+        {"everything": text, "nested": {text: [text, {text: None}]}, "x": -0.0},
         digest=nasty,
         parent_role=nasty,
         parent_ref=nasty,
