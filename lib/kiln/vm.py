@@ -37,6 +37,7 @@ from kiln.errors import BuildError, ToolError
 __all__ = [
     "BASE_PACKAGES",
     "QEMU_TEMPLATE",
+    "QEMU_TEMPLATE_CONTEXT",
     "BakeAccess",
     "RunningVm",
     "VmBase",
@@ -45,6 +46,8 @@ __all__ = [
     "build_vm_base",
     "guest_file",
     "guest_listdir",
+    "hcl_string",
+    "hostfwd_rules",
     "probe_kvm",
     "render_qemu_template",
     "sealing_problems",

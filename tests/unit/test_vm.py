@@ -400,3 +400,51 @@ def test_wait_for_http_times_out() -> None:
 def test_wait_for_http_polls_loopback_only(url: str) -> None:
     with pytest.raises(BuildError, match="only polls"):
         vm.wait_for_http(url, 1)
+
+
+def test_remove_tree_deletes_an_unmounted_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "scratch"
+    (tree / "rootfs/dev").mkdir(parents=True)
+    (tree / "rootfs/dev/null").write_text("not a device")
+    assert vm._mounts_under(tree) == []
+    vm._remove_tree(tree)
+    assert not tree.exists()
+
+
+def test_remove_tree_refuses_a_tree_with_mounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "scratch"
+    tree.mkdir()
+    monkeypatch.setattr(vm, "_mounts_under", lambda path: [f"{path}/rootfs/proc"])
+    monkeypatch.setattr(vm.subprocess, "run", lambda *a, **k: None)
+    with pytest.raises(BuildError, match="still has mounts"):
+        vm._remove_tree(tree)
+    assert tree.exists()
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(vm.__all__) == sorted(
+        [
+            "BASE_PACKAGES",
+            "QEMU_TEMPLATE",
+            "QEMU_TEMPLATE_CONTEXT",
+            "BakeAccess",
+            "RunningVm",
+            "VmBase",
+            "bake_access",
+            "booted_vm",
+            "build_vm_base",
+            "guest_file",
+            "guest_listdir",
+            "hcl_string",
+            "hostfwd_rules",
+            "probe_kvm",
+            "render_qemu_template",
+            "sealing_problems",
+            "vm_base_digest",
+            "vm_base_inputs",
+            "wait_for_http",
+        ]
+    )
+    assert all(hasattr(vm, name) for name in vm.__all__)
