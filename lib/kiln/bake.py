@@ -214,7 +214,9 @@ class Baker:
                     self.reporter.message(node.name, f"{pending.label} is baked but not tested")
                     return self._gate(node, pending, baked=False, timings={}, log_dir=None)
             self.target.preflight()
-            reaped = self.target.reap_builders(role=node.name)
+            reaped = self.target.reap_builders(
+                role=node.name, namespace=self.project.image_namespace
+            )
             if reaped:
                 self.reporter.warning(
                     node.name, f"removed {len(reaped)} builder(s) left by an interrupted bake"

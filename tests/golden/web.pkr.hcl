@@ -36,6 +36,8 @@ source "docker" "web" {
     "-d",
     "--label",
     "kiln.bake=${var.bake_id}",
+    "--label",
+    "kiln.namespace=kiln",
     "--cap-add",
     "SYS_ADMIN",
     "--security-opt",
@@ -49,6 +51,8 @@ source "docker" "web" {
     "/run/lock",
     "--stop-signal",
     "SIGRTMIN+3",
+    "-v",
+    "kiln-apt-archives:/run/kiln-apt-cache",
     "--",
     "{{.Image}}",
     "/sbin/init",
@@ -70,9 +74,20 @@ build {
   sources = ["source.docker.web"]
 
   # Wait from the host until systemd has booted: its tmpfiles step empties /tmp, where Packer
-  # uploads scripts, so nothing may be uploaded before that.
+  # uploads scripts, so nothing may be uploaded before that. Until systemd listens on its socket,
+  # `systemctl --wait` fails at once ("Failed to connect to bus"), so first wait for the socket.
   provisioner "shell-local" {
-    inline = ["timeout 120 docker exec ${build.ID} systemctl is-system-running --wait >/dev/null || true"]
+    inline = ["timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true"]
+  }
+
+  # The shared apt cache: apt hooks that live in this builder only (lib/kiln/targets/apt_cache.py).
+  provisioner "file" {
+    source      = "lib/kiln/targets/apt_cache.py"
+    destination = "/var/tmp/kiln-apt.py"
+  }
+
+  provisioner "shell" {
+    inline = ["python3 /var/tmp/kiln-apt.py setup"]
   }
 
   provisioner "ansible" {
@@ -111,6 +126,11 @@ build {
     destination = var.manifest_file
   }
 
+  # Removes the apt cache hooks and says how many .debs came from the cache.
+  provisioner "shell" {
+    inline = ["python3 /run/kiln-apt.py finish"]
+  }
+
   # Seal: nothing of the bake stays in the image.
   provisioner "shell" {
     inline = [
@@ -121,6 +141,11 @@ build {
       "touch -d @0 /var/lib/apt/lists",
       "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
     ]
+  }
+
+  provisioner "shell-local" {
+    environment_vars = ["KILN_EVENTS_FILE=${var.events_file}"]
+    inline           = ["[ -z \"$KILN_EVENTS_FILE\" ] || echo '{\"event\": \"phase\", \"phase\": \"commit\"}' >> \"$KILN_EVENTS_FILE\""]
   }
 
   post-processor "docker-tag" {

@@ -96,7 +96,8 @@ def test_rendering_is_byte_identical_for_the_same_inputs(project: Project) -> No
 def test_variables_reach_ansible_as_one_json_argument(project: Project) -> None:
     text = rendered(project, "web")["web.pkr.hcl"]
     parsed = parse_hcl(text, source="web")
-    args = parsed["build"][0]["provisioner"][1]["ansible"]["extra_arguments"]
+    ansible = next(p["ansible"] for p in parsed["build"][0]["provisioner"] if "ansible" in p)
+    args = ansible["extra_arguments"]
     assert '{"web_message": "Baked once, never patched.", "web_title": "Hello from kiln"}' in args
     assert "ansible_host=${build.ID}" in args
 

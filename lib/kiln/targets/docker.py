@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kiln import tools
 from kiln.errors import BuildError, TestFailure
+from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
 from kiln.registry import Artifact
 from kiln.render import Interpolated
@@ -36,6 +39,12 @@ SYSTEMD_RUN_FLAGS: tuple[str, ...] = (
 )  # fmt: skip
 INIT = "/sbin/init"
 BAKE_LABEL = "kiln.bake"
+NAMESPACE_LABEL = "kiln.namespace"  # whose builder it is: see reap_builders
+# The shared apt cache (see apt_cache.py): a named volume, mounted in builders only, under the
+# /run tmpfs so that not even its mount point is committed. KILN_APT_CACHE=off bakes without it.
+APT_CACHE_VOLUME = "kiln-apt-archives"
+APT_CACHE_MOUNT = "/run/kiln-apt-cache"
+APT_CACHE_SCRIPT = Path(__file__).resolve().parent / "apt_cache.py"
 SEAL_COMMANDS = (
     "rm -f /tmp/kiln-packages.tsv",
     "apt-get clean",
@@ -45,6 +54,21 @@ SEAL_COMMANDS = (
     "touch -d @0 /var/lib/apt/lists",
     "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
 )
+
+
+# Tells kiln's progress display (through the events file) that packer now commits the builder.
+COMMIT_MARKER = (
+    '[ -z "$KILN_EVENTS_FILE" ] || '
+    'echo \'{"event": "phase", "phase": "commit"}\' >> "$KILN_EVENTS_FILE"'
+)
+
+
+def apt_cache_flags() -> tuple[str, ...]:
+    """docker run flags that mount the shared apt cache volume, unless KILN_APT_CACHE=off."""
+    volume = os.environ.get("KILN_APT_CACHE", APT_CACHE_VOLUME)
+    if volume in ("", "off", "0", "false", "no"):
+        return ()
+    return ("-v", f"{volume}:{APT_CACHE_MOUNT}")
 
 
 def run_command_line(image: str) -> str:
@@ -133,18 +157,24 @@ class DockerTarget(Target):
     template: ClassVar[str] = "docker.pkr.hcl.j2"
 
     def recipe(self) -> dict[str, Any]:
+        # The apt cache volume is not here: whether it is mounted and what it holds cannot change
+        # what is installed (a cached .deb is used only if its sha256 is the one the fresh apt
+        # lists name). The hook script is: it runs in the builder, like the seal commands.
         return {
             **super().recipe(),
             "run": list(SYSTEMD_RUN_FLAGS),
             "init": INIT,
             "seal": list(SEAL_COMMANDS),
+            "apt_cache_script": file_digest(APT_CACHE_SCRIPT),
         }
 
     def _run_command(self, plan: BakePlan) -> list[Any]:
         return [
             "-d",
             "--label", Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
+            "--label", f"{NAMESPACE_LABEL}={plan.project.image_namespace}",
             *SYSTEMD_RUN_FLAGS,
+            *apt_cache_flags(),
             "--", "{{.Image}}", INIT,
         ]  # fmt: skip
 
@@ -185,6 +215,8 @@ class DockerTarget(Target):
             "ansible_arguments": self._ansible_arguments(plan),
             "ansible_env_vars": ansible_env_vars(plan),
             "seal_commands": list(SEAL_COMMANDS),
+            "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
+            "commit_marker": [COMMIT_MARKER],
         }
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
@@ -221,7 +253,7 @@ class DockerTarget(Target):
         if existing:
             log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
             tools.docker("tag", existing[0], ref)
-            return self._artifact(ref)
+            return self._tag_latest(ref)
         mmdebstrap = [
             tools.which("mmdebstrap"), f"--variant={base.variant}",
             f"--include={','.join(base.packages)}", base.suite, "-",
@@ -250,6 +282,11 @@ class DockerTarget(Target):
                 f"bootstrapping base {base.name!r} ({base.suite}) failed: mmdebstrap exit "
                 f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
             )
+        return self._tag_latest(ref)
+
+    def _tag_latest(self, ref: str) -> Artifact:
+        """Bases are also tagged :latest, the default image of Molecule scenarios (molecule/)."""
+        tools.docker("tag", ref, ref.rsplit(":", 1)[0] + ":latest")
         return self._artifact(ref)
 
     def _artifact(self, ref: str) -> Artifact:
@@ -274,17 +311,27 @@ class DockerTarget(Target):
     def delete_artifact(self, artifact: Artifact) -> None:
         tools.run(["docker", "rmi", artifact.ref], check=False)
 
-    def reap_builders(self, *, role: str, bake_id: str | None = None) -> list[str]:
-        """Remove builder containers of role (or of one bake) that a killed run left behind."""
+    def reap_builders(
+        self, *, role: str, bake_id: str | None = None, namespace: str | None = None
+    ) -> list[str]:
+        """Remove builder containers of role (or of one bake) that a killed run left behind.
+
+        With namespace, only builders of that image namespace: other checkouts and test
+        sandboxes on the same engine bake roles of the same names, and their builders are alive.
+        """
+        fields = [
+            "{{.ID}}",
+            *(f'{{{{.Label "{name}"}}}}' for name in (BAKE_LABEL, NAMESPACE_LABEL)),
+        ]
         out = tools.docker(
-            "ps", "-a", "--filter", f"label={BAKE_LABEL}",
-            "--format", f'{{{{.ID}}}} {{{{.Label "{BAKE_LABEL}"}}}}',
+            "ps", "-a", "--filter", f"label={BAKE_LABEL}", "--format", "\t".join(fields)
         )  # fmt: skip
         doomed = []
         for line in out.splitlines():
-            container, _, label = line.partition(" ")
+            container, label, owner = [*line.split("\t"), "", ""][:3]
+            mine = namespace is None or owner == namespace
             if (bake_id is not None and label == bake_id) or (
-                bake_id is None and label.startswith(f"{role}:")
+                bake_id is None and label.startswith(f"{role}:") and mine
             ):
                 doomed.append(container)
         if doomed:

@@ -1,0 +1,113 @@
+"""The shared apt cache: a second bake takes its .debs from the cache, and no image holds any of it.
+
+Each test uses a volume of its own (KILN_APT_CACHE), so the developer's cache and other tests'
+bakes never change what is counted here.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import Sandbox
+
+CACHE_LINE = re.compile(
+    r"kiln apt cache: (\d+) \.deb\(s\) from the cache \(([\d.]+) MB\), (\d+) downloaded "
+    r"\(([\d.]+) MB\), (\d+) added to the cache"
+)
+
+
+@pytest.fixture
+def cache_volume(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[str]:
+    name = f"kilntest-apt-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("KILN_APT_CACHE", name)
+    try:
+        yield name
+    finally:
+        sandbox.cleanup()  # containers first: a volume in use cannot be removed
+        sandbox.docker("volume", "rm", "-f", name, check=False)
+
+
+def cache_report(sandbox: Sandbox, role: str, version: int) -> tuple[int, int, int]:
+    """(from the cache, downloaded, added) as the builder's apt hooks counted them."""
+    log = (sandbox.root / ".kiln" / "logs" / role / str(version) / "packer.log").read_text()
+    found = CACHE_LINE.search(log)
+    assert found, f"no apt cache report in {role} v{version}'s packer.log"
+    return int(found.group(1)), int(found.group(3)), int(found.group(5))
+
+
+def pool(sandbox: Sandbox, volume: str, image: str) -> dict[str, tuple[int, str]]:
+    """The cache volume's files: name -> (size, mtime), read through a throwaway container."""
+    out = sandbox.docker(
+        "run", "--rm", "-v", f"{volume}:/cache:ro", "--entrypoint", "find", image,
+        "/cache", "-type", "f", "-printf", "%P %s %T@\\n",
+    )  # fmt: skip
+    files = {}
+    for line in out.splitlines():
+        name, size, mtime = line.split()
+        files[name] = (int(size), mtime)
+    return files
+
+
+def image_traces(sandbox: Sandbox, image: str) -> str:
+    """Everything an image holds that could come from the cache or its hooks (empty if clean)."""
+    script = (
+        "find / -xdev -name '*.deb' -print; "
+        "find /var/cache/apt/archives -mindepth 1 ! -name lock ! -name partial -print; "
+        "find /var/cache/apt/archives/partial -mindepth 1 -print; "
+        "ls /etc/apt/apt.conf.d | grep -i kiln; "
+        "find /run/kiln-apt-cache /run/kiln-apt /run/kiln-apt.py /var/tmp/kiln-apt.py "
+        "-mindepth 1 -print 2>/dev/null; "
+        "true"
+    )
+    return sandbox.docker("run", "--rm", "--entrypoint", "sh", image, "-c", script)
+
+
+def image_size(sandbox: Sandbox, image: str) -> int:
+    return int(sandbox.docker("image", "inspect", "--format", "{{.Size}}", image))
+
+
+def test_second_bake_downloads_nothing_and_images_hold_no_cache(
+    sandbox: Sandbox, cache_volume: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = f"{sandbox.namespace}/web"
+    sandbox.invoke("bake", "web", "--skip-tests", check=True)
+    cached, downloaded, added = cache_report(sandbox, "web", 1)
+    # nginx and its dependencies: nothing was cached before this first bake of web.
+    assert (cached, downloaded) == (0, added)
+    assert downloaded >= 5
+    before = pool(sandbox, cache_volume, f"{web}:1")
+    assert len(before) >= downloaded
+
+    sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
+    cached, downloaded, added = cache_report(sandbox, "web", 2)
+    assert (downloaded, added) == (0, 0), "the second bake downloaded .debs again"
+    assert cached >= 5
+    # Not one file of the cache was written again: same names, sizes and modification times.
+    assert pool(sandbox, cache_volume, f"{web}:2") == before
+
+    monkeypatch.setenv("KILN_APT_CACHE", "off")
+    sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
+    log = (sandbox.root / ".kiln/logs/web/3/packer.log").read_text()
+    assert "kiln apt cache: off" in log
+    assert "-v kilntest-apt" not in log  # the builder ran without the volume
+
+    for version in (1, 2, 3):
+        assert image_traces(sandbox, f"{web}:{version}") == "", f"web v{version}"
+    # With the cache (v1 cold, v2 warm) or without it (v3): the same image, give or take the
+    # timestamps and logs every bake writes. The nginx .debs alone are over 2 MB.
+    sizes = [image_size(sandbox, f"{web}:{v}") for v in (1, 2, 3)]
+    assert max(sizes) - min(sizes) < 256 * 1024, sizes
+    with sandbox.registry() as registry:
+        manifests = [registry.packages("web", v) for v in (1, 2, 3)]
+        versions = [registry.get("web", v) for v in (1, 2, 3)]
+    assert manifests[0] == manifests[1] == manifests[2]
+    # The volume is not part of the fingerprint: it cannot change what is installed.
+    assert len({v.fingerprint for v in versions if v is not None}) == 1
+
+
+def test_shared_sandbox_image_holds_no_cache(baked_sandbox: Sandbox) -> None:
+    assert image_traces(baked_sandbox, f"{baked_sandbox.namespace}/web:1") == ""
