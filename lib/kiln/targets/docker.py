@@ -253,7 +253,7 @@ class DockerTarget(Target):
         if existing:
             log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
             tools.docker("tag", existing[0], ref)
-            return self._tag_latest(ref)
+            return self._artifact(ref)
         mmdebstrap = [
             tools.which("mmdebstrap"), f"--variant={base.variant}",
             f"--include={','.join(base.packages)}", base.suite, "-",
@@ -282,11 +282,6 @@ class DockerTarget(Target):
                 f"bootstrapping base {base.name!r} ({base.suite}) failed: mmdebstrap exit "
                 f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
             )
-        return self._tag_latest(ref)
-
-    def _tag_latest(self, ref: str) -> Artifact:
-        """Bases are also tagged :latest, the default image of Molecule scenarios (molecule/)."""
-        tools.docker("tag", ref, ref.rsplit(":", 1)[0] + ":latest")
         return self._artifact(ref)
 
     def _artifact(self, ref: str) -> Artifact:
