@@ -107,6 +107,7 @@ class Baker:
         reporter: Reporter | None = None,
         skip_tests: bool = False,
         check_idempotence: bool = False,
+        accel: str | None = None,
     ) -> None:
         self.project = project
         #: Record new versions as untested instead of running their acceptance tests.
@@ -114,7 +115,7 @@ class Baker:
         #: Run Ansible twice in each builder; a change in the second pass fails the bake.
         self.check_idempotence = check_idempotence
         self.target_name = target
-        self.target: Target = get_target(target)
+        self.target: Target = get_target(target, accel=accel)
         self.registry = registry or open_registry(project)
         self.reporter = reporter or NullReporter()
         self._git: tuple[str, bool] | None = None
@@ -181,7 +182,11 @@ class Baker:
         self._before_builders(role, fingerprints, force=force)
         outcomes: list[BakeOutcome] = []
         parent: Version | None = None
-        for node in role.ancestry():
+        chain = role.ancestry()
+        if self.target.flattens_chain:  # one bake on the base applies every layer's Ansible
+            chain = [chain[0], role]
+            secrets = {role.name: {k: v for values in secrets.values() for k, v in values.items()}}
+        for node in chain:
             outcome = self._ensure(
                 node,
                 fingerprints[node.name],
@@ -351,7 +356,7 @@ class Baker:
             )
         plan = BakePlan(
             self.project, role, fingerprint, parent, self.target_name,
-            check_idempotence=self.check_idempotence,
+            check_idempotence=self.check_idempotence, flatten=self.target.flattens_chain,
         )  # fmt: skip
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
@@ -369,7 +374,7 @@ class Baker:
             "-var", f"manifest_file={plan.relative(work / 'packages.tsv')}",
             "-var", f"events_file={(work / 'events.jsonl').resolve()}",
         ]  # fmt: skip
-        if role.secrets:
+        if plan.secrets:
             secret_file = secret_vars_file(work / "secrets.json", secrets)
             argv += ["-var", f"secret_vars_file={secret_file.resolve()}"]
         argv.append(plan.relative(plan.hcl_path))
@@ -379,7 +384,12 @@ class Baker:
         )
         packer_started = time.monotonic()
         try:
-            with (log_dir / "packer.log").open("w") as log:
+            with (
+                self.target.bake_session(plan, work) as session_vars,
+                (log_dir / "packer.log").open("w") as log,
+            ):
+                for name, value in session_vars.items():
+                    argv[-1:-1] = ["-var", f"{name}={value}"]
                 run = run_packer(
                     argv, cwd=self.project.root, env=self._packer_env(), events_path=work /
                     "events.jsonl", log=log, on_line=lambda line: self.reporter.packer_line(
@@ -439,7 +449,7 @@ class Baker:
     # -- the acceptance gate ----------------------------------------------------------------
     def _new_status(self) -> str:
         """A new version is `baked` until its gate decides, or `untested` when tests are skipped."""
-        return "untested" if self.skip_tests else "baked"
+        return "untested" if self.skip_tests or not self.target.runs_acceptance_tests else "baked"
 
     def _gate(
         self,
@@ -452,6 +462,12 @@ class Baker:
         redact: Redactor | None = None,
     ) -> BakeOutcome:
         """Run version's acceptance tests and record the verdict; a failure raises TestFailure."""
+        if not self.target.runs_acceptance_tests:
+            self.reporter.message(
+                node.name, f"{version.label} recorded untested: acceptance tests run on docker "
+                f"instances; boot this {self.target_name} image with `invoke boot {node.name}`",
+            )  # fmt: skip
+            return BakeOutcome(version=version, baked=baked, timings=timings, log_dir=log_dir)
         if self.skip_tests:
             self.reporter.message(node.name, f"{version.label} recorded untested (--skip-tests)")
             return BakeOutcome(version=version, baked=baked, timings=timings, log_dir=log_dir)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,40 @@ def _finding_line(finding: Finding) -> str:
     return text if finding.reason is None else f"{text} (allowed: {finding.reason})"
 
 
+def boot_vm(
+    project: Project,
+    role: str,
+    version: int | None,
+    *,
+    accel: str | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Boot a throwaway overlay of a role's VM image until Ctrl-C; the image never changes."""
+    from kiln import vm
+    from kiln.targets.qemu import choose_accelerator
+
+    found = resolve_version(project, role, version, target="qemu")
+    artifact = found.artifact("qemu")
+    if artifact is None or artifact.deleted_at is not None:
+        raise DefinitionError(f"{found.label} has no qcow2 image to boot")
+    chosen = choose_accelerator(accel)
+    announce(f"booting {found.label} ({artifact.ref}) under {chosen}; Ctrl-C stops it")
+    with vm.booted_vm(Path(artifact.ref), accel=chosen, forwards={80: 0}) as running:
+        url = running.url(80)
+        announce(f"  overlay: {running.overlay}")
+        announce(f"  waiting for {url} ...")
+        vm.wait_for_http(url, timeout_s=900 if chosen == "tcg" else 180)
+        announce(f"  {role} v{found.version} serves {url}")
+        announce(
+            f"  stop it: Ctrl-C here, or kill {running.pid} (the overlay is removed either way)"
+        )
+        try:
+            while running.alive():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            announce("stopping the VM and removing its overlay")
+
+
 def molecule_image(project: Project) -> str | None:
     """The image Molecule instances start from: the newest version of the first base."""
     bases = [node for node in project if node.parent is None]
@@ -141,11 +176,13 @@ def molecule_image(project: Project) -> str | None:
     return artifact.ref if artifact is not None else None
 
 
-def resolve_version(project: Project, role: str, version: int | None) -> Version:
-    """A recorded version of role: the given one, or the newest."""
+def resolve_version(
+    project: Project, role: str, version: int | None, *, target: str | None = None
+) -> Version:
+    """A recorded version of role: the given one, or the newest (on target, if given)."""
     project.get(role)
     with open_registry(project) as registry:
-        found = registry.get(role, version) if version else registry.latest(role)
+        found = registry.get(role, version) if version else registry.latest(role, target=target)
     if found is None:
         which = f"version {version}" if version else "any version"
         raise RegistryError(f"{role} has no recorded {which}; run `invoke bake {role}` first")

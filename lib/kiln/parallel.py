@@ -79,15 +79,21 @@ def select_roles(project: Project, names: Sequence[str], *, all_roles: bool) -> 
     return [r for r in project.roles if r.name in wanted]
 
 
-def plan_jobs(roles: Sequence[Role], *, force: bool) -> list[Job]:
-    """Jobs for roles and their Role ancestors, parents first; force applies to roles only."""
+def plan_jobs(roles: Sequence[Role], *, force: bool, ancestors: bool = True) -> list[Job]:
+    """Jobs for roles and their Role ancestors, parents first; force applies to roles only.
+
+    ancestors=False for targets that bake a role's whole chain in one pass (qemu).
+    """
     requested = {r.name for r in roles}
     jobs: dict[str, Job] = {}
     for role in roles:
         for node in role.ancestry():
             if not isinstance(node, Role) or node.name in jobs:
                 continue
+            if not ancestors and node.name not in requested:
+                continue
             parent = node.parent.name if isinstance(node.parent, Role) else None
+            parent = parent if parent in jobs else None
             jobs[node.name] = Job(
                 role=node,
                 force=force and node.name in requested,
@@ -142,7 +148,9 @@ def bake_many(
             job = Job(role, False, True, None, state="cached", outcomes=[outcome])
             result.jobs.append(job)
             reporter.finished(role.name, "cached", f"{hit.label} ({hit.fingerprint[:12]})")
-    planned = plan_jobs(stale, force=force)
+    from kiln.targets import get_target
+
+    planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain)
     result.jobs = planned + result.jobs
     if not planned:
         return result

@@ -80,7 +80,8 @@ def emit_json(value: Any) -> None:
         "role": "the role to bake, several as web,worker, or all (stale ancestors bake first)",
         "jobs": "bake up to N independent roles at once (default: the number of CPUs)",
         "force": "bake even if an identical version exists",
-        "target": "where to bake: docker (default)",
+        "target": "where to bake: docker (default) or qemu (a bootable qcow2)",
+        "accel": "qemu only: kvm or tcg (default: probe whether KVM really boots a kernel)",
         "json": "print one JSON event per line",
         "verbose": "also print Packer's and Ansible's own output",
         "outdated": "rebake those of these roles (and roles built on them) that are outdated",
@@ -94,6 +95,7 @@ def bake(
     jobs: int = 0,
     force: bool = False,
     target: str = "docker",
+    accel: str = "",
     json: bool = False,
     verbose: bool = False,
     outdated: bool = False,
@@ -112,7 +114,7 @@ def bake(
     def make_baker(proj: Project, tgt: str, rep: Reporter) -> Baker:
         return Baker(
             proj, target=tgt, registry=open_registry(proj), reporter=rep,
-            skip_tests=skip_tests, check_idempotence=check_idempotence,
+            skip_tests=skip_tests, check_idempotence=check_idempotence, accel=accel or None,
         )  # fmt: skip
 
     with cli(), make_reporter(json_mode=json, verbose=verbose) as reporter:
@@ -124,7 +126,7 @@ def bake(
             wanted, everything = parallel.parse_role_spec(role, project())
             baker = Baker(
                 project(), target=target, reporter=reporter,
-                skip_tests=skip_tests, check_idempotence=check_idempotence,
+                skip_tests=skip_tests, check_idempotence=check_idempotence, accel=accel or None,
             )  # fmt: skip
             if not bake_outdated(
                 baker, within=None if everything else wanted,
@@ -614,11 +616,26 @@ def new_role(c: Context, name: str) -> None:
             print(f"created {path.relative_to(project().root)}")
 
 
+@task(
+    help={
+        "role": "the role whose VM image to boot",
+        "version": "the version to boot (default: the newest qemu version)",
+        "accel": "kvm or tcg (default: probe whether KVM really boots a kernel)",
+    }
+)
+def boot(c: Context, role: str, version: int = 0, accel: str = "") -> None:
+    """Boot a throwaway overlay of a role's qcow2 with its web port on 127.0.0.1."""
+    from kiln.commands import boot_vm
+
+    with cli():
+        boot_vm(project(), role, version or None, accel=accel or None)
+
+
 def collection(proj: Project) -> Collection:
     """The Invoke collection for proj; tasks.py sets ``ns = collection(project)``."""
     _state["project"] = proj
     ns = Collection()
-    for item in (audit, bake, render, report, run, test, test_role, new_role):
+    for item in (audit, bake, boot, render, report, run, test, test_role, new_role):
         ns.add_task(item)
     ns.add_task(list_roles, name="list")
     for item in (deploy, servers, drift):

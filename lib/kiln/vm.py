@@ -30,14 +30,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-
 from kiln.errors import BuildError, ToolError
 
 __all__ = [
     "BASE_PACKAGES",
-    "QEMU_TEMPLATE",
-    "QEMU_TEMPLATE_CONTEXT",
     "BakeAccess",
     "RunningVm",
     "VmBase",
@@ -46,10 +42,8 @@ __all__ = [
     "build_vm_base",
     "guest_file",
     "guest_listdir",
-    "hcl_string",
     "hostfwd_rules",
     "probe_kvm",
-    "render_qemu_template",
     "sealing_problems",
     "vm_base_digest",
     "vm_base_inputs",
@@ -127,8 +121,6 @@ BASE_COMMANDS = (
 BASE_RECIPE_VERSION = 1
 
 PACKER_USER = "packer"
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-QEMU_TEMPLATE = "qemu.pkr.hcl.j2"
 QEMU_BINARY = "qemu-system-x86_64"
 ACCELERATORS = ("kvm", "tcg")
 
@@ -719,53 +711,6 @@ def bake_access(work_dir: Path) -> Iterator[BakeAccess]:
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-# --- the packer template ------------------------------------------------------------------------
-
-_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-QEMU_TEMPLATE_CONTEXT = (
-    "role_name",
-    "vm_name",
-    "base_image_path",
-    "base_image_sha256",
-    "output_dir",
-    "accel",
-    "ssh_private_key_file",
-    "seed_dir",
-    "serial_log",
-    "playbook_path",
-    "roles_path",
-    "extra_vars_json",
-)
-
-
-def hcl_string(value: object) -> str:
-    """A quoted HCL string literal: JSON escapes plus HCL's own ``${`` and ``%{``."""
-    text = json.dumps(str(value), ensure_ascii=False)
-    return text.replace("${", "$${").replace("%{", "%%{")
-
-
-def render_qemu_template(context: Mapping[str, object]) -> str:
-    """Render templates/qemu.pkr.hcl.j2 with StrictUndefined; see the template for the context."""
-    missing = [key for key in QEMU_TEMPLATE_CONTEXT if key not in context]
-    if missing:
-        raise BuildError(f"qemu template context lacks {', '.join(missing)}")
-    if not _ROLE_NAME.match(str(context["role_name"])):
-        raise BuildError(f"role name {context['role_name']!r} cannot name a packer source")
-    if context["accel"] not in ACCELERATORS:
-        raise BuildError(f"unknown accelerator {context['accel']!r}")
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["hcl"] = hcl_string
-    try:
-        return env.get_template(QEMU_TEMPLATE).render(**context)
-    except jinja2.TemplateError as exc:
-        raise BuildError(f"cannot render {QEMU_TEMPLATE}: {exc}") from exc
 
 
 # --- looking inside an image without booting or mounting it -------------------------------------

@@ -19,89 +19,93 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 from kiln import vm
 from kiln.errors import BuildError
 
 
-def _context(tmp_path: Path, **overrides: object) -> dict[str, object]:
-    ctx: dict[str, object] = {
-        "role_name": "web",
-        "vm_name": "web.qcow2",
-        "base_image_path": str(tmp_path / "base.qcow2"),
-        "base_image_sha256": "0" * 64,
-        "output_dir": str(tmp_path / "out"),
-        "accel": "tcg",
-        "ssh_private_key_file": str(tmp_path / "key"),
-        "seed_dir": str(tmp_path / "seed"),
-        "serial_log": str(tmp_path / "serial.log"),
-        "playbook_path": str(tmp_path / "site.yml"),
-        "roles_path": "/work/roles",
-        "extra_vars_json": json.dumps({"web_title": 'say "hi" ${not_hcl} %{nor_this}'}),
-    }
-    ctx.update(overrides)
-    return ctx
+def _plan(tmp_path: Path) -> Any:
+    """A qemu bake plan for the repository's web role on a synthetic VM base version."""
+    from conftest import parent_version, repo_project
+    from kiln.fingerprint import Fingerprint
+    from kiln.registry import Artifact
+    from kiln.targets.base import BakePlan
 
-
-def _unquote(value: Any) -> Any:
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
+    project = repo_project()
+    base = parent_version("debian-bookworm", 4)
+    base = type(base)(**{**base.__dict__, "target": "qemu", "artifacts": (
+        Artifact("qemu", str(tmp_path / "base.qcow2"), "0" * 64, "0" * 64, 1),
+    )})  # fmt: skip
+    web = project.role_named("web")
+    return BakePlan(project, web, Fingerprint("e" * 64, {}), base, "qemu", flatten=True)
 
 
 def _source(parsed: dict[str, Any]) -> dict[str, Any]:
-    source: dict[str, Any] = parsed["source"][0]['"qemu"']['"web"']
+    source: dict[str, Any] = parsed["source"][0]["qemu"]["web"]
     return source
 
 
-def _provisioners(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for block in parsed["build"][0]["provisioner"]:
-        for kind, body in block.items():
-            found[_unquote(kind)] = body
-    return found
+def _provisioners(parsed: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [item for block in parsed["build"][0]["provisioner"] for item in block.items()]
 
 
 @pytest.fixture
 def rendered(tmp_path: Path) -> str:
-    return vm.render_qemu_template(_context(tmp_path))
+    from kiln.targets import get_target
+
+    files = get_target("qemu", accel="tcg").render(_plan(tmp_path))
+    return files[0].text
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    from kiln.render import parse_hcl
+
+    return parse_hcl(text, source="web.qemu.pkr.hcl")
 
 
 def test_template_renders_and_parses(rendered: str) -> None:
-    parsed = hcl2.loads(rendered)
+    parsed = _parsed(rendered)
     assert "required_plugins" not in rendered  # Packer 1.6.6 has no packer {} block
     source = _source(parsed)
     assert source["disk_image"] is True
     assert source["headless"] is True
     assert source["accelerator"] == "${var.accelerator}"
-    assert _unquote(source["format"]) == "qcow2"
-    assert _unquote(source["cd_label"]) == "cidata"
-    assert [_unquote(f).rsplit("/", 1)[1] for f in source["cd_files"]] == ["user-data", "meta-data"]
-    assert _unquote(source["ssh_username"]) == "packer"
-    assert _unquote(source["ssh_timeout"]) == "10m"
-    assert _unquote(source["vnc_bind_address"]) == "127.0.0.1"
-    variable = parsed["variable"][0]['"accelerator"']
-    assert _unquote(variable["default"]) == "tcg"
-    assert parsed["build"][0]["sources"] == ['"source.qemu.web"']
+    assert source["format"] == "qcow2"
+    assert source["cd_label"] == "cidata"
+    assert source["cd_files"] == ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data"]
+    assert source["ssh_username"] == "packer"
+    assert source["ssh_private_key_file"] == "${var.ssh_key_file}"
+    assert source["vnc_bind_address"] == "127.0.0.1"
+    assert parsed["build"][0]["sources"] == ["source.qemu.web"]
+
+
+def test_a_vm_image_applies_the_whole_chain_in_one_bake(tmp_path: Path) -> None:
+    from kiln.targets.base import render_playbook
+
+    plan = _plan(tmp_path)
+    assert plan.ansible_roles == ["common", "web"]
+    assert '- role: "common"' in render_playbook(plan)
+    assert plan.variables["web_title"] == "Hello from kiln"
 
 
 def test_template_provisioners(rendered: str) -> None:
-    provisioners = _provisioners(hcl2.loads(rendered))
-    assert list(provisioners) == ["shell", "ansible"]  # cloud-init settles before Ansible
-    assert "cloud-init status --wait" in provisioners["shell"]["inline"][0]
-    ansible = provisioners["ansible"]
+    provisioners = _provisioners(_parsed(rendered))
+    # cloud-init settles before Ansible; the package manifest is captured after it
+    assert [kind for kind, _ in provisioners] == ["shell", "ansible", "shell", "file"]
+    assert "cloud-init status --wait" in provisioners[0][1]["inline"][0]
+    assert "dpkg-query" in provisioners[2][1]["inline"][0]
+    ansible = provisioners[1][1]
     assert ansible["use_proxy"] is False
-    assert _unquote(ansible["user"]) == "packer"
-    assert '"--become"' in ansible["extra_arguments"]
-    env = [_unquote(v) for v in ansible["ansible_env_vars"]]
+    assert ansible["user"] == "packer"
+    assert "--become" in ansible["extra_arguments"]
+    env = ansible["ansible_env_vars"]
     assert "ANSIBLE_PIPELINING=True" in env
     assert "ANSIBLE_SSH_RETRIES=5" in env
-    assert "ANSIBLE_ROLES_PATH=/work/roles" in env
+    assert "ANSIBLE_ROLES_PATH=roles" in env
 
 
 def test_template_seals_in_shutdown_command(rendered: str) -> None:
-    command = _unquote(_source(hcl2.loads(rendered))["shutdown_command"])
+    command = _source(_parsed(rendered))["shutdown_command"]
     for step in (
         "cloud-init clean --logs",
         "rm -f /etc/ssh/ssh_host_*",
@@ -123,37 +127,14 @@ def test_every_hostfwd_is_on_loopback(rendered: str) -> None:
     assert rules == "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80"
 
 
-def test_strings_are_hcl_escaped(rendered: str) -> None:
-    assert "$${not_hcl}" in rendered and "%%{nor_this}" in rendered
-    assert vm.hcl_string('a"b\\c${x}%{y}\n') == '"a\\"b\\\\c$${x}%%{y}\\n"'
-    hcl2.loads(rendered)  # still parses with the escapes
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ({"role_name": "Web Server"}, "cannot name a packer source"),
-        ({"accel": "hvf"}, "unknown accelerator"),
-    ],
-)
-def test_template_refuses_bad_context(
-    tmp_path: Path, override: dict[str, str], message: str
+def test_rendered_template_is_byte_identical_and_free_of_per_bake_paths(
+    tmp_path: Path, rendered: str
 ) -> None:
-    with pytest.raises(BuildError, match=message):
-        vm.render_qemu_template(_context(tmp_path, **override))
+    from kiln.targets import get_target
 
-
-def test_template_refuses_missing_context(tmp_path: Path) -> None:
-    ctx = _context(tmp_path)
-    del ctx["seed_dir"]
-    with pytest.raises(BuildError, match="seed_dir"):
-        vm.render_qemu_template(ctx)
-
-
-def test_template_documents_its_context() -> None:
-    header = (vm.TEMPLATES_DIR / vm.QEMU_TEMPLATE).read_text().split("-#}")[0]
-    for key in vm.QEMU_TEMPLATE_CONTEXT:
-        assert re.search(rf"^\s+{key}\s", header, re.M), key
+    again = get_target("qemu", accel="kvm").render(_plan(tmp_path))[0].text
+    assert again == rendered, "the accelerator and per-bake paths are -var values"
+    assert "bake-access" not in rendered and "id_ed25519" not in rendered
 
 
 @pytest.mark.skipif(shutil.which("packer") is None, reason="needs packer")
@@ -427,8 +408,6 @@ def test_public_api_is_pinned() -> None:
     assert sorted(vm.__all__) == sorted(
         [
             "BASE_PACKAGES",
-            "QEMU_TEMPLATE",
-            "QEMU_TEMPLATE_CONTEXT",
             "BakeAccess",
             "RunningVm",
             "VmBase",
@@ -437,10 +416,8 @@ def test_public_api_is_pinned() -> None:
             "build_vm_base",
             "guest_file",
             "guest_listdir",
-            "hcl_string",
             "hostfwd_rules",
             "probe_kvm",
-            "render_qemu_template",
             "sealing_problems",
             "vm_base_digest",
             "vm_base_inputs",

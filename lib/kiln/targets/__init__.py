@@ -6,20 +6,24 @@ from kiln.errors import DefinitionError
 from kiln.targets.base import BakePlan, Target
 from kiln.targets.cloud import AmazonEbsTarget, GoogleComputeTarget
 from kiln.targets.docker import DockerTarget
+from kiln.targets.qemu import QemuTarget
 
 _TARGETS: dict[str, type[Target]] = {
     "docker": DockerTarget,
     "amazon-ebs": AmazonEbsTarget,
     "googlecompute": GoogleComputeTarget,
+    "qemu": QemuTarget,
 }
 
 
-def get_target(name: str) -> Target:
+def get_target(name: str, *, accel: str | None = None) -> Target:
+    """The target called name; accel (kvm or tcg) overrides the qemu target's KVM probe."""
     try:
-        return _TARGETS[name]()
+        cls = _TARGETS[name]
     except KeyError:
         known = ", ".join(sorted(_TARGETS))
         raise DefinitionError(f"unknown target {name!r} (known: {known})") from None
+    return QemuTarget(accel) if cls is QemuTarget else cls()
 
 
 def target_names() -> list[str]:

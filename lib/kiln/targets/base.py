@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +45,31 @@ class BakePlan:
     #: Render a second Ansible pass (KILN_PASS=2) that must change nothing. The image is the
     #: same either way, so this is not part of the fingerprint.
     check_idempotence: bool = False
+    #: Apply the Ansible roles of the whole chain in one bake (targets that cannot layer cheaply).
+    flatten: bool = False
+
+    @property
+    def layers(self) -> list[Role]:
+        """The roles whose Ansible roles and variables this bake applies, in order."""
+        if not self.flatten:
+            return [self.role]
+        return [node for node in self.role.ancestry() if isinstance(node, Role)]
+
+    @property
+    def ansible_roles(self) -> list[str]:
+        return list(dict.fromkeys(name for layer in self.layers for name in layer.ansible_roles))
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """Variables of every layer; a child's value wins over its parent's."""
+        merged: dict[str, Any] = {}
+        for layer in self.layers:
+            merged.update(layer.variables)
+        return merged
+
+    @property
+    def secrets(self) -> list[str]:
+        return sorted({name for layer in self.layers for name in layer.secrets})
 
     @property
     def hcl_path(self) -> Path:
@@ -116,6 +142,16 @@ class Target(ABC):
         if not self.bakes_locally:
             raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
 
+    #: Bake a role in one pass on the base, applying its whole chain (see BakePlan.flatten).
+    flattens_chain: ClassVar[bool] = False
+    #: Whether kiln.acceptance can start instances of this target's artifacts.
+    runs_acceptance_tests: ClassVar[bool] = False
+
+    @contextmanager
+    def bake_session(self, plan: BakePlan, work: Path) -> Iterator[dict[str, str]]:
+        """Per-bake resources (keys, seeds) that live only while packer runs; yields -var values."""
+        yield {}
+
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
@@ -140,17 +176,17 @@ class Target(ABC):
 
 # -- pieces every target shares -------------------------------------------------------------
 def render_playbook(plan: BakePlan) -> str:
-    return playbook_text(plan.project, plan.role)
+    return playbook_text(plan.project, plan.role, plan.ansible_roles)
 
 
-def playbook_text(project: Project, role: Role) -> str:
+def playbook_text(project: Project, role: Role, ansible_roles: list[str] | None = None) -> str:
     """The playbook kiln generates for role; it depends on the definition only (`invoke audit`)."""
     return render_template(
         project.templates_path,
         PLAYBOOK_TEMPLATE,
         {
             "role_name": role.name,
-            "ansible_roles": list(role.ansible_roles),
+            "ansible_roles": ansible_roles or list(role.ansible_roles),
             "gather_subset": list(role.gather_subset),
         },
     )
@@ -161,9 +197,9 @@ def ansible_arguments(plan: BakePlan, connection: list[str | Interpolated]) -> l
     args: list[Any] = []
     for item in connection:
         args += ["-e", item]
-    if plan.role.variables:
-        args += ["-e", json.dumps(dict(plan.role.variables), sort_keys=True, ensure_ascii=False)]
-    if plan.role.secrets:
+    if plan.variables:
+        args += ["-e", json.dumps(plan.variables, sort_keys=True, ensure_ascii=False)]
+    if plan.secrets:
         args += ["-e", Interpolated("@${var.secret_vars_file}")]
     return args
 

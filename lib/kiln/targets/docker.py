@@ -155,6 +155,7 @@ def throwaway_instance(
 class DockerTarget(Target):
     name: ClassVar[str] = "docker"
     template: ClassVar[str] = "docker.pkr.hcl.j2"
+    runs_acceptance_tests: ClassVar[bool] = True
 
     def recipe(self) -> dict[str, Any]:
         # The apt cache volume is not here: whether it is mounted and what it holds cannot change
@@ -253,7 +254,7 @@ class DockerTarget(Target):
         if existing:
             log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
             tools.docker("tag", existing[0], ref)
-            return self._artifact(ref)
+            return self._tag_latest(ref)
         mmdebstrap = [
             tools.which("mmdebstrap"), f"--variant={base.variant}",
             f"--include={','.join(base.packages)}", base.suite, "-",
@@ -282,6 +283,11 @@ class DockerTarget(Target):
                 f"bootstrapping base {base.name!r} ({base.suite}) failed: mmdebstrap exit "
                 f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
             )
+        return self._tag_latest(ref)
+
+    def _tag_latest(self, ref: str) -> Artifact:
+        """Bases are also tagged :latest, the default image of Molecule scenarios (molecule/)."""
+        tools.docker("tag", ref, ref.rsplit(":", 1)[0] + ":latest")
         return self._artifact(ref)
 
     def _artifact(self, ref: str) -> Artifact:

@@ -1,0 +1,189 @@
+"""The qemu target: the same role definitions baked into a bootable qcow2 VM image.
+
+The VM base is bootstrapped locally (kiln.vm.build_vm_base). A role's VM image is baked in one
+pass on the VM base, applying the Ansible roles of its whole chain in order: under TCG every
+intermediate layer would cost a full VM boot, and the chain's fingerprints still cover every
+layer. Ansible reaches the builder over SSH on a port forwarded to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kiln import vm
+from kiln.errors import BuildError, ToolError
+from kiln.fingerprint import file_digest
+from kiln.model import Base, Project
+from kiln.registry import Artifact
+from kiln.targets.base import (
+    BakePlan,
+    LineSink,
+    Target,
+    ansible_arguments,
+    ansible_env_vars,
+)
+from kiln.targets.cloud import MANIFEST_COMMAND
+
+SEAL_COMMAND = (
+    "sudo sh -euc 'cloud-init clean --logs; rm -f /etc/ssh/ssh_host_*; "
+    "truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; "
+    f"userdel --force --remove {vm.PACKER_USER}; rm -f /etc/sudoers.d/90-cloud-init-users; "
+    "rm -rf /root/.ansible /tmp/kiln-packages.tsv; apt-get clean; rm -rf /var/lib/apt/lists/*; "
+    "fstrim -av || true; sync; poweroff'"
+)
+QEMU_ARGS = (
+    ("-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"),
+    ("-serial", "file:${var.serial_log}"),
+)
+
+
+def artifact_path(project: Project, name: str, version: int) -> Path:
+    """Where a VM image version lives: artifacts/<role>/<version>/<role>.qcow2."""
+    return project.root / "artifacts" / name / str(version) / f"{name}.qcow2"
+
+
+def choose_accelerator(override: str | None = None) -> str:
+    """kvm if the probe booted a kernel under it (or if asked), else tcg; says which once."""
+    if override:
+        if override not in vm.ACCELERATORS:
+            raise BuildError(f"unknown accelerator {override!r} (known: kvm, tcg)")
+        return override
+    return "kvm" if vm.probe_kvm() else "tcg"
+
+
+class QemuTarget(Target):
+    name: ClassVar[str] = "qemu"
+    template: ClassVar[str] = "qemu.pkr.hcl.j2"
+    flattens_chain: ClassVar[bool] = True
+
+    def __init__(self, accel: str | None = None) -> None:
+        self.accel = accel
+
+    def recipe(self) -> dict[str, Any]:
+        return {
+            **super().recipe(),
+            "seal": SEAL_COMMAND,
+            "qemuargs": [list(a) for a in QEMU_ARGS],
+            "base": vm.vm_base_digest(),
+        }
+
+    def _parent_image(self, plan: BakePlan) -> Artifact:
+        artifact = plan.parent.artifact(self.name) if plan.parent else None
+        if artifact is None or artifact.sha256 is None:
+            raise BuildError(f"{plan.role.name} needs a baked VM base for the qemu target")
+        return artifact
+
+    def _ansible_arguments(self, plan: BakePlan) -> list[Any]:
+        return [
+            "--become",
+            *ansible_arguments(plan, ["ansible_python_interpreter=/usr/bin/python3"]),
+        ]
+
+    def context(self, plan: BakePlan) -> dict[str, Any]:
+        parent = self._parent_image(plan)
+        return {
+            "role_name": plan.role.name,
+            "vm_name": f"{plan.role.name}.qcow2",
+            "base_image_path": parent.ref,
+            "base_image_sha256": parent.sha256,
+            "manifest_default": plan.manifest_default,
+            "has_secrets": bool(plan.secrets),
+            "qemuargs": [list(a) for a in QEMU_ARGS],
+            "build_user": vm.PACKER_USER,
+            "shutdown_command": SEAL_COMMAND,
+            "playbook_path": plan.relative(plan.playbook_path),
+            "ansible_arguments": self._ansible_arguments(plan),
+            "ansible_env_vars": [
+                *ansible_env_vars(plan),
+                "ANSIBLE_SSH_RETRIES=5",
+                "ANSIBLE_HOST_KEY_CHECKING=False",
+            ],
+            "manifest_command": MANIFEST_COMMAND,
+        }
+
+    def expectations(self, plan: BakePlan) -> dict[str, Any]:
+        source = f"source.qemu.{plan.role.name}"
+        parent = self._parent_image(plan)
+        return {
+            f"{source}.iso_checksum": f"sha256:{parent.sha256}",
+            f"{source}.ssh_host": "127.0.0.1",
+            f"{source}.qemuargs": [list(a) for a in QEMU_ARGS],
+            f"{source}.shutdown_command": SEAL_COMMAND,
+            "build.provisioner.ansible.playbook_file": plan.relative(plan.playbook_path),
+            "build.provisioner.ansible.extra_arguments": [
+                str(v) for v in self._ansible_arguments(plan)
+            ],
+        }
+
+    # -- baking -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "ssh-keygen"):
+            if shutil.which(tool) is None:
+                raise ToolError(f"{tool} is not installed; run scripts/setup.sh to install it")
+
+    @contextmanager
+    def bake_session(self, plan: BakePlan, work: Path) -> Iterator[dict[str, str]]:
+        """A throwaway SSH key and NoCloud seed for this bake, deleted whatever happens."""
+        accel = choose_accelerator(self.accel)
+        output = work / "output"
+        shutil.rmtree(output, ignore_errors=True)
+        with vm.bake_access(work) as access:
+            yield {
+                "accelerator": accel,
+                "ssh_key_file": str(access.private_key.resolve()),
+                "seed_dir": str(access.seed_dir.resolve()),
+                "output_dir": str(output.resolve()),
+                "serial_log": str((work / "serial.log").resolve()),
+            }
+
+    def bootstrap_base(
+        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
+    ) -> Artifact:
+        if base.suite != vm.SUITE:
+            raise BuildError(f"the qemu target bootstraps {vm.SUITE} only, not {base.suite}")
+        dest = artifact_path(project, base.name, version)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = project.state_path / "work" / base.name / f"qemu-{version}"
+        try:
+            built = vm.build_vm_base(dest, work_dir=work, on_line=log)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return self._artifact(project, dest, built.sha256)
+
+    def _artifact(self, project: Project, path: Path, sha256: str | None = None) -> Artifact:
+        digest = sha256 or file_digest(path)
+        return Artifact(
+            target=self.name, ref=str(path.resolve()), image_id=digest, sha256=digest,
+            size_bytes=path.stat().st_size,
+        )  # fmt: skip
+
+    def artifact_exists(self, artifact: Artifact) -> bool:
+        # A cheap check on the no-op path: the file is there with its recorded size.
+        path = Path(artifact.ref)
+        return (
+            artifact.deleted_at is None
+            and path.exists()
+            and (artifact.size_bytes is None or path.stat().st_size == artifact.size_bytes)
+        )
+
+    def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
+        work = plan.project.state_path / "work" / plan.role.name / str(version)
+        built = work / "output" / f"{plan.role.name}.qcow2"
+        if not built.exists():
+            raise BuildError(f"packer finished but {built} was not written")
+        dest = artifact_path(plan.project, plan.role.name, version)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, dest)
+        artifact = self._artifact(plan.project, dest)
+        (dest.parent / f"{dest.name}.sha256").write_text(f"{artifact.sha256}  {dest.name}\n")
+        return artifact
+
+    def delete_artifact(self, artifact: Artifact) -> None:
+        path = Path(artifact.ref)
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
