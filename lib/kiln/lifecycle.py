@@ -294,9 +294,14 @@ class VersionDiff:
         return [p for p in self.packages if p.change == change]
 
 
+def _package_key(package: Package) -> tuple[str, str]:
+    # dpkg names Multi-Arch: same packages libfoo:amd64; the arch has its own field.
+    return package.name.removesuffix(f":{package.arch}"), package.arch
+
+
 def diff_packages(old: Sequence[Package], new: Sequence[Package]) -> list[PackageChange]:
-    a = {(p.name, p.arch): p.version for p in old}
-    b = {(p.name, p.arch): p.version for p in new}
+    a = {_package_key(p): p.version for p in old}
+    b = {_package_key(p): p.version for p in new}
     out: list[PackageChange] = []
     for key in sorted(a.keys() | b.keys()):
         before, after = a.get(key), b.get(key)

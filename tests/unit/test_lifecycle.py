@@ -164,6 +164,15 @@ def test_diff_reports_packages_and_inputs(reg: Registry) -> None:
     assert result.files is None and "--no-files" in (result.files_note or "")
 
 
+def test_diff_packages_drops_the_multiarch_qualifier() -> None:
+    old = [Package("libssl3:amd64", "3.0.1", "amd64")]
+    new = [Package("libssl3", "3.0.2", "amd64"), Package("libcurl4:amd64", "7.88", "amd64")]
+    assert lifecycle.diff_packages(old, new) == [
+        lifecycle.PackageChange("libcurl4", "amd64", "added", None, "7.88"),
+        lifecycle.PackageChange("libssl3", "amd64", "changed", "3.0.1", "3.0.2"),
+    ]
+
+
 def test_diff_filesystems_compares_content_mode_and_links() -> None:
     def entry(sha: str | None = "x", mode: int = 0o644, link: str | None = None) -> FileEntry:
         return FileEntry("file" if link is None else "symlink", 1, mode, 0, 0, sha, link)
