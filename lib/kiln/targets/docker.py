@@ -48,7 +48,8 @@ APT_CACHE_SCRIPT = Path(__file__).resolve().parent / "apt_cache.py"
 SEAL_COMMANDS = (
     "rm -f /tmp/kiln-packages.tsv",
     "apt-get clean",
-    "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*",
+    # Ansible's module temp files stay in root's home after a docker exec connection.
+    "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible",
     # The lists are gone: mark them stale, or roles using apt cache_valid_time skip the update.
     "rm -f /var/lib/apt/periodic/update-success-stamp",
     "touch -d @0 /var/lib/apt/lists",
