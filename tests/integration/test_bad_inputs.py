@@ -4,7 +4,7 @@ and nothing left running (no builder, no container from the sandbox's images).
 One module-scoped sandbox; each case changes it (tasks.py, files, environment) and puts it back.
 Most cases fail before any builder starts. Four need one: a failing Ansible task, an undefined
 variable in an Ansible template, Ctrl-C during provisioning and a concurrent bake. Definition
-errors without Docker are also covered, faster, in tests/unit/test_bad_inputs.py.
+errors without Docker are also covered, faster, in tests/unit/test_bad_definitions.py.
 """
 
 from __future__ import annotations
