@@ -1,7 +1,7 @@
 """Bad inputs refused before any builder exists, each with the message a user acts on.
 
 The same inputs through the real CLI (and those that need Docker) are in
-tests/integration/test_bad_inputs.py (unit and integration test modules need distinct basenames).
+tests/integration/test_bad_inputs.py.
 """
 
 from __future__ import annotations
