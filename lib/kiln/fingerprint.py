@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import secrets as _secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,23 +44,48 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# Digests by file identity, so that fingerprinting many roles reads each shared file once. The
+# key holds ctime, which every write changes; a file changed in the last RACY_S seconds is hashed
+# each time (a second write within one clock tick can leave every time stamp as it was).
+FileKey = tuple[str, int, int, int, int, int]
+_DIGESTS: dict[FileKey, str] = {}
+_DEPENDENCIES: dict[FileKey, list[str]] = {}
+RACY_S = 2.0
+
+
+def _identity(path: Path) -> tuple[FileKey, bool]:
+    st = os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    settled = time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_S
+    return key, settled
+
+
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    key, settled = _identity(path)
+    cached = _DIGESTS.get(key)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if settled:
+        _DIGESTS[key] = digest
+    return digest
 
 
 def tree_digests(root: Path) -> dict[str, str]:
     """sha256 of every file under root by relative path; the executable bit counts too."""
     out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = str(root)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        prefix = dirpath[len(top) + 1 :].replace(os.sep, "/")
         for filename in sorted(filenames):
             if filename in IGNORED_NAMES or filename.endswith(IGNORED_SUFFIXES):
                 continue
-            path = Path(dirpath, filename)
-            digest = file_digest(path)
+            path = os.path.join(dirpath, filename)
+            digest = file_digest(Path(path))
             if os.access(path, os.X_OK):
                 digest += "+x"
-            out[path.relative_to(root).as_posix()] = digest
+            out[f"{prefix}/{filename}" if prefix else filename] = digest
     return out
 
 
@@ -71,6 +97,17 @@ def role_dependencies(role_dir: Path) -> list[str]:
             break
     else:
         return []
+    key, settled = _identity(meta)
+    cached = _DEPENDENCIES.get(key)
+    if cached is not None:
+        return list(cached)
+    names = _meta_dependencies(role_dir, meta)
+    if settled:
+        _DEPENDENCIES[key] = list(names)
+    return names
+
+
+def _meta_dependencies(role_dir: Path, meta: Path) -> list[str]:
     try:
         data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -7,6 +7,7 @@ python-hcl2 and compared with the model before anything runs it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -147,20 +148,118 @@ def decode_hcl(value: Any) -> Any:
         return {
             (decode_hcl_string(k) if k.startswith('"') else k): decode_hcl(v)
             for k, v in value.items()
-            if k != "__is_block__"
+            if k not in ("__is_block__", "__comments__")
         }
     return value
 
 
-def parse_hcl(text: str, *, source: str) -> dict[str, Any]:
-    """Parse HCL with python-hcl2 and decode its strings; syntax errors become RenderError."""
+# -- the parse-back check, fast ------------------------------------------------------------------
+# python-hcl2 needs several milliseconds per rendered file, and the files of many roles differ
+# only in their plain string literals (role names, images, labels, variables). A file's *shape*
+# is its text with each plain literal replaced by an indexed placeholder and comments emptied:
+# the lexer sees the same tokens in the same order, so the shape parses to the file's tree with
+# placeholders where the literals are. Shapes are parsed once and cached; each file's literals are
+# then put back. A literal counts as plain only if it matches HCL's quoted-string grammar exactly
+# (no ${ or %{, only HCL's escapes); anything else in the text (other strings stay as they are;
+# heredocs and block comments send the whole file to python-hcl2) keeps the full check.
+_PLAIN_CHAR = r"""[^"\\\n\r$%]|\\[nrt"\\]|\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}|\$(?!\{)|%(?!\{)"""
+_PLAIN = re.compile(rf'"(?:{_PLAIN_CHAR})*"')
+_TEMPLATE = re.compile(
+    rf'"(?:{_PLAIN_CHAR}|\$\$\{{|%%\{{|\$\{{[^{{}}"\n]*\}}|%\{{[^{{}}"\n]*\}})*"'
+)
+_SCAN = re.compile(r'"|#|//|/\*|<<')
+_PLACEHOLDER = re.compile(r'"_kiln(\d+)"')
+_SHAPES: dict[str, Any] = {}
+_TEXTS: dict[str, Any] = {}
+_CACHE_MAX = 4096
+
+
+def clear_parse_cache() -> None:
+    _SHAPES.clear()
+    _TEXTS.clear()
+
+
+def hcl_shape(text: str) -> tuple[str, list[str]] | None:
+    """(shape, plain literals in order), or None if the text needs python-hcl2 as a whole."""
+    out: list[str] = []
+    literals: list[str] = []
+    pos = 0
+    while True:
+        found = _SCAN.search(text, pos)
+        if found is None:
+            out.append(text[pos:])
+            shape = "".join(out)
+            # Placeholders must be unambiguous: "_kiln" anywhere else sends the file to hcl2.
+            return (shape, literals) if shape.count("_kiln") == len(literals) else None
+        start = found.start()
+        out.append(text[pos:start])
+        token = found.group()
+        if token == '"':
+            plain = _PLAIN.match(text, start)
+            if plain is not None:
+                out.append(f'"_kiln{len(literals)}"')
+                literals.append(plain.group())
+                pos = plain.end()
+                continue
+            template = _TEMPLATE.match(text, start)
+            if template is None:
+                return None
+            out.append(template.group())  # kiln-authored ${...}: kept as it is in the shape
+            pos = template.end()
+        elif token in ("#", "//"):
+            end = text.find("\n", start)
+            out.append(token)  # comments cannot change the parse; their text is not checked
+            pos = len(text) if end < 0 else end
+        else:
+            return None  # a block comment or a heredoc
+
+
+def _put_back(tree: Any, literals: list[str]) -> Any:
+    """The decoded shape tree with each placeholder replaced by its literal's value.
+
+    A whole placeholder string becomes the decoded literal; one inside an expression (kept as
+    source text by python-hcl2) gets the literal's source text back.
+    """
+    if isinstance(tree, str):
+        if tree.startswith("_kiln") and tree[5:].isdigit():
+            return decode_hcl_string(literals[int(tree[5:])])
+        if "_kiln" in tree:
+            return _PLACEHOLDER.sub(lambda m: literals[int(m.group(1))], tree)
+        return tree
+    if isinstance(tree, list):
+        return [_put_back(item, literals) for item in tree]
+    if isinstance(tree, dict):
+        return {_put_back(k, literals): _put_back(v, literals) for k, v in tree.items()}
+    return tree
+
+
+def _loads(text: str, cache: dict[str, Any]) -> Any:
     import hcl2  # lark builds its parser on import: keep it off the no-op bake path
 
+    if text not in cache:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[text] = decode_hcl(hcl2.loads(text))
+    return cache[text]
+
+
+def parse_hcl(text: str, *, source: str) -> dict[str, Any]:
+    """Parse HCL with python-hcl2 and decode its strings; syntax errors become RenderError.
+
+    Parses are cached by shape (see hcl_shape), so rendering many roles parses one file.
+    """
     try:
-        parsed = hcl2.loads(text)
+        shape = hcl_shape(text)
+        if shape is None:
+            decoded = copy.deepcopy(_loads(text, _TEXTS))
+        else:
+            decoded = _put_back(_loads(shape[0], _SHAPES), shape[1])
     except Exception as exc:  # lark raises several unrelated exception types
+        try:
+            _loads(text, _TEXTS)  # the real file's own error, with its own line and column
+        except Exception as real:
+            raise RenderError(f"{source}: rendered HCL does not parse: {real}") from real
         raise RenderError(f"{source}: rendered HCL does not parse: {exc}") from exc
-    decoded = decode_hcl(parsed)
     assert isinstance(decoded, dict)
     return decoded
 
