@@ -1,0 +1,123 @@
+"""Benchmark: the nginx role baked by kiln against a hand-written Packer template, alternated.
+
+(a) `invoke bake web --force --skip-tests` (the image's acceptance tests are kiln's own extra and
+    are left out, so both sides do the same work: a builder, the web role, a committed image);
+(b) `packer build` of a template written the way Packer's documentation shows it: the docker
+    source and the ansible provisioner with its default SSH proxy, `user = "root"` and the
+    ssh-rsa workaround that OpenSSH needs for Packer 1.6's proxy. The builder runs systemd as
+    PID 1 like kiln's, or the role's `service` tasks fail in a bare container.
+Both start from the same parent image (the scratch project's `base`) and apply the same role with
+the same variables. Runs alternate a, b, a, b... Prints every run, the medians and the ratio.
+
+Run from the repository root: .venv/bin/python bench/bake_vs_packer.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import load, make_sandbox, median, run, timed
+
+TARGET_RATIO = 0.8
+# Packer 1.6's SSH proxy offers only ssh-rsa host keys, which OpenSSH refuses unless told to.
+SSH_RSA = "-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa"
+TEMPLATE = """
+variable "image" {
+  type = string
+}
+
+source "docker" "nginx" {
+  image  = var.image
+  pull   = false
+  commit = true
+  run_command = ["-d", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
+    "--tmpfs", "/run/lock", "--", "{{.Image}}", "/sbin/init"]
+  changes = ["CMD [\\"/sbin/init\\"]"]
+}
+
+build {
+  sources = ["source.docker.nginx"]
+
+  provisioner "ansible" {
+    playbook_file = "playbook.yml"
+    user          = "root"
+    extra_arguments = [
+      "--extra-vars", "@vars.json",
+      "--extra-vars", "ansible_ssh_extra_args='SSH_RSA'",
+    ]
+    ansible_env_vars = ["ANSIBLE_ROLES_PATH=ROLES", "ANSIBLE_HOST_KEY_CHECKING=False"]
+  }
+
+  post-processor "docker-tag" {
+    repository = "REPOSITORY"
+    tags       = ["packer"]
+  }
+}
+"""
+PLAYBOOK = """---
+- name: Install and configure nginx
+  hosts: all
+  roles:
+    - web
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs of each (default 5)")
+    args = parser.parse_args()
+    invoke = [sys.executable, "-m", "invoke"]
+    kiln_s: list[float] = []
+    packer_s: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-packer-") as tmp:
+        box = make_sandbox(Path(tmp))
+        env, root = box.env(), box.root
+        try:
+            print(f"preparing: baking base and web once ({load()})", flush=True)
+            run([*invoke, "bake", "web", "--skip-tests"], cwd=root, env=env)
+            with box.registry() as registry:
+                base = registry.latest("base")
+                assert base is not None and base.artifacts
+                parent = base.artifacts[0].ref
+            hand = root / "hand"
+            hand.mkdir()
+            (hand / "nginx.pkr.hcl").write_text(
+                TEMPLATE.replace("ROLES", str(root / "roles"))
+                .replace("REPOSITORY", f"{box.namespace}/hand-nginx")
+                .replace("SSH_RSA", SSH_RSA)
+            )
+            (hand / "playbook.yml").write_text(PLAYBOOK)
+            (hand / "vars.json").write_text(json.dumps(box.web_variables))
+            packer = ["packer", "build", "-var", f"image={parent}", "nginx.pkr.hcl"]
+            packer_env = {**env, "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
+            print(f"both bake nginx on {parent}", flush=True)
+            for index in range(args.runs):
+                kiln_s.append(
+                    timed([*invoke, "bake", "web", "--force", "--skip-tests"], cwd=root, env=env)
+                )
+                print(f"run {index + 1}: kiln {kiln_s[-1]:.1f} s ({load()})", flush=True)
+                packer_s.append(timed(packer, cwd=hand, env=packer_env))
+                print(f"run {index + 1}: packer {packer_s[-1]:.1f} s ({load()})", flush=True)
+            page = box.docker(
+                "run", "--rm", "--entrypoint", "cat", f"{box.namespace}/hand-nginx:packer",
+                "/var/www/kiln/index.html",
+            )  # fmt: skip
+            assert box.web_variables["web_title"] in page, "the hand-made image has no page"
+        finally:
+            box.cleanup()
+    a, b = median(kiln_s), median(packer_s)
+    print(f"median of {args.runs}: kiln {a:.1f} s, hand-written packer {b:.1f} s")
+    print(
+        f"ratio kiln / packer: {a / b:.2f} (target <= {TARGET_RATIO}: "
+        f"{'met' if a / b <= TARGET_RATIO else 'missed'})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

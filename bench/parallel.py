@@ -1,0 +1,56 @@
+"""Benchmark: four independent roles baked with `-j 1` and with `-j 2`, alternated.
+
+A scratch project (the integration tests' sandbox) defines four nginx roles on `base`; base is
+baked once first (not timed), then `invoke bake web-a,web-b,web-c,web-d --force --skip-tests` runs
+with -j 1 and -j 2 in turn. Prints each run, the medians and the ratio (-j 2 / -j 1).
+
+Run from the repository root: .venv/bin/python bench/parallel.py [--runs 1]
+It bakes 8 images per run pair: run it alone, on an otherwise idle machine if you can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import load, make_sandbox, median, run, timed
+
+ROLES = ("web-a", "web-b", "web-c", "web-d")
+EXTRA = "\n".join(
+    f'project.role("{name}", parent="base", ansible_roles=["web"], '
+    f'variables={{"web_title": "{name}", "web_message": "parallel bench"}})'
+    for name in ROLES
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="run pairs (default 1)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-parallel-") as tmp:
+        box = make_sandbox(Path(tmp))
+        box.write_tasks(EXTRA)
+        invoke = [sys.executable, "-m", "invoke"]
+        try:
+            print(f"preparing: baking base once ({load()})", flush=True)
+            run([*invoke, "bake", "base", "--skip-tests"], cwd=box.root, env=box.env())
+            results: dict[int, list[float]] = {1: [], 2: []}
+            for index in range(args.runs):
+                for jobs in (1, 2):
+                    argv = [*invoke, "bake", ",".join(ROLES), "--force", "--skip-tests",
+                            "-j", str(jobs)]  # fmt: skip
+                    seconds = timed(argv, cwd=box.root, env=box.env())
+                    results[jobs].append(seconds)
+                    print(f"run {index + 1}: -j {jobs}: {seconds:.1f} s ({load()})", flush=True)
+        finally:
+            box.cleanup()
+    one, two = median(results[1]), median(results[2])
+    print(f"four independent roles, median of {args.runs}: -j 1 {one:.1f} s, -j 2 {two:.1f} s")
+    print(f"ratio -j 2 / -j 1: {two / one:.2f} ({one / two:.2f}x faster with -j 2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
