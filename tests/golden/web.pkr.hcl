@@ -136,7 +136,7 @@ build {
     inline = [
       "rm -f /tmp/kiln-packages.tsv",
       "apt-get clean",
-      "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*",
+      "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible",
       "rm -f /var/lib/apt/periodic/update-success-stamp",
       "touch -d @0 /var/lib/apt/lists",
       "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
