@@ -186,7 +186,7 @@ def run(c: Context, role: str, version: int = 0) -> None:
 
 
 @task(
-    # Invoke has no optional positional arguments: `invoke audit` audits all, `-r web` one.
+    # Invoke positionals are mandatory: `invoke audit` audits all, `-r web` one.
     positional=[],
     help={
         "role": "the role to audit (default: every role)",
@@ -243,7 +243,7 @@ def history(c: Context, role: str, json: bool = False) -> None:
 
 
 @task(
-    # Invoke has no optional positional arguments, so the version is a flag: show web -v 3.
+    # Invoke positionals are mandatory, so the version is a flag: show web -v 3.
     help={
         "role": "the role to show",
         "version": "the version to show (default: the newest)",
@@ -492,7 +492,7 @@ def deploy(
 
 
 @task(
-    # Invoke has no optional positional arguments: `invoke servers` lists all, `-r web` one.
+    # Invoke positionals are mandatory: `invoke servers` lists all, `-r web` one.
     positional=[],
     help={"role": "only this role's servers (default: every role)", "json": "print JSON"},
 )
@@ -538,7 +538,7 @@ def drift(c: Context, role: str | None = None, json: bool = False) -> None:
 
 
 @task(
-    # Invoke has no optional positional arguments, so the version is a flag: test web -v 3.
+    # Invoke positionals are mandatory, so the version is a flag: test web -v 3.
     help={
         "role": "the role (or base) whose version to test",
         "version": "the version to test (default: the newest)",
@@ -581,21 +581,18 @@ def report(c: Context, output: str = "") -> None:
 
 @task(
     help={
-        "role": "the Ansible role whose Molecule scenario to run (molecule/<role>/)",
-        "all": "run the scenario of every Ansible role in roles/",
-    }
+        "role": "the Ansible role whose Molecule scenario to run (molecule/<role>/), or all",
+    },
 )
-def test_role(c: Context, role: str = "", all: bool = False) -> None:
-    """Run the Molecule scenario of an Ansible role (create, converge, idempotence, verify)."""
+def test_role(c: Context, role: str) -> None:
+    """Run the Molecule scenario of an Ansible role, or of all (create...idempotence...destroy)."""
     from kiln.commands import molecule_image
     from kiln.roletest import test_all_roles
     from kiln.roletest import test_role as run_scenario
 
     with cli():
-        if all == bool(role):
-            raise Exit("kiln: give one Ansible role, or --all", 2)
         root, image = project().root, molecule_image(project())
-        if all:
+        if role == "all":  # Invoke positionals are mandatory, so `all` stands for every role
             reports = test_all_roles(
                 project_root=root, image=image,
                 on_report=lambda r: print(f"{r.name}: passed in {r.duration_s:.0f}s"),
