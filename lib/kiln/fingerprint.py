@@ -65,7 +65,12 @@ def file_digest(path: Path) -> str:
     cached = _DIGESTS.get(key)
     if cached is not None:
         return cached
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # Streamed: the same call hashes role files and multi-GB VM images.
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    digest = hasher.hexdigest()
     if settled:
         _DIGESTS[key] = digest
     return digest

@@ -23,6 +23,7 @@ from typing import TypeVar
 import jinja2
 
 from kiln.errors import DefinitionError, RenderError, TestFailure, ToolError
+from kiln.tools import stop_process
 
 __all__ = [
     "RoleTestFailure",
@@ -297,13 +298,7 @@ def _run_molecule(
                     on_line(line)
             returncode = proc.wait()
         finally:
-            if proc.poll() is None:  # interrupted: stop molecule before reaping its containers
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)  # interrupted: stop molecule before reaping its containers
             _reap_instances(run_id)
     passed = returncode == 0
     return RoleTestReport(

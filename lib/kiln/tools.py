@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from kiln.errors import ToolError
 
@@ -152,3 +153,15 @@ def git_state(root: Path) -> tuple[str, bool]:
         return "unknown", True
     status = run(["git", "-C", str(root), "status", "--porcelain"], check=False)
     return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 30) -> None:
+    """Ask a child to stop (so it can clean up what it mounted or started), then kill it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

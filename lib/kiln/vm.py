@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import BuildError, ToolError
+from kiln.fingerprint import file_digest
+from kiln.tools import stop_process
 
 __all__ = [
     "BASE_PACKAGES",
@@ -172,25 +174,11 @@ def _stream(
                 on_line(line)
         rc = proc.wait()
     finally:
-        if proc.poll() is None:
-            # Give mmdebstrap the chance to unmount what it mounted inside the tree.
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # Give mmdebstrap the chance to unmount what it mounted inside the tree.
+        stop_process(proc)
     if rc != 0:
         text = "\n".join(tail)
         raise BuildError(f"{what} failed (exit code {rc}): {shlex.join(argv[:3])} ...\n{text}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- the base image ----------------------------------------------------------------------------
@@ -329,7 +317,7 @@ def build_vm_base(dest: Path, *, work_dir: Path, on_line: LineSink | None = None
         _remove_tree(scratch)
     return VmBase(
         path=dest,
-        sha256=_sha256(dest),
+        sha256=file_digest(dest),
         size_bytes=dest.stat().st_size,
         duration_s=round(time.monotonic() - started, 1),
         kernel=kernel_dest,
