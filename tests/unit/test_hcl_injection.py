@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import hcl2
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from kiln.fingerprint import Fingerprint
 from kiln.model import ROLE_NAME_RE, Project
 from kiln.registry import Artifact, Version
-from kiln.render import parse_hcl
+from kiln.render import decode_hcl, parse_hcl
 from kiln.targets import base as targets_base
 from kiln.targets.base import BakePlan
 from kiln.targets.docker import DockerTarget
@@ -114,7 +115,12 @@ def rendered_values(plan: BakePlan) -> tuple[str, dict[str, Any]]:
     with mock.patch.object(targets_base, "parse_hcl", keep):
         files = DockerTarget().render(plan)
     assert len(parsed) == 1
-    return files[0].text, parsed[0]
+    text = files[0].text
+    # parse_hcl may answer from its cache of file shapes (each literal decoded by kiln): the
+    # whole file through python-hcl2 itself must give the very same tree.
+    full = decode_hcl(hcl2.loads(text))
+    assert full == parsed[0]
+    return text, full
 
 
 def assert_round_trip(plan: BakePlan) -> str:
