@@ -50,7 +50,7 @@ build {
       "--extra-vars", "@vars.json",
       "--extra-vars", "ansible_ssh_extra_args='SSH_RSA'",
     ]
-    ansible_env_vars = ["ANSIBLE_ROLES_PATH=ROLES", "ANSIBLE_HOST_KEY_CHECKING=False"]
+    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False"]
   }
 
   post-processor "docker-tag" {
@@ -87,11 +87,12 @@ def main() -> int:
             hand = root / "hand"
             hand.mkdir()
             (hand / "nginx.pkr.hcl").write_text(
-                TEMPLATE.replace("ROLES", str(root / "roles"))
-                .replace("REPOSITORY", f"{box.namespace}/hand-nginx")
-                .replace("SSH_RSA", SSH_RSA)
+                TEMPLATE.replace("REPOSITORY", f"{box.namespace}/hand-nginx").replace(
+                    "SSH_RSA", SSH_RSA
+                )
             )
             (hand / "playbook.yml").write_text(PLAYBOOK)
+            (hand / "roles").symlink_to(root / "roles")  # Ansible looks next to the playbook
             (hand / "vars.json").write_text(json.dumps(box.web_variables))
             packer = ["packer", "build", "-var", f"image={parent}", "nginx.pkr.hcl"]
             packer_env = {**env, "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}

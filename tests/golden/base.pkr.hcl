@@ -76,18 +76,15 @@ build {
   # Wait from the host until systemd has booted: its tmpfiles step empties /tmp, where Packer
   # uploads scripts, so nothing may be uploaded before that. Until systemd listens on its socket,
   # `systemctl --wait` fails at once ("Failed to connect to bus"), so first wait for the socket.
+  # Then the apt hooks (lib/kiln/targets/apt_cache.py) go to the builder's /run, a tmpfs that is
+  # never committed: the shared .deb cache and builder-only apt settings.
   provisioner "shell-local" {
-    inline = ["timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true"]
-  }
-
-  # The shared apt cache: apt hooks that live in this builder only (lib/kiln/targets/apt_cache.py).
-  provisioner "file" {
-    source      = "lib/kiln/targets/apt_cache.py"
-    destination = "/var/tmp/kiln-apt.py"
-  }
-
-  provisioner "shell" {
-    inline = ["python3 /var/tmp/kiln-apt.py setup"]
+    environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/apt_cache.py"]
+    inline = [
+      "timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true",
+      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py' < \"$KILN_APT_CACHE_SCRIPT\"",
+      "docker exec ${build.ID} python3 /run/kiln-apt.py setup",
+    ]
   }
 
   provisioner "ansible" {
@@ -114,19 +111,18 @@ build {
     ]
   }
 
+  # Remove the apt hooks (and say what came from the cache), then list the installed packages.
   provisioner "shell" {
-    inline = ["dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv"]
+    inline = [
+      "python3 /run/kiln-apt.py finish",
+      "dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv",
+    ]
   }
 
   provisioner "file" {
     direction   = "download"
     source      = "/tmp/kiln-packages.tsv"
     destination = var.manifest_file
-  }
-
-  # Removes the apt cache hooks and says how many .debs came from the cache.
-  provisioner "shell" {
-    inline = ["python3 /run/kiln-apt.py finish"]
   }
 
   # Seal: nothing of the bake stays in the image.

@@ -15,9 +15,11 @@ sha256/<hex>.deb. Builders share it, but never apt's own archives directory: apt
   publish  DPkg::Post-Invoke: copy the .debs apt downloaded (it checked their hashes) into the
            cache, atomically (temporary name, then rename).
 
-`setup` writes the hooks and moves Debian's docker-clean apt configuration (which deletes every
-.deb after dpkg runs) aside for the bake; `finish` publishes once more, removes the hooks and the
-links, puts docker-clean back, and prints what came from the cache and what was downloaded.
+`setup` also writes builder-only apt settings that cannot change what is installed (no
+description translations; dpkg without fsync, as a failed builder is discarded anyway), and moves
+Debian's docker-clean apt configuration (which deletes every .deb after dpkg runs) aside for the
+bake; `finish` publishes once more, removes the hooks, the settings and the links, puts
+docker-clean back, and prints what came from the cache and what was downloaded.
 """
 
 from __future__ import annotations
@@ -162,15 +164,22 @@ def enabled() -> bool:
 
 
 # -- commands ---------------------------------------------------------------------------------
+# Builder-only apt settings that cannot change what is installed: no description translations
+# (descriptions only), and dpkg without fsync (the builder is thrown away if anything fails).
+SPEED = 'Acquire::Languages "none";\nDPkg::Options:: "--force-unsafe-io";\n'
+
+
 def setup() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
-    # Packer uploads with `docker cp`, which cannot write into a tmpfs: the script arrives in the
-    # image layer and moves itself to /run (a tmpfs, never committed) for the hooks to use.
+    # Packer's file uploads use `docker cp`, which cannot write into a tmpfs: an uploaded script
+    # arrives in the image layer and moves itself to /run (a tmpfs, never committed).
     here = Path(__file__).resolve()
     if here != Path(SCRIPT):
         shutil.copyfile(here, SCRIPT)
         here.unlink()
+    header = "// Written by kiln for this bake only; removed before the image is committed.\n"
     if not POOL.is_dir():
+        (APT_CONF_D / HOOK_CONF).write_text(header + SPEED)
         print(f"kiln apt cache: off (no cache volume mounted at {POOL})")
         return 0
     _pool_dir().mkdir(parents=True, exist_ok=True)
@@ -181,12 +190,11 @@ def setup() -> int:
         shutil.move(str(clean), str(STATE / DOCKER_CLEAN))
     python = sys.executable or "python3"
     hooks = (
-        "// Written by kiln for this bake only; removed before the image is committed.\n"
         f'APT::Update::Post-Invoke-Success {{ "{python} {SCRIPT} link || true"; }};\n'
         f'DPkg::Pre-Install-Pkgs {{ "{python} {SCRIPT} verify"; }};\n'
         f'DPkg::Post-Invoke {{ "{python} {SCRIPT} publish || true"; }};\n'
     )
-    (APT_CONF_D / HOOK_CONF).write_text(hooks)
+    (APT_CONF_D / HOOK_CONF).write_text(header + SPEED + hooks)
     _save_stats(_stats())
     cached = sum(1 for _ in _pool_dir().glob("*.deb"))
     print(f"kiln apt cache: on, {cached} .deb(s) in the shared cache")
@@ -263,6 +271,7 @@ def publish() -> int:
 
 def finish() -> int:
     if not enabled():
+        (APT_CONF_D / HOOK_CONF).unlink(missing_ok=True)
         print("kiln apt cache: off")
         return 0
     publish()
