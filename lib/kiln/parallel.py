@@ -147,7 +147,10 @@ def bake_many(
             outcome = BakeOutcome(version=hit, baked=False)
             job = Job(role, False, True, None, state="cached", outcomes=[outcome])
             result.jobs.append(job)
-            reporter.finished(role.name, "cached", f"{hit.label} ({hit.fingerprint[:12]})")
+            reporter.finished(
+                role.name, "cached", f"up to date at version {hit.version} "
+                f"(fingerprint {hit.fingerprint[:12]}); nothing baked",
+            )  # fmt: skip
     from kiln.targets import get_target
 
     planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain)
