@@ -77,21 +77,54 @@ def file_digest(path: Path) -> str:
 
 
 def tree_digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under root by relative path; the executable bit counts too."""
+    """sha256 of every file under root by relative path; the executable bit counts too.
+
+    Files are walked like os.walk (sorted, IGNORED_NAMES left out, symlinked directories not
+    followed); each directory's listing is remembered while its time stamps stay the same.
+    """
     out: dict[str, str] = {}
-    top = str(root)
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
-        prefix = dirpath[len(top) + 1 :].replace(os.sep, "/")
-        for filename in sorted(filenames):
-            if filename in IGNORED_NAMES or filename.endswith(IGNORED_SUFFIXES):
-                continue
-            path = os.path.join(dirpath, filename)
+
+    def walk(directory: str, prefix: str) -> None:
+        dirs, files = _listing(directory)
+        for name in files:
+            path = os.path.join(directory, name)
             digest = file_digest(Path(path))
             if os.access(path, os.X_OK):
                 digest += "+x"
-            out[f"{prefix}/{filename}" if prefix else filename] = digest
+            out[prefix + name] = digest
+        for name in dirs:
+            walk(os.path.join(directory, name), f"{prefix}{name}/")
+
+    walk(str(root), "")
     return out
+
+
+_LISTINGS: dict[tuple[str, int, int, int, int], tuple[list[str], list[str]]] = {}
+
+
+def _listing(directory: str) -> tuple[list[str], list[str]]:
+    """(subdirectories to descend into, files) of directory, sorted, without ignored names."""
+    st = os.stat(directory)
+    key = (directory, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _LISTINGS.get(key)
+    if cached is not None:
+        return cached
+    dirs: list[str] = []
+    files: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            if name in IGNORED_NAMES:
+                continue
+            if entry.is_dir():
+                if not entry.is_symlink():  # os.walk lists but never enters linked directories
+                    dirs.append(name)
+            elif not name.endswith(IGNORED_SUFFIXES):
+                files.append(name)
+    result = (sorted(dirs), sorted(files))
+    if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_S:
+        _LISTINGS[key] = result
+    return result
 
 
 def role_dependencies(role_dir: Path) -> list[str]:

@@ -167,6 +167,7 @@ _PLAIN = re.compile(rf'"(?:{_PLAIN_CHAR})*"')
 _TEMPLATE = re.compile(
     rf'"(?:{_PLAIN_CHAR}|\$\$\{{|%%\{{|\$\{{[^{{}}"\n]*\}}|%\{{[^{{}}"\n]*\}})*"'
 )
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"')  # where a string ends; the two above judge it
 _SCAN = re.compile(r'"|#|//|/\*|<<')
 _PLACEHOLDER = re.compile(r'"_kiln(\d+)"')
 _SHAPES: dict[str, Any] = {}
@@ -195,17 +196,20 @@ def hcl_shape(text: str) -> tuple[str, list[str]] | None:
         out.append(text[pos:start])
         token = found.group()
         if token == '"':
-            plain = _PLAIN.match(text, start)
-            if plain is not None:
-                out.append(f'"_kiln{len(literals)}"')
-                literals.append(plain.group())
-                pos = plain.end()
-                continue
-            template = _TEMPLATE.match(text, start)
-            if template is None:
+            quoted = _QUOTED.match(text, start)
+            if quoted is None:
                 return None
-            out.append(template.group())  # kiln-authored ${...}: kept as it is in the shape
-            pos = template.end()
+            literal = quoted.group()
+            pos = quoted.end()
+            if "${" in literal or "%{" in literal:
+                if _TEMPLATE.fullmatch(literal) is None:
+                    return None
+                out.append(literal)  # kiln-authored ${...}: kept as it is in the shape
+            elif _PLAIN.fullmatch(literal) is None:
+                return None
+            else:
+                out.append(f'"_kiln{len(literals)}"')
+                literals.append(literal)
         elif token in ("#", "//"):
             end = text.find("\n", start)
             out.append(token)  # comments cannot change the parse; their text is not checked
