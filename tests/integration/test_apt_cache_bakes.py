@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import Sandbox
 
 CACHE_LINE = re.compile(
