@@ -5,7 +5,7 @@
 # e2fsprogs for VM images; chromium to test the HTML report.
 APT_PACKAGES=(
   packer docker.io mmdebstrap git python3-venv python3-dev
-  qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk
+  qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
   chromium
 )
 
