@@ -112,10 +112,13 @@ def main() -> int:
         finally:
             box.cleanup()
     a, b = median(kiln_s), median(packer_s)
+    # Each kiln run and the packer run right after it saw about the same load: their ratio is
+    # steadier than the ratio of the medians when other work comes and goes on the machine.
+    pairs = median([k / p for k, p in zip(kiln_s, packer_s, strict=True)])
     print(f"median of {args.runs}: kiln {a:.1f} s, hand-written packer {b:.1f} s")
     print(
-        f"ratio kiln / packer: {a / b:.2f} (target <= {TARGET_RATIO}: "
-        f"{'met' if a / b <= TARGET_RATIO else 'missed'})"
+        f"ratio kiln / packer: {a / b:.2f} of the medians, {pairs:.2f} median of the run pairs "
+        f"(target <= {TARGET_RATIO}: {'met' if max(a / b, pairs) <= TARGET_RATIO else 'missed'})"
     )
     return 0
 
