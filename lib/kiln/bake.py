@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kiln import acceptance, lint, tools
+from kiln import lint, tools
 from kiln.console import NullReporter, Reporter
 from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError, TestFailure
 from kiln.fingerprint import (
@@ -462,6 +462,8 @@ class Baker:
         redact: Redactor | None = None,
     ) -> BakeOutcome:
         """Run version's acceptance tests and record the verdict; a failure raises TestFailure."""
+        from kiln import acceptance  # testinfra machinery: kept off the no-op bake path
+
         if not self.target.runs_acceptance_tests:
             self.reporter.message(
                 node.name, f"{version.label} recorded untested: acceptance tests run on docker "
