@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
 import sys
@@ -19,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kiln import lint, tools
 from kiln.console import NullReporter, Reporter
@@ -702,25 +700,3 @@ def _relative_path(path: str, root: Path) -> str:
         return str(Path(path).relative_to(root))
     except ValueError:
         return path
-
-
-def describe(outcomes: list[BakeOutcome]) -> dict[str, Any]:
-    """A JSON-friendly summary of a bake's outcomes."""
-    return {
-        "versions": [
-            {
-                "role": o.version.role,
-                "version": o.version.version,
-                "fingerprint": o.version.fingerprint,
-                "baked": o.baked,
-                "status": o.version.status,
-                "artifact": (o.version.artifacts[0].ref if o.version.artifacts else None),
-                "timings": dict(o.timings),
-            }
-            for o in outcomes
-        ]
-    }
-
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
