@@ -8,6 +8,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Image acceptance tests run inside a baked instance (kiln.acceptance), never on this host.
+collect_ignore = ["images"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

@@ -82,12 +82,20 @@ class Sandbox:
 
     def project(self) -> Project:
         """The sandbox's Project, loaded from its tasks.py exactly as invoke would."""
-        os.environ["KILN_IMAGE_NAMESPACE"] = self.namespace
         namespace: dict[str, Any] = {"__file__": str(self.root / "tasks.py")}
-        exec(
-            compile((self.root / "tasks.py").read_text(), str(self.root / "tasks.py"), "exec"),
-            namespace,
-        )
+        before = os.environ.get("KILN_IMAGE_NAMESPACE")
+        # Set only while tasks.py runs: unit tests later in the session must see the default.
+        os.environ["KILN_IMAGE_NAMESPACE"] = self.namespace
+        try:
+            exec(
+                compile((self.root / "tasks.py").read_text(), str(self.root / "tasks.py"), "exec"),
+                namespace,
+            )
+        finally:
+            if before is None:
+                del os.environ["KILN_IMAGE_NAMESPACE"]
+            else:
+                os.environ["KILN_IMAGE_NAMESPACE"] = before
         project = namespace["project"]
         assert isinstance(project, Project)
         return project

@@ -36,6 +36,12 @@ def plan_for(project: Project, role: Role, target: str = "docker") -> BakePlan:
     return BakePlan(project, role, fingerprint, parent_version(role.parent.name), target)
 
 
+@pytest.fixture(autouse=True)
+def default_image_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests expect the repository's own `kiln/*` names, whatever the caller's environment."""
+    monkeypatch.delenv("KILN_IMAGE_NAMESPACE", raising=False)
+
+
 @pytest.fixture
 def project() -> Project:
     return repo_project()
