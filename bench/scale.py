@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kiln import fingerprint, render
-from kiln.fingerprint import RACY_S, fingerprint_chain
+from kiln.fingerprint import RACY_S, FingerprintMemo, fingerprint_chain
 from kiln.model import Project, Role
 from kiln.registry import Artifact, Version
 from kiln.targets import get_target
@@ -75,11 +75,12 @@ def render_and_fingerprint(project: Project, roles: list[Role]) -> int:
         "playbook": project.templates_path / PLAYBOOK_TEMPLATE,
     }
     recipe = target.recipe()
+    memo = FingerprintMemo()  # as render_roles: shared ancestors are fingerprinted once
     written = 0
     for role in roles:
         fingerprints = fingerprint_chain(
             role, roles_path=project.roles_path, templates_for=templates, recipe=recipe,
-            target="docker", tools=TOOLS, secret_values={}, key=b"k" * 32,
+            target="docker", tools=TOOLS, secret_values={}, key=b"k" * 32, memo=memo,
         )  # fmt: skip
         plan = BakePlan(project, role, fingerprints[role.name], parent_version(role.parent.name),
                         "docker")  # fmt: skip

@@ -24,6 +24,7 @@ from kiln.console import NullReporter, Reporter
 from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError, TestFailure
 from kiln.fingerprint import (
     Fingerprint,
+    FingerprintMemo,
     fingerprint_chain,
     read_secret,
     secret_key,
@@ -119,8 +120,13 @@ class Baker:
         self._git: tuple[str, bool] | None = None
 
     # -- public -----------------------------------------------------------------------------
-    def fingerprints(self, role: Role) -> tuple[dict[str, Fingerprint], dict[str, dict[str, str]]]:
-        """Fingerprints of role and its ancestors, and the secret values read for them."""
+    def fingerprints(
+        self, role: Role, memo: FingerprintMemo | None = None
+    ) -> tuple[dict[str, Fingerprint], dict[str, dict[str, str]]]:
+        """Fingerprints of role and its ancestors, and the secret values read for them.
+
+        memo (see fingerprint_chain) spares a run over many roles the work they share.
+        """
         secrets = {
             node.name: {
                 name: read_secret(node.name, name, secret, self.project.root)
@@ -142,6 +148,7 @@ class Baker:
             tools=tools.tool_versions(self.project.state_path),
             secret_values=secrets,
             key=secret_key(self.project.state_path),
+            memo=memo,
         )
         return fingerprints, secrets
 

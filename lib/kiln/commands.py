@@ -14,6 +14,7 @@ from kiln import tools
 from kiln.bake import BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, RegistryError
+from kiln.fingerprint import FingerprintMemo
 from kiln.guard import AuditReport, Finding, audit_playbook, audit_roles
 from kiln.model import Project, Role
 from kiln.registry import Version
@@ -53,8 +54,9 @@ def render_roles(
     with open_registry(project) as registry:
         baker = Baker(project, target=target, registry=registry)
         tgt = get_target(target)
+        memo = FingerprintMemo()
         for role in roles:
-            fingerprints, _ = baker.fingerprints(role)
+            fingerprints, _ = baker.fingerprints(role, memo)
             parent = registry.latest(role.parent.name, target=target)
             if parent is None and tgt.bakes_locally:
                 raise RegistryError(

@@ -13,7 +13,7 @@ import os
 import secrets as _secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,20 @@ class Fingerprint:
     @property
     def short(self) -> str:
         return self.digest[:12]
+
+
+@dataclass
+class FingerprintMemo:
+    """What one run over many roles has already computed: shared ancestors and the digests of
+    each Ansible role's files are worked out once. A snapshot: make a new one for each run."""
+
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    trees: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def tree(self, roles_path: Path, name: str) -> dict[str, str]:
+        if name not in self.trees:
+            self.trees[name] = tree_digests(roles_path / name)
+        return self.trees[name]
 
 
 def canonical_json(value: Any) -> str:
@@ -250,16 +264,18 @@ def fingerprint_role(
     tools: Mapping[str, str],
     secret_values: Mapping[str, str],
     key: bytes,
+    memo: FingerprintMemo | None = None,
 ) -> Fingerprint:
     """Fingerprint of a role from its definition, files, templates, parent, target and tools."""
+    memo = memo or FingerprintMemo()
     definition = role.inputs()
-    for field in ("audit_exceptions", "lint_allowed"):  # recorded, but they do not shape the image
-        definition.pop(field)
+    for unshaping in ("audit_exceptions", "lint_allowed"):  # recorded, not image-shaping
+        definition.pop(unshaping)
     definition["secrets"] = {
         name: secret_digest(key, secret_values[name]) for name in sorted(role.secrets)
     }
     files = {
-        name: tree_digests(roles_path / name)
+        name: memo.tree(roles_path, name)
         for name in ansible_role_closure(roles_path, role.ansible_roles)
     }
     inputs = {
@@ -289,12 +305,20 @@ def fingerprint_chain(
     tools: Mapping[str, str],
     secret_values: Mapping[str, Mapping[str, str]],
     key: bytes,
+    memo: FingerprintMemo | None = None,
 ) -> dict[str, Fingerprint]:
-    """Fingerprints of node and all its ancestors, keyed by name."""
+    """Fingerprints of node and all its ancestors, keyed by name.
+
+    Pass one memo to the calls of one run over many roles (render, bake all) so that each
+    ancestor and Ansible role is fingerprinted once.
+    """
+    memo = memo or FingerprintMemo()
     out: dict[str, Fingerprint] = {}
     chain = node.ancestry() if isinstance(node, Role) else [node]
     for item in chain:
-        if isinstance(item, Base):
+        if item.name in memo.fingerprints:
+            out[item.name] = memo.fingerprints[item.name]
+        elif isinstance(item, Base):
             out[item.name] = fingerprint_base(item, target=target)
         else:
             out[item.name] = fingerprint_role(
@@ -307,5 +331,7 @@ def fingerprint_chain(
                 tools=tools,
                 secret_values=secret_values.get(item.name, {}),
                 key=key,
+                memo=memo,
             )
+        memo.fingerprints[item.name] = out[item.name]
     return out

@@ -20,6 +20,7 @@ from typing import Any
 from kiln.bake import BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, KilnError
+from kiln.fingerprint import FingerprintMemo
 from kiln.model import Project, Role
 from kiln.registry import Version
 
@@ -139,8 +140,9 @@ def bake_many(
     stale: list[Role] = []
     with open_registry(project) as registry:
         probe = Baker(project, target=target, registry=registry, reporter=reporter, **settings)
+        memo = FingerprintMemo()  # the roles share ancestors: fingerprint each once
         for role in roles:
-            hit = None if force else _up_to_date(probe, role)
+            hit = None if force else _up_to_date(probe, role, memo)
             if hit is None:
                 stale.append(role)
                 continue
@@ -211,8 +213,8 @@ def bake_many(
 OK_STATES = ("baked", "cached")
 
 
-def _up_to_date(probe: Baker, role: Role) -> Version | None:
-    fingerprints, _secrets = probe.fingerprints(role)
+def _up_to_date(probe: Baker, role: Role, memo: FingerprintMemo) -> Version | None:
+    fingerprints, _secrets = probe.fingerprints(role, memo)
     return probe.cached_version(role, fingerprints[role.name])
 
 

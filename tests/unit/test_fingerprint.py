@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from kiln import DefinitionError, Project, Secret
 from kiln.fingerprint import (
+    FingerprintMemo,
     ansible_role_closure,
     canonical_json,
     fingerprint_chain,
@@ -55,6 +56,24 @@ def digests(root: Path, *, target: str = "docker", tools: dict[str, str] = TOOLS
 
 def test_stable_for_the_same_inputs(root: Path) -> None:
     assert digests(root) == digests(root)
+
+
+def test_a_memo_gives_the_same_fingerprints_and_works_each_ancestor_out_once(root: Path) -> None:
+    project = make_project(root)
+    project.role("api", parent="base", ansible_roles=["web"])
+    settings = dict(
+        roles_path=root / "roles", templates_for={"hcl": root / "templates" / "docker.pkr.hcl.j2"},
+        recipe={}, target="docker", tools=TOOLS, secret_values={"web": {"token": "t"}},
+        key=secret_key(root / ".kiln"),
+    )  # fmt: skip
+    memo = FingerprintMemo()
+    web = fingerprint_chain(project.role_named("web"), memo=memo, **settings)  # type: ignore[arg-type]
+    api = fingerprint_chain(project.role_named("api"), memo=memo, **settings)  # type: ignore[arg-type]
+    alone = fingerprint_chain(project.role_named("api"), **settings)  # type: ignore[arg-type]
+    assert api == alone
+    assert api["base"] is web["base"], "the shared parent came from the memo"
+    assert set(memo.fingerprints) == {"debian-bookworm", "base", "web", "api"}
+    assert set(memo.trees) == {"common", "web"}
 
 
 @pytest.mark.parametrize(

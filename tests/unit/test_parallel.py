@@ -80,7 +80,7 @@ def run(
     log: list[str] = []
     fake = FakeBaker(log, threading.Lock(), set(fail), delay)
     # Nothing is up to date: the probe never finds a cached version.
-    monkeypatch.setattr(parallel, "_up_to_date", lambda probe, role: None)
+    monkeypatch.setattr(parallel, "_up_to_date", lambda probe, role, memo: None)
     factory: Callable[..., Any] = lambda *_args: fake  # noqa: E731
     out = io.StringIO()
     roles = parallel.select_roles(project, names, all_roles=not names)
