@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from kiln.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 COPIED = ("roles", "templates", "tests/images")
+REGISTRY_DB = Path(".kiln/registry.db")
+IMMUTABLE_REF_TRIGGER = "artifact_ref_is_immutable"  # lib/kiln/registry.py, migration 1
 
 TASKS_TEMPLATE = '''
 """Role definitions of a test sandbox (written by tests/integration/conftest.py)."""
@@ -62,6 +67,8 @@ class Sandbox:
     root: Path
     namespace: str
     web_variables: dict[str, Any] = field(default_factory=lambda: dict(WEB_VARIABLES))
+    first_bake: subprocess.CompletedProcess[str] | None = None
+    first_bake_seconds: float = 0.0
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -165,16 +172,63 @@ class Sandbox:
             subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
 
 
+def new_namespace() -> str:
+    return f"kilntest{uuid.uuid4().hex[:8]}"
+
+
 def make_sandbox(base: Path) -> Sandbox:
+    """A sandbox with nothing baked: its first bake bakes the whole chain."""
     root = base / "project"
     root.mkdir(parents=True)
     for rel in COPIED:
         src = REPO / rel
         if src.exists():
             shutil.copytree(src, root / rel, symlinks=True)
-    sandbox = Sandbox(root=root, namespace=f"kilntest{uuid.uuid4().hex[:8]}")
+    sandbox = Sandbox(root=root, namespace=new_namespace())
     sandbox.write_tasks()
     return sandbox
+
+
+def clone_sandbox(template: Sandbox, base: Path) -> Sandbox:
+    """A sandbox that starts where template is: its files, registry and images, own namespace.
+
+    Each bake of the chain costs minutes on two cores, so tests that need web baked but then
+    change things start from a clone of the session's baked sandbox instead of baking it again.
+    The registry is copied and its artifact refs moved to the clone's namespace, with each image
+    tagged there too: the clone's bakes, gc and cleanup never touch the template's images.
+    """
+    root = base / "project"
+    shutil.copytree(
+        template.root, root, symlinks=True, ignore=shutil.ignore_patterns("registry.db*")
+    )
+    clone = Sandbox(
+        root=root, namespace=new_namespace(), web_variables=dict(template.web_variables)
+    )
+    with (
+        closing(sqlite3.connect(template.root / REGISTRY_DB)) as source,
+        closing(sqlite3.connect(root / REGISTRY_DB)) as copy,
+    ):
+        source.backup(copy)
+        (trigger,) = copy.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            (IMMUTABLE_REF_TRIGGER,),
+        ).fetchone()
+        with copy:  # the one place a recorded ref changes: the clone's images have new names
+            copy.execute(f"DROP TRIGGER {IMMUTABLE_REF_TRIGGER}")
+            prefix = f"{template.namespace}/"
+            for role, version, target, ref in copy.execute(
+                "SELECT role, version, target, ref FROM artifacts WHERE target = 'docker'"
+            ).fetchall():
+                if not ref.startswith(prefix):
+                    continue
+                moved = f"{clone.namespace}/{ref[len(prefix) :]}"
+                template.docker("tag", ref, moved)
+                copy.execute(
+                    "UPDATE artifacts SET ref = ? WHERE role = ? AND version = ? AND target = ?",
+                    (moved, role, version, target),
+                )
+            copy.execute(trigger)
+    return clone
 
 
 @pytest.fixture
@@ -189,10 +243,25 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def baked_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """One sandbox with web baked, shared by tests that only read it. Do not change its roles."""
+    """One sandbox with web baked, shared by tests that only read it. Do not change its roles.
+
+    Its first bake (`first_bake`) is the one plain `invoke bake web` of the whole chain.
+    """
     box = make_sandbox(tmp_path_factory.mktemp("baked"))
     try:
-        box.invoke("bake", "web", check=True)
+        started = time.monotonic()
+        box.first_bake = box.invoke("bake", "web", check=True)
+        box.first_bake_seconds = time.monotonic() - started
+        yield box
+    finally:
+        box.cleanup()
+
+
+@pytest.fixture
+def baked_clone(baked_sandbox: Sandbox, tmp_path: Path) -> Iterator[Sandbox]:
+    """A clone of the baked sandbox for one test (web v1 tested): change it at will."""
+    box = clone_sandbox(baked_sandbox, tmp_path)
+    try:
         yield box
     finally:
         box.cleanup()

@@ -20,14 +20,14 @@ CACHE_LINE = re.compile(
 
 
 @pytest.fixture
-def cache_volume(monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> Iterator[str]:
+def cache_volume(monkeypatch: pytest.MonkeyPatch, baked_clone: Sandbox) -> Iterator[str]:
     name = f"kilntest-apt-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("KILN_APT_CACHE", name)
     try:
         yield name
     finally:
-        sandbox.cleanup()  # containers first: a volume in use cannot be removed
-        sandbox.docker("volume", "rm", "-f", name, check=False)
+        baked_clone.cleanup()  # containers first: a volume in use cannot be removed
+        baked_clone.docker("volume", "rm", "-f", name, check=False)
 
 
 def cache_report(sandbox: Sandbox, role: str, version: int) -> tuple[int, int, int]:
@@ -70,39 +70,41 @@ def image_size(sandbox: Sandbox, image: str) -> int:
 
 
 def test_second_bake_downloads_nothing_and_images_hold_no_cache(
-    sandbox: Sandbox, cache_volume: str, monkeypatch: pytest.MonkeyPatch
+    baked_clone: Sandbox, cache_volume: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sandbox = baked_clone  # web v1 is baked (with the default cache): v2, v3 and v4 are ours
     web = f"{sandbox.namespace}/web"
-    sandbox.invoke("bake", "web", "--skip-tests", check=True)
-    cached, downloaded, added = cache_report(sandbox, "web", 1)
-    # nginx and its dependencies: nothing was cached before this first bake of web.
+    sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
+    cached, downloaded, added = cache_report(sandbox, "web", 2)
+    # nginx and its dependencies: nothing was in this test's new volume before this bake.
     assert (cached, downloaded) == (0, added)
     assert downloaded >= 5
-    before = pool(sandbox, cache_volume, f"{web}:1")
+    before = pool(sandbox, cache_volume, f"{web}:2")
     assert len(before) >= downloaded
 
     sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
-    cached, downloaded, added = cache_report(sandbox, "web", 2)
+    cached, downloaded, added = cache_report(sandbox, "web", 3)
     assert (downloaded, added) == (0, 0), "the second bake downloaded .debs again"
     assert cached >= 5
     # Not one file of the cache was written again: same names, sizes and modification times.
-    assert pool(sandbox, cache_volume, f"{web}:2") == before
+    assert pool(sandbox, cache_volume, f"{web}:3") == before
 
     monkeypatch.setenv("KILN_APT_CACHE", "off")
     sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
-    log = (sandbox.root / ".kiln/logs/web/3/packer.log").read_text()
+    log = (sandbox.root / ".kiln/logs/web/4/packer.log").read_text()
     assert "kiln apt cache: off" in log
     assert "-v kilntest-apt" not in log  # the builder ran without the volume
 
-    for version in (1, 2, 3):
+    ours = (2, 3, 4)
+    for version in ours:
         assert image_traces(sandbox, f"{web}:{version}") == "", f"web v{version}"
-    # With the cache (v1 cold, v2 warm) or without it (v3): the same image, give or take the
+    # With the cache (v2 cold, v3 warm) or without it (v4): the same image, give or take the
     # timestamps and logs every bake writes. The nginx .debs alone are over 2 MB.
-    sizes = [image_size(sandbox, f"{web}:{v}") for v in (1, 2, 3)]
+    sizes = [image_size(sandbox, f"{web}:{v}") for v in ours]
     assert max(sizes) - min(sizes) < 256 * 1024, sizes
     with sandbox.registry() as registry:
-        manifests = [registry.packages("web", v) for v in (1, 2, 3)]
-        versions = [registry.get("web", v) for v in (1, 2, 3)]
+        manifests = [registry.packages("web", v) for v in ours]
+        versions = [registry.get("web", v) for v in ours]
     assert manifests[0] == manifests[1] == manifests[2]
     # The volume is not part of the fingerprint: it cannot change what is installed.
     assert len({v.fingerprint for v in versions if v is not None}) == 1

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, make_sandbox
+from conftest import Sandbox, clone_sandbox
 from kiln import deploy as kd
 from kiln.registry import actor
 
@@ -31,10 +31,9 @@ PAGE_CHECK = (
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sandbox = make_sandbox(tmp_path_factory.mktemp("deploy"))
+def box(baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sandbox = clone_sandbox(baked_sandbox, tmp_path_factory.mktemp("deploy"))  # web v1 baked
     try:
-        sandbox.invoke("bake", "web", check=True)
         sandbox.set_web_variables(web_title="v2")
         sandbox.invoke("bake", "web", check=True)
         with sandbox.registry() as registry:

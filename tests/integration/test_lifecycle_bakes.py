@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import Sandbox, make_sandbox
+from conftest import Sandbox, clone_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,10 @@ KILN_SIDE = {"recipe", "template", "tool", "parent"}
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def box(baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A sandbox with web v1 baked; the tests below add versions to it in order."""
-    sandbox = make_sandbox(tmp_path_factory.mktemp("lifecycle"))
+    sandbox = clone_sandbox(baked_sandbox, tmp_path_factory.mktemp("lifecycle"))
     try:
-        sandbox.invoke("bake", "web", check=True)
         yield sandbox
     finally:
         sandbox.cleanup()
