@@ -17,9 +17,19 @@ echo "==> mypy"
 # inside qemu: it runs alongside the rest of the suite, its output kept for the end.
 vm_log=$(mktemp /tmp/kiln-vm-tests.XXXXXX.log)
 echo "==> pytest -m vm, in the background (output: $vm_log)"
+# Job control on: the background run gets a process group of its own and a working SIGINT
+# (without it, bash starts background jobs with SIGINT ignored), so stopping it below is a
+# Ctrl-C that every process of the bake (pytest, kiln, packer, qemu) cleans up after.
+set -m
 .venv/bin/pytest -ra -p no:cacheprovider -m vm "$@" tests >"$vm_log" 2>&1 &
 vm_pid=$!
-trap 'kill "$vm_pid" 2>/dev/null || true' EXIT
+set +m
+stop_vm_tests() {
+  kill -INT -- "-$vm_pid" 2>/dev/null || true
+  wait "$vm_pid" 2>/dev/null || true
+}
+trap stop_vm_tests EXIT
+trap 'exit 130' INT TERM
 
 echo "==> pytest -m 'not vm'"
 status=0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Image acceptance tests run inside a baked instance (kiln.acceptance), never on this host.
 collect_ignore = ["images"]
+
+# A shell starts a background job with SIGINT ignored, and every child inherits that: the tests
+# that press Ctrl-C on a kiln process (bake, boot) need it delivered as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

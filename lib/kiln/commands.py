@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,14 @@ def boot_vm(
     version: int | None,
     *,
     accel: str | None = None,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Boot a throwaway overlay of a role's VM image until Ctrl-C; the image never changes."""
+    """Boot a throwaway overlay of a role's VM image until Ctrl-C; the image never changes.
+
+    announce gets each line for the user (by default printed at once, even into a pipe: the
+    URL must reach whoever waits for it while the VM runs).
+    """
+    announce = announce or partial(print, flush=True)
     from kiln import vm
     from kiln.targets.qemu import choose_accelerator
 
