@@ -82,20 +82,20 @@ build {
     environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/apt_cache.py"]
     inline = [
       "timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true",
-      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py' < \"$KILN_APT_CACHE_SCRIPT\"",
-      "docker exec ${build.ID} python3 /run/kiln-apt.py setup",
+      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup' < \"$KILN_APT_CACHE_SCRIPT\"",
     ]
   }
 
   provisioner "ansible" {
-    playbook_file = "packer/web.playbook.yml"
-    user          = "root"
+    playbook_file      = "packer/web.playbook.yml"
+    user               = "root"
+    skip_version_check = true
 
     extra_arguments = [
       "-e",
       "ansible_host=${build.ID}",
       "-e",
-      "ansible_connection=community.docker.docker",
+      "ansible_connection=community.docker.docker_api",
       "-e",
       "ansible_python_interpreter=/usr/bin/python3",
       "-e",
@@ -113,24 +113,12 @@ build {
     ]
   }
 
-  # Remove the apt hooks (and say what came from the cache), then list the installed packages.
+  # Remove the apt hooks (and say what came from the cache), list the installed packages into
+  # the builder's /run (a tmpfs, never committed), then seal: nothing of the bake stays in the image.
   provisioner "shell" {
     inline = [
       "python3 /run/kiln-apt.py finish",
-      "dpkg-query -W -f='$${binary:Package}\\t$${Version}\\t$${Architecture}\\n' > /tmp/kiln-packages.tsv",
-    ]
-  }
-
-  provisioner "file" {
-    direction   = "download"
-    source      = "/tmp/kiln-packages.tsv"
-    destination = var.manifest_file
-  }
-
-  # Seal: nothing of the bake stays in the image.
-  provisioner "shell" {
-    inline = [
-      "rm -f /tmp/kiln-packages.tsv",
+      "dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /run/kiln-packages.tsv",
       "apt-get clean",
       "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible",
       "rm -f /var/lib/apt/periodic/update-success-stamp",
@@ -139,9 +127,14 @@ build {
     ]
   }
 
+  # Copy the package list out and tell kiln's progress display that packer now commits.
   provisioner "shell-local" {
-    environment_vars = ["KILN_EVENTS_FILE=${var.events_file}"]
-    inline           = ["[ -z \"$KILN_EVENTS_FILE\" ] || echo '{\"event\": \"phase\", \"phase\": \"commit\"}' >> \"$KILN_EVENTS_FILE\""]
+    environment_vars = ["KILN_MANIFEST_FILE=${var.manifest_file}", "KILN_EVENTS_FILE=${var.events_file}"]
+    inline = [
+      "mkdir -p \"$(dirname \"$KILN_MANIFEST_FILE\")\"",
+      "docker exec ${build.ID} cat /run/kiln-packages.tsv > \"$KILN_MANIFEST_FILE\"",
+      "[ -z \"$KILN_EVENTS_FILE\" ] || echo '{\"event\": \"phase\", \"phase\": \"commit\"}' >> \"$KILN_EVENTS_FILE\"",
+    ]
   }
 
   post-processor "docker-tag" {

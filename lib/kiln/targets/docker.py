@@ -45,8 +45,15 @@ NAMESPACE_LABEL = "kiln.namespace"  # whose builder it is: see reap_builders
 APT_CACHE_VOLUME = "kiln-apt-archives"
 APT_CACHE_MOUNT = "/run/kiln-apt-cache"
 APT_CACHE_SCRIPT = Path(__file__).resolve().parent / "apt_cache.py"
+APT_CACHE_HOOKS_IN_BUILDER = "/run/kiln-apt.py"
+# Where the builder's package list waits until the host copies it out: /run is a tmpfs.
+MANIFEST_IN_BUILDER = "/run/kiln-packages.tsv"
+CAPTURE_COMMANDS = (
+    f"python3 {APT_CACHE_HOOKS_IN_BUILDER} finish",
+    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\n' > "
+    + MANIFEST_IN_BUILDER,
+)
 SEAL_COMMANDS = (
-    "rm -f /tmp/kiln-packages.tsv",
     "apt-get clean",
     # Ansible's module temp files stay in root's home after a docker exec connection.
     "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible",
@@ -57,10 +64,13 @@ SEAL_COMMANDS = (
 )
 
 
-# Tells kiln's progress display (through the events file) that packer now commits the builder.
-COMMIT_MARKER = (
+# Run on the host by shell-local (`sh -e`): copy the package list out of the builder, then tell
+# kiln's progress display (through the events file) that packer now commits the builder.
+FETCH_MANIFEST_AND_MARK_COMMIT = (
+    'mkdir -p "$(dirname "$KILN_MANIFEST_FILE")"',
+    f'docker exec ${{build.ID}} cat {MANIFEST_IN_BUILDER} > "$KILN_MANIFEST_FILE"',
     '[ -z "$KILN_EVENTS_FILE" ] || '
-    'echo \'{"event": "phase", "phase": "commit"}\' >> "$KILN_EVENTS_FILE"'
+    'echo \'{"event": "phase", "phase": "commit"}\' >> "$KILN_EVENTS_FILE"',
 )
 
 
@@ -166,6 +176,7 @@ class DockerTarget(Target):
             **super().recipe(),
             "run": list(SYSTEMD_RUN_FLAGS),
             "init": INIT,
+            "capture": list(CAPTURE_COMMANDS),
             "seal": list(SEAL_COMMANDS),
             "apt_cache_script": file_digest(APT_CACHE_SCRIPT),
         }
@@ -198,7 +209,7 @@ class DockerTarget(Target):
             plan,
             [
                 Interpolated("ansible_host=${build.ID}"),
-                "ansible_connection=community.docker.docker",
+                "ansible_connection=community.docker.docker_api",
                 "ansible_python_interpreter=/usr/bin/python3",
             ],
         )
@@ -216,9 +227,11 @@ class DockerTarget(Target):
             "changes": self._changes(plan),
             "ansible_arguments": self._ansible_arguments(plan),
             "ansible_env_vars": ansible_env_vars(plan),
-            "seal_commands": list(SEAL_COMMANDS),
+            "capture_and_seal_commands": [*CAPTURE_COMMANDS, *SEAL_COMMANDS],
             "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
-            "commit_marker": [COMMIT_MARKER],
+            "fetch_manifest_and_mark_commit": [
+                Interpolated(c) if "${build.ID}" in c else c for c in FETCH_MANIFEST_AND_MARK_COMMIT
+            ],
         }
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
