@@ -2,11 +2,11 @@
 
 # packer (1.6.6 in Debian 12) with its built-in docker, qemu and ansible plugins; docker.io for
 # the engine; mmdebstrap to bootstrap bases without Docker Hub; qemu, genisoimage, grub and
-# e2fsprogs for VM images; chromium to test the HTML report.
+# e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists.
 APT_PACKAGES=(
   packer docker.io mmdebstrap git python3-venv python3-dev
   qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
-  chromium
+  chromium gnupg
 )
 
 install_apt_packages() {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -135,3 +137,171 @@ def test_without_the_volume_the_hooks_do_nothing(
     assert hooks.main(["kiln-apt", "finish"]) == 0
     assert list((tmp_path / "apt.conf.d").iterdir()) == []
     assert "kiln apt cache: off" in capsys.readouterr().out
+
+
+# -- the package lists ------------------------------------------------------------------------
+PREFIX = "deb.debian.org_debian_dists_bookworm_"
+PACKAGES_PATH = "main/binary-amd64/Packages"
+
+
+def test_list_file_names_are_quoted_like_apt() -> None:
+    assert apt_cache.list_file_name(PREFIX, PACKAGES_PATH) == PREFIX + "main_binary-amd64_Packages"
+    # apt's URItoFileName quotes "_" (and others) before every "/" becomes "_".
+    assert apt_cache.list_file_name("h_", "a_b/c~d") == "h_a%5fb_c%7ed"
+
+
+def test_release_hashes_come_from_the_sha256_field_only() -> None:
+    release = (
+        b"Origin: Debian\nMD5Sum:\n 0123 10 main/binary-amd64/Packages\n"
+        b"SHA256:\n " + b"a" * 64 + b" 10 main/binary-amd64/Packages\n"
+        b" " + b"b" * 64 + b" 4 main/binary-amd64/Packages.xz\nAcquire-By-Hash: yes\n"
+    )
+    assert apt_cache.release_hashes(release) == {
+        "main/binary-amd64/Packages": "a" * 64,
+        "main/binary-amd64/Packages.xz": "b" * 64,
+    }
+
+
+class Signer:
+    """A throwaway OpenPGP key (real gpg) that clearsigns Release texts like an archive does."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(mode=0o700)
+        self.gpg("--quick-gen-key", "kiln test archive <archive@kiln.invalid>", "ed25519", "sign")
+        self.keyring = home / "archive.gpg"
+        self.keyring.write_bytes(self.gpg("--export").stdout)
+
+    def gpg(self, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["gpg", "--homedir", str(self.home), "--batch", "--pinentry-mode", "loopback",
+             "--passphrase", "", *args],
+            input=stdin, capture_output=True, check=True,
+        )  # fmt: skip
+
+    def clearsign(self, text: bytes) -> bytes:
+        return self.gpg("--clearsign", stdin=text).stdout
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"], check=False)
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Iterator[Signer]:
+    key = Signer(tmp_path / "gnupg")
+    try:
+        yield key
+    finally:
+        key.close()
+
+
+@pytest.fixture
+def list_hooks(
+    hooks: ModuleType, signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
+    """The hooks with the test key as the builder's only trusted key, the cache enabled."""
+    monkeypatch.setenv("KILN_APT_KEYRING", str(signer.keyring))
+    monkeypatch.setenv("KILN_APT_TRUSTED_D", str(tmp_path / "trusted.gpg.d"))
+    module = importlib.reload(hooks)
+    (tmp_path / "run" / "kiln-apt").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / "kiln-apt" / "enabled").write_text("")
+    return module
+
+
+def cache_release(tmp_path: Path, signer: Signer, packages: bytes, *, listed: bytes) -> Path:
+    """Put an InRelease (signed, naming `listed`'s hash) and a Packages file in the cache."""
+    cached = tmp_path / "pool" / "lists"
+    cached.mkdir(parents=True, exist_ok=True)
+    release = f"Suite: bookworm\nSHA256:\n {deb(listed)} {len(listed)} {PACKAGES_PATH}\n"
+    (cached / f"{PREFIX}InRelease").write_bytes(signer.clearsign(release.encode()))
+    (cached / f"{PREFIX}main_binary-amd64_Packages").write_bytes(packages)
+    return cached
+
+
+def test_verified_lists_are_restored_before_an_update(
+    list_hooks: ModuleType, signer: Signer, tmp_path: Path
+) -> None:
+    packages = stanza("nginx", "1.0", "amd64", "0" * 64).encode()
+    cached = cache_release(tmp_path, signer, packages, listed=packages)
+    old = 1_700_000_000
+    os.utime(cached / f"{PREFIX}InRelease", (old, old))
+    assert list_hooks.main(["kiln-apt", "restore-lists"]) == 0
+    lists = tmp_path / "lists"
+    assert (lists / f"{PREFIX}main_binary-amd64_Packages").read_bytes() == packages
+    restored = lists / f"{PREFIX}InRelease"
+    assert restored.read_bytes() == (cached / f"{PREFIX}InRelease").read_bytes()
+    # The mirror's date stays, so that apt asks "modified since?" and downloads nothing.
+    assert restored.stat().st_mtime == old
+    assert sorted(p.name for p in lists.iterdir()) == [
+        f"{PREFIX}InRelease",
+        f"{PREFIX}main_binary-amd64_Packages",
+    ]  # no scratch files left behind
+
+
+def test_a_list_its_signed_inrelease_does_not_name_is_not_restored(
+    list_hooks: ModuleType, signer: Signer, tmp_path: Path
+) -> None:
+    genuine = stanza("nginx", "1.0", "amd64", "0" * 64).encode()
+    forged = stanza("nginx", "1.0", "amd64", "f" * 64).encode()  # what a poisoned cache holds
+    cache_release(tmp_path, signer, forged, listed=genuine)
+    assert list_hooks.main(["kiln-apt", "restore-lists"]) == 0
+    assert not (tmp_path / "lists" / f"{PREFIX}main_binary-amd64_Packages").exists()
+    assert "does not match its InRelease" in (tmp_path / "run" / "kiln-apt" / "log").read_text()
+
+
+def test_an_inrelease_not_signed_by_a_trusted_key_restores_nothing(
+    list_hooks: ModuleType, signer: Signer, tmp_path: Path
+) -> None:
+    packages = stanza("nginx", "1.0", "amd64", "0" * 64).encode()
+    cached = cache_release(tmp_path, signer, packages, listed=packages)
+    inrelease = cached / f"{PREFIX}InRelease"
+    # Tamper with the signed text: the signature no longer matches.
+    inrelease.write_bytes(inrelease.read_bytes().replace(b"Suite: bookworm", b"Suite: trixie!"))
+    assert list_hooks.main(["kiln-apt", "restore-lists"]) == 0
+    assert list((tmp_path / "lists").iterdir()) == []
+
+    # A good signature by a key the builder does not trust is refused the same way.
+    stranger = Signer(tmp_path / "stranger")
+    try:
+        release = f"SHA256:\n {deb(packages)} {len(packages)} {PACKAGES_PATH}\n".encode()
+        inrelease.write_bytes(stranger.clearsign(release))
+    finally:
+        stranger.close()
+    assert list_hooks.main(["kiln-apt", "restore-lists"]) == 0
+    assert list((tmp_path / "lists").iterdir()) == []
+    assert "not signed by a trusted key" in (tmp_path / "run" / "kiln-apt" / "log").read_text()
+
+
+def test_only_the_signed_text_is_trusted(
+    list_hooks: ModuleType, signer: Signer, tmp_path: Path
+) -> None:
+    genuine = stanza("nginx", "1.0", "amd64", "0" * 64).encode()
+    forged = stanza("nginx", "1.0", "amd64", "f" * 64).encode()
+    cached = cache_release(tmp_path, signer, forged, listed=genuine)
+    inrelease = cached / f"{PREFIX}InRelease"
+    # A hash appended after the signature block: gpgv still accepts the file, kiln ignores it.
+    trailer = f"\nSHA256:\n {deb(forged)} {len(forged)} {PACKAGES_PATH}\n".encode()
+    inrelease.write_bytes(inrelease.read_bytes() + trailer)
+    assert list_hooks.main(["kiln-apt", "restore-lists"]) == 0
+    assert not (tmp_path / "lists" / f"{PREFIX}main_binary-amd64_Packages").exists()
+
+
+def test_lists_are_saved_after_an_update_and_not_rewritten_when_unchanged(
+    list_hooks: ModuleType, tmp_path: Path
+) -> None:
+    lists = tmp_path / "lists"
+    (lists / f"{PREFIX}InRelease").write_bytes(b"signed release")
+    (lists / f"{PREFIX}main_binary-amd64_Packages").write_bytes(b"packages")
+    (lists / "lock").write_bytes(b"")
+    assert list_hooks.main(["kiln-apt", "save-lists"]) == 0
+    cached = tmp_path / "pool" / "lists"
+    assert sorted(p.name for p in cached.iterdir()) == [
+        f"{PREFIX}InRelease",
+        f"{PREFIX}main_binary-amd64_Packages",
+    ]
+    inodes = {p.name: p.stat().st_ino for p in cached.iterdir()}
+    assert list_hooks.main(["kiln-apt", "save-lists"]) == 0
+    assert {p.name: p.stat().st_ino for p in cached.iterdir()} == inodes
+    (lists / f"{PREFIX}main_binary-amd64_Packages").write_bytes(b"newer packages")
+    assert list_hooks.main(["kiln-apt", "save-lists"]) == 0
+    assert (cached / f"{PREFIX}main_binary-amd64_Packages").read_bytes() == b"newer packages"

@@ -15,6 +15,17 @@ sha256/<hex>.deb. Builders share it, but never apt's own archives directory: apt
   publish  DPkg::Post-Invoke: copy the .debs apt downloaded (it checked their hashes) into the
            cache, atomically (temporary name, then rename).
 
+It also keeps apt's package lists, lists/<apt's file name>, so that `apt-get update` asks the
+mirror "modified since?" and downloads nothing when the answer is no:
+
+  restore-lists  APT::Update::Pre-Invoke: before an update, copy in the cached lists of each
+                 release whose InRelease gpgv accepts with the builder's own Debian keys, and of
+                 its index files only those whose SHA256 that signed InRelease names. apt then
+                 refreshes them all from the mirror, so lists only ever appear where an update
+                 runs anyway and end up exactly what a download would give.
+  save-lists     APT::Update::Post-Invoke-Success: copy the lists apt has just verified into the
+                 cache, atomically.
+
 `setup` also writes builder-only apt settings that cannot change what is installed (no
 description translations; dpkg without fsync, as a failed builder is discarded anyway), and moves
 Debian's docker-clean apt configuration (which deletes every .deb after dpkg runs) aside for the
@@ -24,13 +35,17 @@ docker-clean back, and prints what came from the cache and what was downloaded.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
 import lzma
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,6 +55,12 @@ STATE = Path(os.environ.get("KILN_APT_STATE", "/run/kiln-apt"))
 ARCHIVES = Path(os.environ.get("KILN_APT_ARCHIVES", "/var/cache/apt/archives"))
 LISTS = Path(os.environ.get("KILN_APT_LISTS", "/var/lib/apt/lists"))
 APT_CONF_D = Path(os.environ.get("KILN_APT_CONF_D", "/etc/apt/apt.conf.d"))
+# The keys a cached InRelease must be signed with: Debian's archive keyring and the binary
+# keyrings in apt's trusted.gpg.d, as the builder's image has them. Never the removed keys.
+TRUSTED_KEYRINGS = [
+    Path(os.environ.get("KILN_APT_KEYRING", "/usr/share/keyrings/debian-archive-keyring.gpg"))
+]
+TRUSTED_D = Path(os.environ.get("KILN_APT_TRUSTED_D", "/etc/apt/trusted.gpg.d"))
 HOOK_CONF = "00kiln-apt-cache"
 DOCKER_CLEAN = "docker-clean"
 SCRIPT = os.environ.get("KILN_APT_SCRIPT", "/run/kiln-apt.py")
@@ -56,7 +77,7 @@ def _stats() -> dict[str, Any]:
         data: dict[str, Any] = json.loads((STATE / "stats.json").read_text())
         return data
     except (OSError, ValueError):
-        return {"cached": {}, "downloaded": {}, "published": 0, "linked": 0}
+        return {"cached": {}, "downloaded": {}, "published": 0, "linked": 0, "lists": {}}
 
 
 def _save_stats(stats: dict[str, Any]) -> None:
@@ -151,6 +172,76 @@ def _pool_dir() -> Path:
     return POOL / "sha256"
 
 
+def _lists_pool() -> Path:
+    return POOL / "lists"
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy with the modification time (apt's "modified since?"), visible whole or not at all."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# apt's URItoFileName: these characters are %-quoted, then every "/" becomes "_".
+LIST_NAME_BAD = '\\|{}[]<>"^~_=!@#$%^&*'
+
+
+def list_file_name(prefix: str, path: str) -> str:
+    """The name apt gives index file `path` of the release whose InRelease is prefix+InRelease."""
+    return prefix + quote(path, LIST_NAME_BAD).replace("/", "_")
+
+
+def release_hashes(release: bytes) -> dict[str, str]:
+    """path -> sha256 of every file the SHA256 field of a Release text names."""
+    hashes: dict[str, str] = {}
+    in_sha256 = False
+    for line in release.decode("utf-8", "replace").splitlines():
+        if not line.startswith(" "):
+            in_sha256 = line.rstrip() == "SHA256:"
+        elif in_sha256:
+            fields = line.split()
+            if len(fields) == 3:
+                hashes[fields[2]] = fields[0]
+    return hashes
+
+
+def trusted_keyrings() -> list[Path]:
+    found = [k for k in TRUSTED_KEYRINGS if k.is_file()]
+    return found + sorted(k for k in TRUSTED_D.glob("*.gpg") if k.is_file())
+
+
+def signed_text(inrelease: Path) -> bytes | None:
+    """The signed part of a clearsigned InRelease if gpgv accepts its signature, else None.
+
+    Only what gpgv writes out is trusted: text around the signed block is never parsed.
+    """
+    keyrings = trusted_keyrings()
+    if not keyrings:
+        return None
+    command = ["gpgv", "--status-fd", "2", "--output", "-"]
+    command += [f"--keyring={k}" for k in keyrings] + [str(inrelease)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    status = {
+        line.split()[1]
+        for line in done.stderr.decode("utf-8", "replace").splitlines()
+        if line.startswith("[GNUPG:] ") and len(line.split()) > 1
+    }
+    if done.returncode != 0 or "VALIDSIG" not in status or status & BAD_SIGNATURE:
+        return None
+    return done.stdout
+
+
+# gpgv exits 0 for some signatures apt refuses: expired or revoked keys, expired signatures.
+BAD_SIGNATURE = {"BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY"}
+
+
 def _our_links() -> list[Path]:
     out = []
     for entry in ARCHIVES.glob("*.deb"):
@@ -190,7 +281,9 @@ def setup() -> int:
         shutil.move(str(clean), str(STATE / DOCKER_CLEAN))
     python = sys.executable or "python3"
     hooks = (
-        f'APT::Update::Post-Invoke-Success {{ "{python} {SCRIPT} link || true"; }};\n'
+        f'APT::Update::Pre-Invoke {{ "{python} {SCRIPT} restore-lists || true"; }};\n'
+        f'APT::Update::Post-Invoke-Success {{ "{python} {SCRIPT} save-lists || true"; '
+        f'"{python} {SCRIPT} link || true"; }};\n'
         f'DPkg::Pre-Install-Pkgs {{ "{python} {SCRIPT} verify"; }};\n'
         f'DPkg::Post-Invoke {{ "{python} {SCRIPT} publish || true"; }};\n'
     )
@@ -269,6 +362,67 @@ def publish() -> int:
     return 0
 
 
+def restore_lists() -> int:
+    """Before `apt-get update`: put each verified cached release's lists where apt keeps them."""
+    if not enabled() or not _lists_pool().is_dir():
+        return 0
+    stats = _stats()
+    restored: dict[str, int] = stats.setdefault("lists", {})
+    # Scratch space on the lists' own filesystem (/run is a tmpfs): a copy is checked there, then
+    # renamed into place.
+    with tempfile.TemporaryDirectory(prefix=".kiln-lists-", dir=LISTS) as scratch:
+        for cached in sorted(_lists_pool().glob("*_InRelease")):
+            if (LISTS / cached.name).exists():
+                continue  # apt has this release already: its own files stay as they are
+            # Check copies, never the shared files: another bake may replace them meanwhile.
+            inrelease = Path(scratch) / cached.name
+            shutil.copy2(cached, inrelease)
+            signed = signed_text(inrelease)
+            if signed is None:
+                _log(f"restore-lists: {cached.name} not signed by a trusted key: not used")
+                continue
+            prefix = cached.name[: -len("InRelease")]
+            for path, sha in sorted(release_hashes(signed).items()):
+                name = list_file_name(prefix, path)
+                if not (_lists_pool() / name).is_file():
+                    continue
+                copy = Path(scratch) / name
+                shutil.copy2(_lists_pool() / name, copy)
+                if _sha256(copy) != sha:
+                    _log(f"restore-lists: {name} does not match its InRelease: not used")
+                    continue
+                os.replace(copy, LISTS / name)
+                restored[name] = (LISTS / name).stat().st_size
+            os.replace(inrelease, LISTS / cached.name)
+            restored[cached.name] = (LISTS / cached.name).stat().st_size
+    _save_stats(stats)
+    _log(f"restore-lists: {len(restored)} list file(s) from the cache")
+    return 0
+
+
+def save_lists() -> int:
+    """After a successful `apt-get update`: keep the lists apt just verified for the next bake."""
+    if not enabled():
+        return 0
+    _lists_pool().mkdir(exist_ok=True)
+    saved = 0
+    for inrelease in sorted(LISTS.glob("*_InRelease")):
+        prefix = inrelease.name[: -len("InRelease")]
+        # Index files first and the InRelease last, so a reader rarely sees a mix (and if it
+        # does, the hashes disagree and apt downloads).
+        files = [f for f in sorted(LISTS.glob(glob.escape(prefix) + "*")) if f != inrelease]
+        for source in [*files, inrelease]:
+            target = _lists_pool() / source.name
+            if not source.is_file() or source.is_symlink():
+                continue
+            if target.is_file() and _sha256(target) == _sha256(source):
+                continue
+            _copy_atomically(source, target)
+            saved += 1
+    _log(f"save-lists: {saved} list file(s) written to the cache")
+    return 0
+
+
 def finish() -> int:
     if not enabled():
         (APT_CONF_D / HOOK_CONF).unlink(missing_ok=True)
@@ -289,6 +443,11 @@ def finish() -> int:
         f"({sum(cached.values()) / 1e6:.1f} MB), {len(downloaded)} downloaded "
         f"({sum(downloaded.values()) / 1e6:.1f} MB), {stats.get('published', 0)} added to the cache"
     )
+    lists = stats.get("lists", {})
+    print(
+        f"kiln apt cache: {len(lists)} list file(s) from the cache "
+        f"({sum(lists.values()) / 1e6:.1f} MB), refreshed by apt-get update"
+    )
     print("kiln apt cache stats: " + json.dumps(stats, sort_keys=True))
     return 0
 
@@ -297,11 +456,22 @@ def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
     if command == "verify":
         return verify(sys.stdin.read().splitlines())
-    commands = {"setup": setup, "link": link, "publish": publish, "finish": finish}
+    commands = {
+        "setup": setup,
+        "restore-lists": restore_lists,
+        "save-lists": save_lists,
+        "link": link,
+        "publish": publish,
+        "finish": finish,
+    }
     if command not in commands:
-        sys.stderr.write(f"usage: {argv[0]} {{setup,link,verify,publish,finish}}\n")
+        sys.stderr.write(f"usage: {argv[0]} {{{','.join([*commands, 'verify'])}}}\n")
         return 2
-    return commands[command]()
+    try:
+        return commands[command]()
+    except Exception:
+        _log(f"{command} failed:\n{traceback.format_exc()}")  # apt hides a hook's stderr
+        raise
 
 
 if __name__ == "__main__":
