@@ -15,14 +15,15 @@ sha256/<hex>.deb. Builders share it, but never apt's own archives directory: apt
   publish  DPkg::Post-Invoke: copy the .debs apt downloaded (it checked their hashes) into the
            cache, atomically (temporary name, then rename).
 
-It also keeps apt's package lists, lists/<apt's file name>, so that `apt-get update` asks the
-mirror "modified since?" and downloads nothing when the answer is no:
+It also keeps apt's package lists, lists/<apt's file name>, so that `apt-get update` fetches the
+small InRelease files again but no index file whose hash they still give (bookworm's Packages.xz
+alone is 9 MB):
 
   restore-lists  APT::Update::Pre-Invoke: before an update, copy in the cached lists of each
-                 release whose InRelease gpgv accepts with the builder's own Debian keys, and of
-                 its index files only those whose SHA256 that signed InRelease names. apt then
-                 refreshes them all from the mirror, so lists only ever appear where an update
-                 runs anyway and end up exactly what a download would give.
+                 release whose InRelease gpgv accepts with the builder's trusted keys (see
+                 TRUSTED_KEYRINGS), and of its index files only those whose SHA256 that signed
+                 InRelease names. apt then refreshes them all from the mirror, so lists only
+                 ever appear where an update runs anyway and end up what a download would give.
   save-lists     APT::Update::Post-Invoke-Success: copy the lists apt has just verified into the
                  cache, atomically.
 
@@ -55,8 +56,9 @@ STATE = Path(os.environ.get("KILN_APT_STATE", "/run/kiln-apt"))
 ARCHIVES = Path(os.environ.get("KILN_APT_ARCHIVES", "/var/cache/apt/archives"))
 LISTS = Path(os.environ.get("KILN_APT_LISTS", "/var/lib/apt/lists"))
 APT_CONF_D = Path(os.environ.get("KILN_APT_CONF_D", "/etc/apt/apt.conf.d"))
-# The keys a cached InRelease must be signed with: Debian's archive keyring and the binary
-# keyrings in apt's trusted.gpg.d, as the builder's image has them. Never the removed keys.
+# The keys a cached InRelease must be signed with, as the builder's image has them: Debian's
+# archive keyring and the binary keyrings in trusted.gpg.d, which apt trusts for every source.
+# Never the removed keys. A release signed otherwise (a Signed-By source) is simply downloaded.
 TRUSTED_KEYRINGS = [
     Path(os.environ.get("KILN_APT_KEYRING", "/usr/share/keyrings/debian-archive-keyring.gpg"))
 ]
