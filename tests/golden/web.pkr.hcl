@@ -95,7 +95,7 @@ build {
       "-e",
       "ansible_host=${build.ID}",
       "-e",
-      "ansible_connection=community.docker.docker_api",
+      "ansible_connection=community.docker.docker",
       "-e",
       "ansible_python_interpreter=/usr/bin/python3",
       "-e",

@@ -209,7 +209,7 @@ class DockerTarget(Target):
             plan,
             [
                 Interpolated("ansible_host=${build.ID}"),
-                "ansible_connection=community.docker.docker_api",
+                "ansible_connection=community.docker.docker",
                 "ansible_python_interpreter=/usr/bin/python3",
             ],
         )
