@@ -21,7 +21,7 @@ alone is 9 MB):
 
   restore-lists  APT::Update::Pre-Invoke: before an update, copy in the cached lists of each
                  release whose InRelease gpgv accepts with the builder's trusted keys (see
-                 TRUSTED_KEYRINGS), and of its index files only those whose SHA256 that signed
+                 trusted_keyrings), and of its index files only those whose SHA256 that signed
                  InRelease names. apt then refreshes them all from the mirror, so lists only
                  ever appear where an update runs anyway and end up what a download would give.
   save-lists     APT::Update::Post-Invoke-Success: copy the lists apt has just verified into the
@@ -59,9 +59,9 @@ APT_CONF_D = Path(os.environ.get("KILN_APT_CONF_D", "/etc/apt/apt.conf.d"))
 # The keys a cached InRelease must be signed with, as the builder's image has them: Debian's
 # archive keyring and the binary keyrings in trusted.gpg.d, which apt trusts for every source.
 # Never the removed keys. A release signed otherwise (a Signed-By source) is simply downloaded.
-TRUSTED_KEYRINGS = [
-    Path(os.environ.get("KILN_APT_KEYRING", "/usr/share/keyrings/debian-archive-keyring.gpg"))
-]
+ARCHIVE_KEYRING = Path(
+    os.environ.get("KILN_APT_KEYRING", "/usr/share/keyrings/debian-archive-keyring.gpg")
+)
 TRUSTED_D = Path(os.environ.get("KILN_APT_TRUSTED_D", "/etc/apt/trusted.gpg.d"))
 HOOK_CONF = "00kiln-apt-cache"
 DOCKER_CLEAN = "docker-clean"
@@ -179,7 +179,8 @@ def _lists_pool() -> Path:
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    """Copy with the modification time (apt's "modified since?"), visible whole or not at all."""
+    """Copy (with the modification time, for apt's "modified since?") so that a reader sees the
+    whole file or none: a temporary name, then a rename."""
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         shutil.copy2(source, tmp)
@@ -212,8 +213,12 @@ def release_hashes(release: bytes) -> dict[str, str]:
 
 
 def trusted_keyrings() -> list[Path]:
-    found = [k for k in TRUSTED_KEYRINGS if k.is_file()]
-    return found + sorted(k for k in TRUSTED_D.glob("*.gpg") if k.is_file())
+    candidates = [ARCHIVE_KEYRING, *sorted(TRUSTED_D.glob("*.gpg"))]
+    return [keyring for keyring in candidates if keyring.is_file()]
+
+
+# gpgv exits 0 for some signatures apt refuses: expired or revoked keys, expired signatures.
+BAD_SIGNATURE = {"BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY"}
 
 
 def signed_text(inrelease: Path) -> bytes | None:
@@ -238,10 +243,6 @@ def signed_text(inrelease: Path) -> bytes | None:
     if done.returncode != 0 or "VALIDSIG" not in status or status & BAD_SIGNATURE:
         return None
     return done.stdout
-
-
-# gpgv exits 0 for some signatures apt refuses: expired or revoked keys, expired signatures.
-BAD_SIGNATURE = {"BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY"}
 
 
 def _our_links() -> list[Path]:
@@ -355,9 +356,7 @@ def publish() -> int:
         final = _pool_dir() / f"{sha}.deb"
         if final.exists():
             continue
-        tmp = _pool_dir() / f".{sha}.{uuid.uuid4().hex}.tmp"
-        shutil.copyfile(entry, tmp)
-        os.replace(tmp, final)  # atomic: a reader sees the whole file or none
+        _copy_atomically(entry, final)
         stats["published"] = int(stats.get("published", 0)) + 1
         _log(f"publish: {entry.name} as {final.name}")
     _save_stats(stats)

@@ -68,7 +68,7 @@ SEAL_COMMANDS = (
 # kiln's progress display (through the events file) that packer now commits the builder.
 FETCH_MANIFEST_AND_MARK_COMMIT = (
     'mkdir -p "$(dirname "$KILN_MANIFEST_FILE")"',
-    f'docker exec ${{build.ID}} cat {MANIFEST_IN_BUILDER} > "$KILN_MANIFEST_FILE"',
+    Interpolated(f'docker exec ${{build.ID}} cat {MANIFEST_IN_BUILDER} > "$KILN_MANIFEST_FILE"'),
     '[ -z "$KILN_EVENTS_FILE" ] || '
     'echo \'{"event": "phase", "phase": "commit"}\' >> "$KILN_EVENTS_FILE"',
 )
@@ -229,9 +229,7 @@ class DockerTarget(Target):
             "ansible_env_vars": ansible_env_vars(plan),
             "capture_and_seal_commands": [*CAPTURE_COMMANDS, *SEAL_COMMANDS],
             "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
-            "fetch_manifest_and_mark_commit": [
-                Interpolated(c) if "${build.ID}" in c else c for c in FETCH_MANIFEST_AND_MARK_COMMIT
-            ],
+            "fetch_manifest_and_mark_commit": list(FETCH_MANIFEST_AND_MARK_COMMIT),
         }
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
