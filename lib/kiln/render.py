@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from kiln.errors import RenderError
+from kiln.resources import TEMPLATES_DIR
 
 
 class Interpolated(str):
@@ -289,7 +290,11 @@ def render_template(templates_path: Path, name: str, context: Mapping[str, Any])
     try:
         return _environment(templates_path).get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template {name!r} not found in {templates_path}") from exc
+        hint = ""
+        if templates_path == TEMPLATES_DIR:
+            # Only a wheel built without its package data gets here: say so, not blame the user.
+            hint = "; this kiln installation lacks its templates: reinstall it from a full wheel"
+        raise RenderError(f"template {name!r} not found in {templates_path}{hint}") from exc
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {name}: {exc.message}") from exc
     except jinja2.TemplateSyntaxError as exc:

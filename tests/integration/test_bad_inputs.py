@@ -159,6 +159,11 @@ def assert_refused(
     assert leftovers(sandbox) == [], "something was left running"
 
 
+# kiln renders from the templates of its installed package; a case that breaks one points the
+# sandbox's project at the sandbox's copy (conftest.COPIED) and breaks that.
+SANDBOX_TEMPLATES = 'project.templates_path = here / "templates"'
+
+
 def template_with(sandbox: Sandbox, edit: str, where: str = "end") -> dict[str, str | bytes]:
     """The sandbox's docker template with one edit, as a case's file change."""
     path = sandbox.root / "templates" / "docker.pkr.hcl.j2"
@@ -270,21 +275,25 @@ def static_cases(sandbox: Sandbox) -> dict[str, Case]:
         "undefined variable in kiln's template": Case(
             ("bake", "seed"),
             ("kiln: template docker.pkr.hcl.j2: 'no_such_variable' is undefined",),
+            extra=SANDBOX_TEMPLATES,
             files=template_with(sandbox, "# {{ no_such_variable }}\n"),
         ),
         "syntax error in kiln's template": Case(
             ("bake", "seed"),
             ("docker.pkr.hcl.j2:", "unexpected end of template"),
+            extra=SANDBOX_TEMPLATES,
             files=template_with(sandbox, "# {{ role_name \n"),
         ),
         "template rendering HCL that does not parse": Case(
             ("bake", "seed"),
             ("packer/seed.pkr.hcl: rendered HCL does not parse",),
+            extra=SANDBOX_TEMPLATES,
             files=template_with(sandbox, 'source "docker" "unclosed" {\n'),
         ),
         "template packer rejects": Case(
             ("bake", "seed"),
             ("packer exited with", "Unsupported argument; An argument named", "not_an_argument"),
+            extra=SANDBOX_TEMPLATES,
             files=template_with(
                 sandbox, "\n    not_an_argument = 1", where=r'post-processor "docker-tag" \{$'
             ),
