@@ -369,7 +369,7 @@ def _run_playbook(
     """One verify playbook against exactly the one test instance, read through kiln's events."""
     # The guard holds for tests too: a verify playbook may only touch the instance it is given.
     raise_for_findings(
-        audit_playbook(suite.path, roles_path=project.roles_path),
+        audit_playbook(suite.path, roles_path=project.content),
         f"{env['KILN_ROLE']} (acceptance test {suite.label})",
     )
     events_file = work / f"events-{index}.jsonl"
@@ -377,7 +377,8 @@ def _run_playbook(
     playbook_env.update(item.partition("=")[::2] for item in ANSIBLE_ENV_STATIC)
     playbook_env.update(
         ANSIBLE_CALLBACK_PLUGINS=str(CALLBACK_DIR),
-        ANSIBLE_ROLES_PATH=str(project.roles_path),
+        ANSIBLE_ROLES_PATH=project.content.roles_path_env(),
+        ANSIBLE_COLLECTIONS_PATH=project.content.collections_path_env(),
         ANSIBLE_LOCAL_TEMP=str(work / "ansible-tmp"),
         KILN_EVENTS_FILE=str(events_file),
         KILN_PASS="verify",

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln import lint, tools
+from kiln import lint, requirements, tools
 from kiln.console import NullReporter, Reporter
 from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError, TestFailure
 from kiln.fingerprint import (
@@ -118,6 +118,8 @@ class Baker:
         self.registry = registry or open_registry(project)
         self.reporter = reporter or NullReporter()
         self._git: tuple[str, bool] | None = None
+        #: Lint verdicts of the roles this Baker is about to build, recorded with their versions.
+        self._lint: dict[str, lint.LintVerdict] = {}
 
     # -- public -----------------------------------------------------------------------------
     def fingerprints(
@@ -125,8 +127,10 @@ class Baker:
     ) -> tuple[dict[str, Fingerprint], dict[str, dict[str, str]]]:
         """Fingerprints of role and its ancestors, and the secret values read for them.
 
-        memo (see fingerprint_chain) spares a run over many roles the work they share.
+        memo (see fingerprint_chain) spares a run over many roles the work they share. Refuses
+        to go on when what `invoke deps` installed differs from requirements.lock.
         """
+        requirements.check_installed(self.project)
         secrets = {
             node.name: {
                 name: read_secret(node.name, name, secret, self.project.root)
@@ -141,13 +145,14 @@ class Baker:
         }
         fingerprints = fingerprint_chain(
             role,
-            roles_path=self.project.roles_path,
+            content=self.project.content,
             templates_for=templates,
             recipe=self.target.recipe(),
             target=self.target_name,
             tools=tools.tool_versions(self.project.state_path),
             secret_values=secrets,
             key=secret_key(self.project.state_path),
+            requirements=requirements.locked_content(self.project),
             memo=memo,
         )
         return fingerprints, secrets
@@ -275,7 +280,7 @@ class Baker:
             if not forced:
                 self._refuse_failed_twin(node, fingerprint, role)
             if isinstance(node, Role):
-                lint.check_role(self.project, node, reporter=self.reporter)
+                self._lint[node.name] = lint.check_role(self.project, node, reporter=self.reporter)
 
     def _refuse_failed_twin(self, node: Node, fingerprint: Fingerprint, leaf: Role) -> None:
         """Refuse to rebuild inputs whose newest version failed its tests: it would fail again."""
@@ -442,6 +447,7 @@ class Baker:
             inputs={
                 **fingerprint.inputs,
                 "definition": {**role.inputs(), **fingerprint.inputs["definition"]},
+                **({"lint": self._lint[role.name].record()} if role.name in self._lint else {}),
             },
             timings={k: round(v, 3) for k, v in timings.items()},
             bake_seconds=round(took, 3), created_at=utc_now(), artifacts=(artifact,),
@@ -529,7 +535,8 @@ class Baker:
         """Refuse to bake a role whose Ansible could reach anything but the builder."""
         report = audit_roles(
             role.ansible_roles,
-            roles_path=self.project.roles_path,
+            roles_path=self.project.content,
+            root=self.project.root,
             work_dir=work_dir,
             exceptions=role.audit_exceptions,
             production_hosts=self.project.production_hosts,

@@ -90,7 +90,8 @@ def audit_role(project: Project, role: Role) -> AuditReport:
     }
     roles_report = audit_roles(
         role.ansible_roles,
-        roles_path=project.roles_path,
+        roles_path=project.content,
+        root=project.root,
         exceptions=role.audit_exceptions,
         **options,
     )
@@ -240,6 +241,12 @@ def print_bake_summary(reporter: Reporter, outcomes: list[BakeOutcome]) -> None:
         ("size", size),
         ("chain", chain),
     ]
+    linted = version.inputs.get("lint")
+    if isinstance(linted, dict):
+        rules = ", ".join(f"{rule} {n}" for rule, n in linted.get("by_rule", {}).items())
+        lines.append(
+            ("lint", f"{linted.get('warnings', 0)} warning(s)" + (f": {rules}" if rules else ""))
+        )
     for outcome in outcomes:
         if outcome.baked:
             phases = ", ".join(f"{k} {v:.1f}s" for k, v in outcome.timings.items())

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kiln.ansible_content import AnsibleContent
 from kiln.errors import DefinitionError
 from kiln.model import Base, Node, Role, Secret
 
@@ -48,10 +47,10 @@ class FingerprintMemo:
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     trees: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def tree(self, roles_path: Path, name: str) -> dict[str, str]:
-        if name not in self.trees:
-            self.trees[name] = tree_digests(roles_path / name)
-        return self.trees[name]
+    def tree(self, path: Path) -> dict[str, str]:
+        if str(path) not in self.trees:
+            self.trees[str(path)] = tree_digests(path)
+        return self.trees[str(path)]
 
 
 def canonical_json(value: Any) -> str:
@@ -63,7 +62,6 @@ def canonical_json(value: Any) -> str:
 # each time (a second write within one clock tick can leave every time stamp as it was).
 FileKey = tuple[str, int, int, int, int, int]
 _DIGESTS: dict[FileKey, str] = {}
-_DEPENDENCIES: dict[FileKey, list[str]] = {}
 RACY_S = 2.0
 
 
@@ -141,75 +139,6 @@ def _listing(directory: str) -> tuple[list[str], list[str]]:
     return result
 
 
-def role_dependencies(role_dir: Path) -> list[str]:
-    """Names of the roles listed under dependencies in meta/main.yml (both list forms)."""
-    for name in ("main.yml", "main.yaml"):
-        meta = role_dir / "meta" / name
-        if meta.exists():
-            break
-    else:
-        return []
-    key, settled = _identity(meta)
-    cached = _DEPENDENCIES.get(key)
-    if cached is not None:
-        return list(cached)
-    names = _meta_dependencies(role_dir, meta)
-    if settled:
-        _DEPENDENCIES[key] = list(names)
-    return names
-
-
-def _meta_dependencies(role_dir: Path, meta: Path) -> list[str]:
-    try:
-        data = yaml.load(meta.read_text(encoding="utf-8"), Loader=_SafeLoader)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DefinitionError(
-            f"Ansible role {role_dir.name!r}: {meta} is malformed: {exc}"
-        ) from exc
-    deps = (data or {}).get("dependencies") or [] if isinstance(data, dict) else []
-    names: list[str] = []
-    for dep in deps:
-        if isinstance(dep, str):
-            names.append(dep)
-        elif isinstance(dep, dict) and isinstance(dep.get("role") or dep.get("name"), str):
-            names.append(dep.get("role") or dep["name"])
-    return names
-
-
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def ansible_role_closure(roles_path: Path, ansible_roles: tuple[str, ...]) -> list[str]:
-    """The Ansible roles applied, with their meta dependencies, dependencies first."""
-    ordered: list[str] = []
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in ordered:
-            return
-        if name in path:
-            cycle = " -> ".join((*path[path.index(name) :], name))
-            raise DefinitionError(
-                f"Ansible role {name!r}: meta dependencies form a cycle: {cycle}; "
-                "remove one of them from its meta/main.yml"
-            )
-        # A dependency names a directory of roles_path, never a path out of it.
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise DefinitionError(
-                f"Ansible role {path[-1] if path else name!r}: dependency {name!r} in "
-                f"meta/main.yml is not a role name under {roles_path}"
-            )
-        role_dir = roles_path / name
-        if not (role_dir / "tasks").is_dir():
-            raise DefinitionError(f"Ansible role {name!r} (a dependency) not found in {roles_path}")
-        for dep in role_dependencies(role_dir):
-            visit(dep, (*path, name))
-        ordered.append(name)
-
-    for name in ansible_roles:
-        visit(name, ())
-    return ordered
-
-
 def secret_key(state_path: Path) -> bytes:
     """The per-checkout HMAC key for secret digests, created once with mode 0600."""
     path = state_path / "secret.key"
@@ -256,7 +185,7 @@ def fingerprint_base(base: Base, *, target: str) -> Fingerprint:
 def fingerprint_role(
     role: Role,
     *,
-    roles_path: Path,
+    content: AnsibleContent,
     templates: Mapping[str, Path],
     recipe: Mapping[str, Any],
     parent: Fingerprint,
@@ -264,20 +193,22 @@ def fingerprint_role(
     tools: Mapping[str, str],
     secret_values: Mapping[str, str],
     key: bytes,
+    requirements: Mapping[str, str] | None = None,
     memo: FingerprintMemo | None = None,
 ) -> Fingerprint:
     """Fingerprint of a role from its definition, files, templates, parent, target and tools."""
     memo = memo or FingerprintMemo()
     definition = role.inputs()
-    for unshaping in ("audit_exceptions", "lint_allowed"):  # recorded, not image-shaping
+    for unshaping in ("audit_exceptions", "lint_allowed", "lint_profile"):  # recorded only
         definition.pop(unshaping)
     definition["secrets"] = {
         name: secret_digest(key, secret_values[name]) for name in sorted(role.secrets)
     }
-    files = {
-        name: memo.tree(roles_path, name)
-        for name in ansible_role_closure(roles_path, role.ansible_roles)
-    }
+    try:
+        closure = content.closure(role.ansible_roles)
+    except DefinitionError as exc:
+        raise DefinitionError(f"role {role.name!r}: {exc}") from None
+    files = {found.name: memo.tree(found.path) for found in closure}
     inputs = {
         "schema": FINGERPRINT_SCHEMA,
         "target": target,
@@ -288,6 +219,8 @@ def fingerprint_role(
         "parent": {"name": role.parent.name, "fingerprint": parent.digest},
         "tools": dict(tools),
     }
+    if requirements:  # roles and collections installed by `invoke deps`, as locked
+        inputs["requirements"] = dict(sorted(requirements.items()))
     return Fingerprint(_digest(inputs), inputs)
 
 
@@ -298,13 +231,14 @@ def _digest(inputs: Mapping[str, Any]) -> str:
 def fingerprint_chain(
     node: Node,
     *,
-    roles_path: Path,
+    content: AnsibleContent,
     templates_for: Mapping[str, Path],
     recipe: Mapping[str, Any],
     target: str,
     tools: Mapping[str, str],
     secret_values: Mapping[str, Mapping[str, str]],
     key: bytes,
+    requirements: Mapping[str, str] | None = None,
     memo: FingerprintMemo | None = None,
 ) -> dict[str, Fingerprint]:
     """Fingerprints of node and all its ancestors, keyed by name.
@@ -323,7 +257,7 @@ def fingerprint_chain(
         else:
             out[item.name] = fingerprint_role(
                 item,
-                roles_path=roles_path,
+                content=content,
                 templates=templates_for,
                 recipe=recipe,
                 parent=out[item.parent.name],
@@ -331,6 +265,7 @@ def fingerprint_chain(
                 tools=tools,
                 secret_values=secret_values.get(item.name, {}),
                 key=key,
+                requirements=requirements,
                 memo=memo,
             )
         memo.fingerprints[item.name] = out[item.name]

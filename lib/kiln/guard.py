@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 import yaml
 
+from kiln.ansible_content import AnsibleContent
 from kiln.errors import DefinitionError, GuardError
 
 __all__ = [
@@ -281,7 +282,8 @@ class AuditReport:
 def audit_roles(
     ansible_roles: Sequence[str],
     *,
-    roles_path: Path,
+    roles_path: Path | AnsibleContent,
+    root: Path | None = None,
     work_dir: Path | None = None,
     exceptions: Sequence[ExceptionLike] = (),
     production_hosts: Sequence[str] = (),
@@ -291,23 +293,18 @@ def audit_roles(
     """Audit the Ansible roles a bake applies, with their dependencies, includes and handlers.
 
     ``work_dir`` is the only place tasks on the control host may write; ``production_hosts``
-    match exactly and as domain suffixes. Raises DefinitionError for a role not in roles_path.
+    match exactly and as domain suffixes; paths are shown relative to root. Raises
+    DefinitionError for a role that is in no roles path and no installed collection.
     """
     names = [ansible_roles] if isinstance(ansible_roles, str) else list(ansible_roles)
-    roles_path = roles_path.resolve()
-    if not roles_path.is_dir():
+    content = _content(roles_path)
+    if isinstance(roles_path, Path) and not roles_path.is_dir():
         raise DefinitionError(f"the Ansible roles path {roles_path} is not a directory")
-    known = sorted(p.name for p in roles_path.iterdir() if p.is_dir() and _safe_name(p.name))
     for name in names:
-        if name not in known:
-            raise DefinitionError(
-                f"Ansible role {name!r} is not in {roles_path}; known roles: "
-                f"{', '.join(known) or '(none)'}. Fix the name in the role definition "
-                f"or add {roles_path.name}/{name}/."
-            )
+        content.resolve(name)
     auditor = _Auditor(
-        roles_path=roles_path,
-        roots=(roles_path.parent,),
+        roles_path=content,
+        roots=(root,) if root else tuple(p.parent for p in content.roles_paths),
         work_dir=work_dir,
         production_hosts=production_hosts,
         secret_vars=secret_vars,
@@ -321,7 +318,7 @@ def audit_roles(
 def audit_playbook(
     path: Path,
     *,
-    roles_path: Path | None = None,
+    roles_path: Path | AnsibleContent | None = None,
     work_dir: Path | None = None,
     exceptions: Sequence[ExceptionLike] = (),
     production_hosts: Sequence[str] = (),
@@ -336,10 +333,10 @@ def audit_playbook(
     path = path.resolve()
     if not path.is_file():
         raise GuardError(f"cannot audit playbook {path}: it does not exist")
-    resolved_roles = roles_path.resolve() if roles_path is not None else None
-    roots = (path.parent,) if resolved_roles is None else (path.parent, resolved_roles.parent)
+    content = _content(roles_path) if roles_path is not None else None
+    roots = (path.parent, *(p.parent for p in content.roles_paths)) if content else (path.parent,)
     auditor = _Auditor(
-        roles_path=resolved_roles,
+        roles_path=content,
         roots=roots,
         work_dir=work_dir,
         production_hosts=production_hosts,
@@ -485,7 +482,7 @@ class _Auditor:
     def __init__(
         self,
         *,
-        roles_path: Path | None,
+        roles_path: AnsibleContent | None,
         roots: Sequence[Path],
         work_dir: Path | None,
         production_hosts: Sequence[str],
@@ -561,8 +558,8 @@ class _Auditor:
     def _role_dir(self, name: str) -> Path | None:
         if self._roles_path is None or not _safe_name(name):
             return None
-        path = self._roles_path / name
-        return path if path.is_dir() else None
+        found = self._roles_path.find(name)
+        return found.path.resolve() if found is not None else None
 
     def role(
         self,
@@ -580,8 +577,8 @@ class _Auditor:
             self._add(
                 origin,
                 "unknown-role",
-                f"role {name!r} is not in {self._display(self._roles_path)}/, so kiln cannot "
-                "audit it: vendor it there",
+                f"role {name!r} is in no roles path and no installed collection, so kiln "
+                "cannot audit it: vendor it, or list it in requirements.yml (`invoke deps`)",
             )
             return
         ctx = _Ctx(role=name, role_dir=role_dir)
@@ -1050,6 +1047,12 @@ class _Auditor:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _content(roles: Path | AnsibleContent) -> AnsibleContent:
+    if isinstance(roles, AnsibleContent):
+        return roles
+    return AnsibleContent((roles.resolve(),))
 
 
 def _safe_name(name: str) -> bool:

@@ -177,6 +177,10 @@ class VersionDetails:
     packages: list[Package]
     test_runs: list[dict[str, Any]]
     timings: dict[str, float]
+    #: What lint reported when the version was baked: profile, warning counts by rule, findings.
+    lint: dict[str, Any] = field(default_factory=dict)
+    #: Roles and collections from requirements.lock that the bake ran with (type:name -> sha256).
+    requirements: dict[str, str] = field(default_factory=dict)
 
 
 def role_files_digest(files: Mapping[str, str]) -> str:
@@ -235,6 +239,8 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
         packages=registry.packages(role, found.version),
         test_runs=registry.test_runs(role, found.version),
         timings=dict(found.timings),
+        lint=dict(inputs.get("lint") or {}),
+        requirements=dict(inputs.get("requirements") or {}),
     )
 
 
@@ -961,8 +967,16 @@ def format_show(d: VersionDetails) -> list[str]:
     lines.append("ansible roles:" if d.ansible_roles else "ansible roles: (none)")
     for r in d.ansible_roles:
         lines.append(f"  {r.name:<24} {r.digest[:16]}  ({r.files} files)")
+    for key, digest in d.requirements.items():
+        lines.append(f"  {key:<24} {digest[:16]}  (requirements.lock)")
     if d.tools:
         lines.append("tools: " + ", ".join(f"{k} {v}" for k, v in sorted(d.tools.items())))
+    if d.lint:
+        rules = ", ".join(f"{rule} {n}" for rule, n in d.lint.get("by_rule", {}).items())
+        lines.append(
+            f"lint: profile {d.lint.get('profile')}, {d.lint.get('warnings', 0)} warning(s)"
+            + (f" ({rules})" if rules else "")
+        )
     lines.append("artifacts:" if d.artifacts else "artifacts: (none)")
     for art in d.artifacts:
         size = f"{art.size_bytes / 1e6:.1f} MB" if art.size_bytes else "-"

@@ -1,11 +1,13 @@
 """Static checks before any builder starts: ansible-playbook --syntax-check and ansible-lint.
 
-Both run on every Ansible role a bake applies (meta dependencies included). Results are cached
-under .kiln/lint/ by the roles' content digest, so an unchanged role costs nothing next time.
+Both run on every Ansible role a bake applies (meta dependencies included), cached under
+.kiln/lint/ by content digest. Only what breaks a bake blocks it; style findings are warnings
+unless the role opts into an ansible-lint profile (see `blocking`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,14 +17,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kiln import tools
+from kiln.ansible_content import AnsibleRole
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, ToolError
-from kiln.fingerprint import ansible_role_closure, canonical_json, file_digest, tree_digests
+from kiln.fingerprint import canonical_json, file_digest, tree_digests
 from kiln.guard import ansible_environment
 from kiln.model import Project, Role
 
@@ -31,15 +36,20 @@ __all__ = [
     "LintError",
     "LintFinding",
     "LintResult",
+    "blocking",
     "check_role",
     "lint_ansible_roles",
     "lint_digest",
 ]
 
-#: The ansible-lint profile every applied role must pass. production is the strictest; it holds
-#: no-changed-when (idempotence), fqcn, risky-file-permissions and the role metadata rules.
+#: The profile ansible-lint reports with: production, its strictest, so that every finding a role
+#: could opt into is known. Which findings block is decided afterwards (see `blocking`).
 PROFILE = "production"
-CACHE_SCHEMA = 1
+#: Rules that mean Ansible cannot load the content: they block every bake.
+LOAD_PROFILE = "min"
+#: Parts of a role that never run in a bake (its own Molecule scenarios and test playbooks).
+NOT_LINTED = ("molecule", "tests")
+CACHE_SCHEMA = 2
 #: Project-level ansible-lint configuration files; their content is part of the cache key.
 CONFIG_FILES = (
     ".ansible-lint",
@@ -110,7 +120,7 @@ def _version(package: str) -> str:
 
 def lint_digest(project: Project, ansible_role: str) -> str:
     """What a lint verdict depends on: the role's files and its dependencies', tools, config."""
-    closure = ansible_role_closure(project.roles_path, (ansible_role,))
+    closure = project.content.closure((ansible_role,))
     config = {
         name: file_digest(project.root / name)
         for name in CONFIG_FILES
@@ -119,7 +129,7 @@ def lint_digest(project: Project, ansible_role: str) -> str:
     inputs = {
         "schema": CACHE_SCHEMA,
         "role": ansible_role,
-        "files": {name: tree_digests(project.roles_path / name) for name in closure},
+        "files": {found.name: tree_digests(found.path) for found in closure},
         "profile": PROFILE,
         "config": config,
         "ansible-lint": _version("ansible-lint"),
@@ -129,7 +139,7 @@ def lint_digest(project: Project, ansible_role: str) -> str:
 
 
 def _cache_path(project: Project, ansible_role: str, digest: str) -> Path:
-    return project.state_path / "lint" / f"{ansible_role}-{digest[:32]}.json"
+    return project.state_path / "lint" / f"{digest[:40]}.json"
 
 
 def _load_cached(path: Path) -> LintResult | None:
@@ -196,6 +206,15 @@ def lint_ansible_roles(
     return [results[name] for name in dict.fromkeys(names)]
 
 
+def _content_env(project: Project, env: dict[str, str]) -> dict[str, str]:
+    content = project.content
+    return {
+        **env,
+        "ANSIBLE_ROLES_PATH": content.roles_path_env(),
+        "ANSIBLE_COLLECTIONS_PATH": content.collections_path_env(),
+    }
+
+
 def _syntax_check(project: Project, name: str, env: dict[str, str], runner: Runner) -> str:
     """'' if ansible-playbook can load a play applying the role, else its error's tail."""
     with tempfile.TemporaryDirectory(prefix="kiln-syntax-") as tmp:
@@ -204,12 +223,9 @@ def _syntax_check(project: Project, name: str, env: dict[str, str], runner: Runn
             "- name: kiln syntax check\n  hosts: all\n  gather_facts: false\n"
             f"  roles:\n    - role: {json.dumps(name)}\n"
         )
-        check_env = {**env, "ANSIBLE_ROLES_PATH": str(project.roles_path)}
-        argv = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "--syntax-check", "-i", "localhost,", str(playbook),
-        ]  # fmt: skip
-        code, out, err = runner(argv, project.root, check_env)
+        playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+        argv = [str(playbook_bin), "--syntax-check", "-i", "localhost,", str(playbook)]
+        code, out, err = runner(argv, project.root, _content_env(project, env))
     if code == 0:
         return ""
     text = (err or out).replace(f"{project.root}/", "").strip()
@@ -219,14 +235,21 @@ def _syntax_check(project: Project, name: str, env: dict[str, str], runner: Runn
 def _ansible_lint(
     project: Project, names: Sequence[str], env: dict[str, str], runner: Runner
 ) -> dict[str, list[LintFinding]]:
-    dirs = [(project.roles_path / name) for name in names]
+    roles = {name: project.content.resolve(name) for name in names}
+    excluded = [
+        _relative(role.path / part, project.root)
+        for role in roles.values()
+        for part in NOT_LINTED
+        if (role.path / part).exists()
+    ]
     argv = [
         str(Path(sys.executable).parent / "ansible-lint"),
         "--offline", "--profile", PROFILE, "-f", "json", "--nocolor",
         "--project-dir", str(project.root),
-        *[_relative(d, project.root) for d in dirs],
+        *[arg for path in excluded for arg in ("--exclude", path)],
+        *[_relative(role.path, project.root) for role in roles.values()],
     ]  # fmt: skip
-    code, out, err = runner(argv, project.root, env)
+    code, out, err = runner(argv, project.root, _content_env(project, env))
     if code not in (0, 2):
         tail = "\n".join((err or out).strip().splitlines()[-15:])
         raise ToolError(f"ansible-lint failed to run (exit {code}):\n{tail}")
@@ -237,7 +260,7 @@ def _ansible_lint(
     found: dict[str, list[LintFinding]] = {name: [] for name in names}
     for issue in issues if isinstance(issues, list) else []:
         finding = parse_issue(issue)
-        owner = _owner(project, finding.path, names)
+        owner = _owner(project, finding.path, roles)
         found.setdefault(owner or names[0], []).append(finding)
     return found
 
@@ -257,14 +280,11 @@ def parse_issue(issue: dict[str, Any]) -> LintFinding:
     )
 
 
-def _owner(project: Project, path: str, names: Sequence[str]) -> str | None:
+def _owner(project: Project, path: str, roles: dict[str, AnsibleRole]) -> str | None:
     full = (project.root / path).resolve()
-    for name in names:
-        try:
-            full.relative_to((project.roles_path / name).resolve())
-        except ValueError:
-            continue
-        return name
+    for name, role in roles.items():
+        if full.is_relative_to(role.path.resolve()):
+            return name
     return None
 
 
@@ -275,43 +295,119 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def check_role(project: Project, role: Role, *, reporter: Reporter) -> list[LintResult]:
-    """Lint what role applies; raise LintError on a syntax error, or on findings unless allowed.
-
-    ``lint_allowed=True`` in the definition turns ansible-lint findings into warnings; a syntax
-    error always stops the bake, since Ansible would stop there anyway.
-    """
-    closure = ansible_role_closure(project.roles_path, role.ansible_roles)
-    results = lint_ansible_roles(project, closure)
-    cached = all(r.cached for r in results)
-    findings = [f for r in results for f in r.findings]
-    took = sum(r.duration_s for r in results if not r.cached)
-    detail = f"{', '.join(closure)}: profile {PROFILE}, {len(findings)} finding(s)" + (
-        " (cached)" if cached else f" in {took:.1f}s"
+@functools.cache
+def profile_rules(profile: str) -> frozenset[str]:
+    """The rule ids of an ansible-lint profile and of the profiles it extends (its own data)."""
+    data = yaml.safe_load(
+        resources.files("ansiblelint").joinpath("data/profiles.yml").read_text(encoding="utf-8")
     )
-    reporter.phase(role.name, "lint", detail)
-    syntax = [r for r in results if r.syntax_error]
-    errors = [f for r in results for f in r.errors]
-    for finding in (f for f in findings if f.level == "warning" or role.lint_allowed):
+    rules: set[str] = set()
+    name: str | None = profile
+    while name:
+        entry = data.get(name) or {}
+        rules.update(entry.get("rules") or {})
+        name = entry.get("extends")
+    return frozenset(rules)
+
+
+def blocking(finding: LintFinding, profile: str | None) -> bool:
+    """Whether a finding stops a bake: load errors always; a profile's rules when opted into."""
+    if finding.level != "error":
+        return False
+    base_rule = finding.rule.split("[", 1)[0]
+    for wanted in (LOAD_PROFILE, profile):
+        if wanted and (finding.rule in profile_rules(wanted) or base_rule in profile_rules(wanted)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class LintVerdict:
+    """What lint says of one role's bake: the profile that blocks, the findings, the warnings."""
+
+    role: str
+    profile: str | None
+    roles: tuple[str, ...]
+    findings: tuple[LintFinding, ...]
+    blocking: tuple[LintFinding, ...]
+    cached: bool
+
+    @property
+    def warnings(self) -> list[LintFinding]:
+        return [f for f in self.findings if f not in self.blocking]
+
+    def record(self, limit: int = 50) -> dict[str, Any]:
+        """As recorded with the version: profile, counts by rule and the first findings."""
+        by_rule: dict[str, int] = {}
+        for finding in self.warnings:
+            by_rule[finding.rule] = by_rule.get(finding.rule, 0) + 1
+        return {
+            "profile": self.profile or LOAD_PROFILE,
+            "warnings": len(self.warnings),
+            "by_rule": dict(sorted(by_rule.items())),
+            "findings": [str(f) for f in self.warnings[:limit]],
+        }
+
+
+def check_role(project: Project, role: Role, *, reporter: Reporter) -> LintVerdict:
+    """Lint what role applies; raise LintError on a syntax or load error, or on findings of the
+    role's lint_profile (unless lint_allowed). Everything else is a warning."""
+    closure = project.content.closure_names(role.ansible_roles)
+    results = lint_ansible_roles(project, closure)
+    findings = tuple(f for r in results for f in r.findings)
+    verdict = LintVerdict(
+        role=role.name,
+        profile=role.lint_profile,
+        roles=tuple(closure),
+        findings=findings,
+        blocking=tuple(
+            f for f in findings if blocking(f, None if role.lint_allowed else role.lint_profile)
+        ),
+        cached=all(r.cached for r in results),
+    )
+    took = sum(r.duration_s for r in results if not r.cached)
+    reporter.phase(
+        role.name,
+        "lint",
+        f"{', '.join(closure)}: {len(verdict.warnings)} warning(s), "
+        f"{len(verdict.blocking)} blocking (profile {role.lint_profile or LOAD_PROFILE})"
+        + (" (cached)" if verdict.cached else f" in {took:.1f}s"),
+    )
+    for finding in verdict.warnings:
         reporter.warning(role.name, f"lint: {finding}")
-    if syntax:
-        body = "\n".join(
-            f"  {r.ansible_role}:\n"
-            + "\n".join(f"    {line}" for line in r.syntax_error.splitlines())
-            for r in syntax
+    _raise_for_syntax(role, [r for r in results if r.syntax_error])
+    if verdict.blocking:
+        _raise_for_findings(role, verdict)
+    return verdict
+
+
+def _raise_for_syntax(role: Role, failed: list[LintResult]) -> None:
+    if not failed:
+        return
+    body = "\n".join(
+        f"  {r.ansible_role}:\n" + "\n".join(f"    {line}" for line in r.syntax_error.splitlines())
+        for r in failed
+    )
+    raise LintError(
+        f"role {role.name}: ansible-playbook --syntax-check rejects {len(failed)} Ansible "
+        f"role(s):\n{body}\nNothing was baked."
+    )
+
+
+def _raise_for_findings(role: Role, verdict: LintVerdict) -> None:
+    errors = verdict.blocking
+    shown = "\n".join(f"  {f}" for f in errors[:30])
+    more = f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else ""
+    if role.lint_profile is None or role.lint_allowed:
+        advice = "Ansible cannot load this content: fix the files named above."
+    else:
+        advice = (
+            f"Fix them (a task that is safe as it is can say why with `# noqa: RULE`), drop "
+            f"lint_profile={role.lint_profile!r}, or set lint_allowed=True in the definition of "
+            f"{role.name!r} to bake anyway."
         )
-        raise LintError(
-            f"role {role.name}: ansible-playbook --syntax-check rejects {len(syntax)} Ansible "
-            f"role(s):\n{body}\nNothing was baked."
-        )
-    if errors and not role.lint_allowed:
-        shown = "\n".join(f"  {f}" for f in errors[:30])
-        more = f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else ""
-        raise LintError(
-            f"role {role.name}: ansible-lint (profile {PROFILE}) reports {len(errors)} "
-            f"finding(s) in the Ansible roles it applies:\n{shown}{more}\n"
-            "Fix them (a task that is safe as it is can say why with `# noqa: RULE`), or set "
-            f"lint_allowed=True in the definition of {role.name!r} to bake anyway. "
-            "Nothing was baked."
-        )
-    return results
+    raise LintError(
+        f"role {role.name}: ansible-lint reports {len(errors)} blocking finding(s) "
+        f"(profile {verdict.profile or LOAD_PROFILE}) in the Ansible roles it applies:\n"
+        f"{shown}{more}\n{advice} Nothing was baked."
+    )

@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiln.ansible_content import AnsibleContent, is_role_name
 from kiln.errors import DefinitionError
 from kiln.guard import TaskException
+from kiln.resources import TEMPLATES_DIR
 
 # Names end up in docker repositories, file paths and HCL labels: keep them to one safe alphabet.
 # A docker repository component may not end in "-", hence the last character class.
 ROLE_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-ANSIBLE_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_VARIABLE_BYTES = 64 * 1024
-TARGETS = ("docker", "qemu", "amazon-ebs", "googlecompute")
+#: ansible-lint's profiles, from the loosest to the strictest.
+LINT_PROFILES = ("min", "basic", "moderate", "safety", "shared", "production")
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ class Role:
     health_check: HealthCheck | None
     audit_exceptions: tuple[TaskException, ...]
     lint_allowed: bool
+    #: The ansible-lint profile whose findings block this role's bakes; None: only syntax and
+    #: load errors block, and the rest are warnings (see kiln.lint).
+    lint_profile: str | None
+    #: Ansible's gather_subset for the play; empty means Ansible's default facts.
     gather_subset: tuple[str, ...]
     drift_allow: tuple[str, ...]
     cloud: Mapping[str, CloudSettings]
@@ -161,6 +167,7 @@ class Role:
                 for e in self.audit_exceptions
             ],
             "lint_allowed": self.lint_allowed,
+            "lint_profile": self.lint_profile,
         }
 
 
@@ -217,6 +224,15 @@ def _check_json_value(role: str, name: str, value: Any) -> None:
     )
 
 
+def _check_lint_profile(owner: str, profile: str | None) -> str | None:
+    if profile is not None and profile not in LINT_PROFILES:
+        raise DefinitionError(
+            f"{owner}: lint_profile {profile!r} is not an ansible-lint profile "
+            f"(one of {', '.join(LINT_PROFILES)})"
+        )
+    return profile
+
+
 def _check_no_go_template(role: str, name: str, text: str) -> None:
     # Variables reach Ansible as a packer provisioner argument, which packer renders with its Go
     # template engine first: "{{ x }}" fails the build, "{{ timestamp }}" changes silently.
@@ -235,12 +251,17 @@ class Project:
         self,
         root: Path | str,
         *,
+        roles_path: Sequence[Path | str] = ("roles",),
         image_namespace: str = "kiln",
         production_hosts: Sequence[str] = (),
+        lint_profile: str | None = None,
     ) -> None:
-        """root holds roles/ and templates/; images are named <image_namespace>/<role>.
+        """root holds tasks.py; images are named <image_namespace>/<role>.
 
+        roles_path: the directories of the project's own Ansible roles, relative to root (read
+        from here, never from ansible.cfg); roles installed by `invoke deps` are found after them.
         production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
+        lint_profile: an ansible-lint profile (say "production") whose findings block bakes.
         """
         if not isinstance(image_namespace, str) or not re.fullmatch(
             r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
@@ -248,12 +269,50 @@ class Project:
             raise DefinitionError(f"image namespace {image_namespace!r} is not a docker name")
         self.image_namespace = image_namespace
         self.production_hosts = tuple(production_hosts)
+        self.lint_profile = _check_lint_profile("the project", lint_profile)
         self.root = Path(root).resolve()
-        self.roles_path = self.root / "roles"
-        self.templates_path = self.root / "templates"
+        self.own_roles_paths = self._roles_paths(roles_path)
+        # kiln's own templates, from the installed package, never from the project: the
+        # render checks, the audit and the fingerprint recipe all assume them (kiln.resources).
+        self.templates_path = TEMPLATES_DIR
         self.packer_path = self.root / "packer"
         self.state_path = self.root / ".kiln"
         self._nodes: dict[str, Node] = {}
+
+    def _roles_paths(self, roles_path: Sequence[Path | str]) -> tuple[Path, ...]:
+        if isinstance(roles_path, str | Path):
+            roles_path = [roles_path]
+        paths = tuple(self.root / Path(p) for p in roles_path)
+        if not paths:
+            raise DefinitionError("roles_path needs at least one directory")
+        return paths
+
+    # -- where Ansible content lives --------------------------------------------------------
+    @property
+    def roles_path(self) -> Path:
+        """The project's own (first) roles directory: where new roles are scaffolded."""
+        return self.own_roles_paths[0]
+
+    @property
+    def galaxy_path(self) -> Path:
+        """Roles and collections installed from requirements.yml by `invoke deps`."""
+        return self.state_path / "galaxy"
+
+    @property
+    def requirements_file(self) -> Path:
+        return self.root / "requirements.yml"
+
+    @property
+    def roles_paths(self) -> tuple[Path, ...]:
+        return (*self.own_roles_paths, self.galaxy_path / "roles")
+
+    @property
+    def collections_paths(self) -> tuple[Path, ...]:
+        return (self.galaxy_path / "collections",)
+
+    @property
+    def content(self) -> AnsibleContent:
+        return AnsibleContent(self.roles_paths, self.collections_paths)
 
     # -- definition -------------------------------------------------------------------------
     def base(
@@ -290,7 +349,8 @@ class Project:
         health_check: HealthCheck | None = None,
         audit_exceptions: Sequence[TaskException] = (),
         lint_allowed: bool = False,
-        gather_subset: Sequence[str] = ("min",),
+        lint_profile: str | None = None,
+        gather_subset: Sequence[str] = (),
         drift_allow: Sequence[str] = ("/var/log", "/run", "/tmp", "/var/tmp", "/var/lib/systemd"),
         cloud: Mapping[str, CloudSettings] | None = None,
     ) -> Role:
@@ -344,7 +404,8 @@ class Project:
             health_check=health_check,
             audit_exceptions=tuple(audit_exceptions),
             lint_allowed=lint_allowed,
-            gather_subset=tuple(gather_subset),
+            lint_profile=_check_lint_profile(f"role {name!r}", lint_profile) or self.lint_profile,
+            gather_subset=self._check_gather_subset(name, gather_subset),
             drift_allow=tuple(drift_allow),
             cloud=dict(cloud or {}),
         )
@@ -388,14 +449,27 @@ class Project:
             raise DefinitionError(f"role {name!r}: test path {test!r} does not exist")
 
     def _check_ansible_role(self, name: str, ansible_role: str) -> None:
-        if not isinstance(ansible_role, str) or not ANSIBLE_ROLE_RE.fullmatch(ansible_role):
-            raise DefinitionError(f"role {name!r}: {ansible_role!r} is not an Ansible role name")
-        if not (self.roles_path / ansible_role / "tasks").is_dir():
-            known = ", ".join(self.ansible_role_names()) or "none"
+        if not is_role_name(ansible_role):
             raise DefinitionError(
-                f"role {name!r}: Ansible role {ansible_role!r} not found "
-                f"in {self.roles_path} (needs {ansible_role}/tasks/; known: {known})"
+                f"role {name!r}: {ansible_role!r} is not an Ansible role name (a Galaxy name such "
+                "as acme.repo-epel, or a collection role such as ns.collection.role)"
             )
+        # Roles from requirements.yml appear with `invoke deps`, which needs this file loaded:
+        # such a project has its names checked when a bake, render or audit resolves them.
+        if self.content.find(ansible_role) is None and not self.requirements_file.is_file():
+            error = self.content.not_found(ansible_role)
+            raise DefinitionError(f"role {name!r}: {error}")
+
+    @staticmethod
+    def _check_gather_subset(name: str, subset: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(subset, str) or not all(
+            isinstance(s, str) and re.fullmatch(r"!?[a-z_]+", s) for s in subset
+        ):
+            raise DefinitionError(
+                f"role {name!r}: gather_subset must be a list of Ansible fact subsets "
+                f"such as ['min'] or ['!hardware'], not {subset!r}"
+            )
+        return tuple(subset)
 
     def repository(self, name: str) -> str:
         """The docker repository of a role or base of this project."""
@@ -403,9 +477,7 @@ class Project:
 
     # -- lookup -----------------------------------------------------------------------------
     def ansible_role_names(self) -> list[str]:
-        if not self.roles_path.is_dir():
-            return []
-        return sorted(p.name for p in self.roles_path.iterdir() if (p / "tasks").is_dir())
+        return self.content.role_names()
 
     def get(self, name: str) -> Node:
         """The role or base called name, or a DefinitionError listing the known ones."""

@@ -114,9 +114,23 @@ def ansible_version() -> str:
         raise ToolError(f"ansible-core is not installed in this Python; {INSTALL_HINT}") from exc
 
 
+@cache
+def collections_version() -> str:
+    """The version of the `ansible` package, which pins every collection it bundles
+    (community.docker, ansible.posix...): the collections a bake runs with by default."""
+    try:
+        return metadata.version("ansible")
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
 def tool_versions(state_path: Path | None = None) -> dict[str, str]:
     """The tool versions that shape an image, and so belong in its fingerprint."""
-    return {"packer": packer_version(state_path), "ansible-core": ansible_version()}
+    return {
+        "packer": packer_version(state_path),
+        "ansible-core": ansible_version(),
+        "ansible-collections": collections_version(),
+    }
 
 
 def require_docker() -> None:

@@ -70,7 +70,8 @@ build {
       "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
       "ANSIBLE_RETRY_FILES_ENABLED=False",
       "ANSIBLE_NOCOLOR=True",
-      "ANSIBLE_ROLES_PATH=roles",
+      "ANSIBLE_ROLES_PATH=roles:.kiln/galaxy/roles",
+      "ANSIBLE_COLLECTIONS_PATH=.kiln/galaxy/collections",
       "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
       "KILN_EVENTS_FILE=${var.events_file}",
     ]

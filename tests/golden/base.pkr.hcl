@@ -40,6 +40,8 @@ source "docker" "base" {
     "kiln.namespace=kiln",
     "--cap-add",
     "SYS_ADMIN",
+    "--cap-add",
+    "SYS_PTRACE",
     "--security-opt",
     "seccomp=unconfined",
     "--cgroupns=host",
@@ -77,12 +79,14 @@ build {
   # uploads scripts, so nothing may be uploaded before that. Until systemd listens on its socket,
   # `systemctl --wait` fails at once ("Failed to connect to bus"), so first wait for the socket.
   # Then the apt hooks (lib/kiln/targets/apt_cache.py) go to the builder's /run, a tmpfs that is
-  # never committed: the shared .deb cache and builder-only apt settings.
+  # never committed: the shared .deb cache and builder-only apt settings. Then `apt-get update`,
+  # so that roles find current package lists as on a freshly booted server (restored from the
+  # verified lists cache where possible); the seal step removes them again.
   provisioner "shell-local" {
     environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/apt_cache.py"]
     inline = [
       "timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true",
-      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup' < \"$KILN_APT_CACHE_SCRIPT\"",
+      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup && apt-get -q update' < \"$KILN_APT_CACHE_SCRIPT\"",
     ]
   }
 
@@ -108,7 +112,8 @@ build {
       "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
       "ANSIBLE_RETRY_FILES_ENABLED=False",
       "ANSIBLE_NOCOLOR=True",
-      "ANSIBLE_ROLES_PATH=roles",
+      "ANSIBLE_ROLES_PATH=roles:.kiln/galaxy/roles",
+      "ANSIBLE_COLLECTIONS_PATH=.kiln/galaxy/collections",
       "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
       "KILN_EVENTS_FILE=${var.events_file}",
     ]

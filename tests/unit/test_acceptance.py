@@ -28,7 +28,9 @@ NOOP_TASKS = "---\n- name: Say hello\n  ansible.builtin.debug:\n    msg: hello\n
 VERIFY = "---\n- name: Verify\n  hosts: all\n  tasks:\n    - name: Look\n      ansible.builtin.stat:\n        path: /etc\n"  # noqa: E501
 
 
-def make_project(root: Path, *, lint_allowed: bool = False) -> Project:
+def make_project(
+    root: Path, *, lint_allowed: bool = False, lint_profile: str | None = None
+) -> Project:
     for name in ("common", "web"):
         (root / "roles" / name / "tasks").mkdir(parents=True, exist_ok=True)
         (root / "roles" / name / "tasks" / "main.yml").write_text(NOOP_TASKS)
@@ -47,6 +49,7 @@ def make_project(root: Path, *, lint_allowed: bool = False) -> Project:
         variables={"web_title": "Hello", "motd": "web's"},
         tests=["tests/images/web"],
         lint_allowed=lint_allowed,
+        lint_profile=lint_profile,
     )
     return project
 
@@ -504,27 +507,65 @@ def test_lint_results_are_cached_by_content(tmp_path: Path) -> None:
     assert last_lint[-1] == "roles/web"
 
 
-def test_lint_findings_refuse_the_bake_with_file_and_line(tmp_path: Path) -> None:
+class _Recorder(lint.Reporter):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.warnings: list[str] = []
+
+    def _write(self, role: str, text: str, **data: Any) -> None:
+        pass
+
+    def warning(self, role: str, text: str) -> None:
+        self.warnings.append(text)
+
+
+def test_style_findings_are_warnings_by_default_and_counted(tmp_path: Path) -> None:
     project = make_project(tmp_path)
+    recorder = _Recorder()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lint, "lint_ansible_roles", _with_runner(FakeLint([ISSUE])))
+        verdict = lint.check_role(project, project.role_named("web"), reporter=recorder)
+    assert not verdict.blocking
+    assert recorder.warnings == [
+        "lint: roles/web/tasks/main.yml:5: [no-changed-when] Commands should not change things "
+        "if nothing needs doing."
+    ]
+    assert verdict.record()["warnings"] == 1
+    assert verdict.record()["by_rule"] == {"no-changed-when": 1}
+
+
+def test_a_load_failure_blocks_by_default(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    broken = {**ISSUE, "check_name": "load-failure[runtimeerror]", "description": "Failed to load"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lint, "lint_ansible_roles", _with_runner(FakeLint([broken])))
+        with pytest.raises(lint.LintError, match=r"1 blocking finding\(s\) \(profile min\)"):
+            lint.check_role(project, project.role_named("web"), reporter=_Recorder())
+
+
+def test_lint_findings_refuse_the_bake_with_file_and_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path, lint_profile="production")
     fake = FakeLint([ISSUE])
-    reporter_lines: list[str] = []
-
-    class Recorder(lint.Reporter):
-        def _write(self, role: str, text: str, **data: Any) -> None:
-            reporter_lines.append(text)
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lint, "lint_ansible_roles", _with_runner(fake))
         with pytest.raises(lint.LintError) as caught:
-            lint.check_role(project, project.role_named("web"), reporter=Recorder())
+            lint.check_role(project, project.role_named("web"), reporter=_Recorder())
     text = str(caught.value)
-    assert "ansible-lint (profile production) reports 1 finding(s)" in text
+    assert "1 blocking finding(s) (profile production)" in text
     assert "roles/web/tasks/main.yml:5: [no-changed-when] Commands should not" in text
     assert "lint_allowed=True" in text
 
 
+def test_a_looser_profile_does_not_block_on_stricter_rules(tmp_path: Path) -> None:
+    project = make_project(tmp_path, lint_profile="basic")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lint, "lint_ansible_roles", _with_runner(FakeLint([ISSUE])))
+        verdict = lint.check_role(project, project.role_named("web"), reporter=_Recorder())
+    assert not verdict.blocking  # no-changed-when is a rule of the shared profile
+
+
 def test_lint_allowed_turns_findings_into_warnings(tmp_path: Path) -> None:
-    project = make_project(tmp_path, lint_allowed=True)
+    project = make_project(tmp_path, lint_allowed=True, lint_profile="production")
     warnings: list[str] = []
 
     class Recorder(lint.Reporter):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from kiln import DefinitionError, Project, Secret
+from kiln.ansible_content import AnsibleContent
 from kiln.fingerprint import (
     FingerprintMemo,
-    ansible_role_closure,
     canonical_json,
     fingerprint_chain,
     secret_key,
@@ -43,7 +43,7 @@ def digests(root: Path, *, target: str = "docker", tools: dict[str, str] = TOOLS
     project = make_project(root, web_title)
     chain = fingerprint_chain(
         project.role_named("web"),
-        roles_path=root / "roles",
+        content=AnsibleContent((root / "roles",)),
         templates_for={"hcl": root / "templates" / "docker.pkr.hcl.j2"},
         recipe={"seal": ["apt-get clean"]},
         target=target,
@@ -62,7 +62,8 @@ def test_a_memo_gives_the_same_fingerprints_and_works_each_ancestor_out_once(roo
     project = make_project(root)
     project.role("api", parent="base", ansible_roles=["web"])
     settings = dict(
-        roles_path=root / "roles", templates_for={"hcl": root / "templates" / "docker.pkr.hcl.j2"},
+        content=AnsibleContent((root / "roles",)),
+        templates_for={"hcl": root / "templates" / "docker.pkr.hcl.j2"},
         recipe={}, target="docker", tools=TOOLS, secret_values={"web": {"token": "t"}},
         key=secret_key(root / ".kiln"),
     )  # fmt: skip
@@ -73,7 +74,7 @@ def test_a_memo_gives_the_same_fingerprints_and_works_each_ancestor_out_once(roo
     assert api == alone
     assert api["base"] is web["base"], "the shared parent came from the memo"
     assert set(memo.fingerprints) == {"debian-bookworm", "base", "web", "api"}
-    assert set(memo.trees) == {"common", "web"}
+    assert set(memo.trees) == {str(root / "roles" / name) for name in ("common", "web")}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,8 @@ def test_variables_target_tools_and_secrets_count(root: Path) -> None:
 def test_secret_values_enter_only_as_a_keyed_digest(root: Path) -> None:
     project = make_project(root)
     chain = fingerprint_chain(
-        project.role_named("web"), roles_path=root / "roles", templates_for={}, recipe={},
+        project.role_named("web"), content=AnsibleContent((root / "roles",)),
+        templates_for={}, recipe={},
         target="docker", tools=TOOLS, secret_values={"web": {"token": "s3cret-value"}},
         key=secret_key(root / ".kiln"),
     )  # fmt: skip
@@ -119,7 +121,7 @@ def test_secret_values_enter_only_as_a_keyed_digest(root: Path) -> None:
 def test_meta_dependencies_are_part_of_the_closure(root: Path) -> None:
     meta = root / "roles/web/meta/main.yml"
     meta.write_text(meta.read_text().replace("dependencies: []", "dependencies:\n  - common"))
-    assert ansible_role_closure(root / "roles", ("web",)) == ["common", "web"]
+    assert AnsibleContent((root / "roles",)).closure_names(("web",)) == ["common", "web"]
     before = digests(root)
     (root / "roles/common/templates/motd.j2").write_text("changed")
     assert digests(root)["web"] != before["web"]
@@ -130,9 +132,9 @@ def test_dependency_cycles_and_missing_roles_are_refused(root: Path) -> None:
         meta = root / f"roles/{name}/meta/main.yml"
         meta.write_text(meta.read_text().replace("dependencies: []", f"dependencies: [{dep}]"))
     with pytest.raises(DefinitionError, match="meta dependencies form a cycle"):
-        ansible_role_closure(root / "roles", ("web",))
-    with pytest.raises(DefinitionError, match=r"'nope' \(a dependency\) not found"):
-        ansible_role_closure(root / "roles", ("nope",))
+        AnsibleContent((root / "roles",)).closure_names(("web",))
+    with pytest.raises(DefinitionError, match=r"Ansible role 'nope' was not found"):
+        AnsibleContent((root / "roles",)).closure_names(("nope",))
 
 
 def test_tree_digests_cover_every_file_by_path(root: Path) -> None:

@@ -42,7 +42,7 @@ def test_ansible_roles_default_to_the_role_name(fresh: Project) -> None:
         ({"name": "../etc"}, "role name '../etc' is invalid"),
         ({"name": "web", "parent": "nope"}, "role 'web': unknown parent 'nope' (known: base, deb"),
         ({"name": "web", "parent": "web"}, "cannot be its own parent (cycle)"),
-        ({"name": "web", "ansible_roles": ["missing"]}, "Ansible role 'missing' not found"),
+        ({"name": "web", "ansible_roles": ["missing"]}, "Ansible role 'missing' was not found"),
         ({"name": "web", "ansible_roles": ["../common"]}, "'../common' is not an Ansible role"),
         ({"name": "web", "ansible_roles": []}, "role 'web': it applies no Ansible role"),
         ({"name": "web", "variables": {"when": object()}}, "variable 'when' has type object"),

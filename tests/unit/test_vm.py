@@ -101,7 +101,7 @@ def test_template_provisioners(rendered: str) -> None:
     env = ansible["ansible_env_vars"]
     assert "ANSIBLE_PIPELINING=True" in env
     assert "ANSIBLE_SSH_RETRIES=5" in env
-    assert "ANSIBLE_ROLES_PATH=roles" in env
+    assert "ANSIBLE_ROLES_PATH=roles:.kiln/galaxy/roles" in env
 
 
 def test_template_seals_in_shutdown_command(rendered: str) -> None:

@@ -25,9 +25,9 @@ from kiln.render import (
     parse_hcl,
     render_template,
 )
+from kiln.resources import CALLBACK_DIR as CALLBACK_DIR  # re-exported: acceptance and tests use it
 
 PLAYBOOK_TEMPLATE = "playbook.yml.j2"
-CALLBACK_DIR = Path(__file__).resolve().parent.parent / "ansible_plugins" / "callback"
 
 LineSink = Callable[[str], None]
 
@@ -215,7 +215,10 @@ ANSIBLE_ENV_STATIC: tuple[str, ...] = (
 def ansible_env_vars(plan: BakePlan) -> list[Any]:
     return [
         *ANSIBLE_ENV_STATIC,
-        f"ANSIBLE_ROLES_PATH={plan.relative(plan.project.roles_path)}",
+        "ANSIBLE_ROLES_PATH="
+        + os.pathsep.join(plan.relative(p) for p in plan.project.content.roles_paths),
+        "ANSIBLE_COLLECTIONS_PATH="
+        + os.pathsep.join(plan.relative(p) for p in plan.project.content.collections_paths),
         f"ANSIBLE_CALLBACK_PLUGINS={plan.relative(CALLBACK_DIR)}",
         Interpolated("KILN_EVENTS_FILE=${var.events_file}"),
     ]

@@ -28,8 +28,12 @@ from kiln.targets.base import (
 
 # How every kiln container runs (builder, test instance, deployed server): systemd as PID 1, so
 # that services start as on a server. --privileged does not work on every host; these caps do.
+# SYS_PTRACE: a unit with User= and PrivateUsers= under ProtectProc=invisible (hidepid) has its
+# (sd-userns) helper write the service's uid_map, which /proc hides from it without the cap
+# ("Failed to set up user namespacing", 217/USER). It grants nothing SYS_ADMIN does not already.
 SYSTEMD_RUN_FLAGS: tuple[str, ...] = (
     "--cap-add", "SYS_ADMIN",
+    "--cap-add", "SYS_PTRACE",
     "--security-opt", "seccomp=unconfined",
     "--cgroupns=host",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
