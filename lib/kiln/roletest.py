@@ -1,13 +1,15 @@
-"""Molecule role tests: find, run and scaffold the scenario of each Ansible role (molecule/<role>/).
+"""Molecule role tests: find, run and scaffold the scenarios of Ansible roles.
 
-Scenarios run offline against throwaway systemd containers (see molecule/_shared/create.yml).
+kiln's own scenario of a role lives in molecule/<role>/; a role may also ship its own in
+roles/<role>/molecule/<scenario>/, which kiln adapts (kiln.role_scenarios). Both run offline
+against throwaway systemd containers (see molecule/_shared/create.yml).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import jinja2
+import yaml
 
-from kiln.errors import DefinitionError, RenderError, TestFailure, ToolError
+from kiln import role_scenarios as shipped
+from kiln.errors import DefinitionError, TestFailure, ToolError
+from kiln.molecule_output import ANSI, StepTracker
+from kiln.resources import MOLECULE_SHARED_DIR
+from kiln.role_scaffold import new_role
 from kiln.tools import stop_process
 
 __all__ = [
@@ -34,24 +40,10 @@ __all__ = [
     "test_role",
 ]
 
-#: A role name that Ansible, Galaxy (role_name) and a variable prefix all accept.
-ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: How many lines of Molecule's output a failure message and a report carry.
 TAIL_LINES = 20
 #: The label create.yml puts on every instance of one run, so that a run can reap its own.
 RUN_LABEL = "kiln.molecule.run"
-#: Scaffold parts and where each one lands; "{name}" is the new role's name.
-SCAFFOLD_PARTS = {"role": "roles/{name}", "molecule": "molecule/{name}"}
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-# Molecule 26 announces each step as "INFO     [web > converge] Executing" and closes it with
-# "... Executed: Successful" or "Executed: Failed"; with colours on it writes "web ➜ converge: ...".
-_STEP = re.compile(
-    r"(?:\[(?P<s1>[^\]]+?) > (?P<a1>[\w-]+)\]|(?P<s2>\S+) ➜ (?P<a2>[\w-]+):)"
-    r" (?P<what>Executing|Executed: (?P<result>\w+))"
-)
-
-_FAILED_TASK = re.compile(r"(?:fatal|failed): \[")
 
 _F = TypeVar("_F", bound=Callable[..., object])
 
@@ -79,6 +71,15 @@ class RoleTestReport:
     #: The failed Ansible tasks and Molecule's own errors, when the run failed.
     failure_detail: str = ""
     returncode: int = 0
+    #: The role-shipped scenario run (roles/<role>/molecule/<scenario>/); None for kiln's own.
+    scenario: str | None = None
+    #: How kiln adapted a role-shipped scenario (driver, images replaced, steps skipped).
+    adaptation: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The role, and the role-shipped scenario if one ran: ``web``, ``acme.chrony:default``."""
+        return self.name if self.scenario is None else f"{self.name}:{self.scenario}"
 
 
 class RoleTestFailure(TestFailure):
@@ -87,6 +88,15 @@ class RoleTestFailure(TestFailure):
     def __init__(self, message: str, reports: Sequence[RoleTestReport]) -> None:
         super().__init__(message)
         self.reports = tuple(reports)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One scenario to run: kiln's own (scenario None) or one the role ships."""
+
+    role: str
+    scenario: str | None = None
+    role_path: Path | None = None
 
 
 def role_scenarios(project_root: Path) -> list[str]:
@@ -108,22 +118,22 @@ def test_role(
     project_root: Path,
     image: str | None = None,
     on_line: Callable[[str], None] | None = None,
+    scenario: str | None = None,
+    roles_paths: Sequence[Path] | None = None,
 ) -> RoleTestReport:
-    """Run ``molecule test -s NAME`` from the project root and report; raise on failure.
+    """Run one scenario of role NAME with ``molecule test`` and report; raise on failure.
 
-    ``image`` overrides the instance image (KILN_TEST_IMAGE). ``on_line`` receives every line of
+    Without ``scenario``, kiln's own scenario (molecule/NAME/) runs if there is one, else the
+    role's own ``default`` scenario. ``scenario`` names a scenario the role ships
+    (roles_paths/NAME/molecule/SCENARIO/), run adapted to kiln's containers, offline. ``image``
+    overrides the instance image (KILN_TEST_IMAGE). ``on_line`` receives every line of
     Molecule's output as it arrives. Raises RoleTestFailure (a TestFailure) when the scenario
-    fails, DefinitionError when the role has no scenario, ToolError when molecule or docker is
+    fails, DefinitionError for an unknown role or scenario, ToolError when molecule or docker is
     missing.
     """
-    known = role_scenarios(project_root)
-    if name not in known:
-        raise DefinitionError(
-            f"role {name!r} has no Molecule scenario (needs roles/{name}/ and "
-            f"molecule/{name}/molecule.yml under {project_root}); "
-            f"roles with a scenario: {', '.join(known) or 'none'}"
-        )
-    report = _run_molecule(name, project_root=project_root, image=image, on_line=on_line)
+    paths = _roles_paths(project_root, roles_paths)
+    plan = _plan_one(name, scenario, project_root, paths)
+    report = _execute(plan, project_root=project_root, image=image, on_line=on_line, paths=paths)
     if not report.passed:
         raise RoleTestFailure(_failure_message(report, project_root), [report])
     return report
@@ -137,114 +147,98 @@ def test_all_roles(
     names: Sequence[str] | None = None,
     on_line: Callable[[str], None] | None = None,
     on_report: Callable[[RoleTestReport], None] | None = None,
+    roles_paths: Sequence[Path] | None = None,
+    discover_in: Sequence[Path] | None = None,
 ) -> list[RoleTestReport]:
-    """Run every role's scenario (or those in ``names``), one after another; raise if any failed.
+    """Run the scenarios of every role (or of those in ``names``); raise if any failed.
 
-    Every scenario runs even when an earlier one fails. ``on_report`` receives each report as
-    soon as its scenario ends. The RoleTestFailure raised at the end names every failed scenario
-    and carries all the reports.
+    A role with a kiln scenario (molecule/<role>/) runs that one; a role without one runs every
+    scenario it ships itself, as ``molecule test --all`` in the role would. Every scenario runs
+    even when an earlier one fails. ``on_report`` receives each report as soon as its scenario
+    ends. The RoleTestFailure raised at the end names every failed scenario and carries all the
+    reports. ``discover_in`` limits the roles paths whose roles are tested (say, the project's
+    own, not installed requirements); all of ``roles_paths`` still resolve roles.
     """
-    known = role_scenarios(project_root)
-    selected = list(names) if names is not None else known
-    unknown = [name for name in selected if name not in known]
+    paths = _roles_paths(project_root, roles_paths)
+    plans = _plan_all(project_root, paths if discover_in is None else discover_in)
+    known = sorted({plan.role for plan in plans})
+    unknown = [name for name in names or () if name not in known]
     if unknown:
         raise DefinitionError(
             f"no Molecule scenario for {', '.join(map(repr, unknown))}; "
             f"roles with a scenario: {', '.join(known) or 'none'}"
         )
+    selected = [plan for plan in plans if names is None or plan.role in names]
     reports: list[RoleTestReport] = []
-    failures: list[str] = []
-    for name in selected:
-        report = _run_molecule(name, project_root=project_root, image=image, on_line=on_line)
+    for plan in selected:
+        report = _execute(
+            plan, project_root=project_root, image=image, on_line=on_line, paths=paths
+        )
         reports.append(report)
-        if not report.passed:
-            failures.append(_failure_message(report, project_root))
         if on_report is not None:
             on_report(report)
-    if failures:
-        failed = [report.name for report in reports if not report.passed]
+    failed = [report for report in reports if not report.passed]
+    if failed:
         raise RoleTestFailure(
-            f"{len(failed)} of {len(reports)} role scenarios failed: {', '.join(failed)}\n\n"
-            + "\n\n".join(failures),
+            f"{len(failed)} of {len(reports)} role scenarios failed: "
+            f"{', '.join(report.label for report in failed)}\n\n"
+            + "\n\n".join(_failure_message(report, project_root) for report in failed),
             reports,
         )
     return reports
 
 
-def new_role(name: str, *, project_root: Path) -> list[Path]:
-    """Create roles/NAME/ and molecule/NAME/ from templates/scaffold/; return the files written.
+def _roles_paths(project_root: Path, roles_paths: Sequence[Path] | None) -> tuple[Path, ...]:
+    return tuple(roles_paths) if roles_paths is not None else (project_root / "roles",)
 
-    The new role passes ``molecule test -s NAME`` as generated. Raises DefinitionError for a bad
-    or taken name, or when the project lacks the scaffold or the shared Molecule playbooks.
-    """
-    if not ROLE_NAME.fullmatch(name):
+
+def _plan_one(name: str, scenario: str | None, project_root: Path, paths: Sequence[Path]) -> _Plan:
+    role_path = shipped.find_role(name, paths)
+    if scenario is None and name in role_scenarios(project_root):
+        return _Plan(name)
+    if role_path is None:
+        with_scenario = ", ".join(_roles_with_scenarios(project_root, paths)) or "none"
         raise DefinitionError(
-            f"invalid role name {name!r}: use lowercase letters, digits and underscores, "
-            "starting with a letter (for example 'redis' or 'app_server')"
+            f"role {name!r} has no Molecule scenario (needs roles/{name}/ and "
+            f"molecule/{name}/molecule.yml under {project_root}, or a scenario the role ships in "
+            f"<roles path>/{name}/molecule/; roles paths: {', '.join(map(str, paths))}); "
+            f"roles with a scenario: {with_scenario}"
         )
-    for taken in (project_root / "roles" / name, project_root / "molecule" / name):
-        if taken.exists():
-            raise DefinitionError(
-                f"role {name!r} already exists ({taken.relative_to(project_root)}); "
-                f"existing roles: {', '.join(_existing_roles(project_root)) or 'none'}"
-            )
-    scaffold = project_root / "templates" / "scaffold"
-    missing = [
-        path
-        for path in (
-            *(scaffold / part for part in SCAFFOLD_PARTS),
-            project_root / "molecule" / "_shared" / "create.yml",
-            project_root / "molecule" / "_shared" / "destroy.yml",
-        )
-        if not path.exists()
-    ]
-    if missing:
+    wanted = scenario or shipped.DEFAULT_SCENARIO
+    available = shipped.shipped_scenarios(role_path)
+    if wanted not in available:
+        own = ""
+        if name in role_scenarios(project_root):
+            own = f" (kiln's own scenario, molecule/{name}/, runs without --scenario)"
         raise DefinitionError(
-            f"cannot scaffold role {name!r}: {', '.join(str(p) for p in missing)} missing"
+            f"role {name!r} has no Molecule scenario {wanted!r} "
+            f"({role_path}/molecule/{wanted}/molecule.yml); "
+            f"scenarios it ships: {', '.join(available) or 'none'}{own}"
         )
-
-    # Render everything before writing anything, so a broken template leaves no half-made role.
-    env = _scaffold_environment(scaffold)
-    rendered: list[tuple[Path, str]] = []
-    for part, target in SCAFFOLD_PARTS.items():
-        for source in sorted((scaffold / part).rglob("*")):
-            if not source.is_file():
-                continue
-            template_name = source.relative_to(scaffold).as_posix()
-            try:
-                text = env.get_template(template_name).render(name=name)
-            except jinja2.TemplateError as exc:
-                raise RenderError(
-                    f"scaffold template {template_name} failed to render for role {name!r}: {exc}"
-                ) from exc
-            relative = source.relative_to(scaffold / part).as_posix().replace("__name__", name)
-            rendered.append((project_root / target.format(name=name) / relative, text))
-
-    for path, text in rendered:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return [path for path, _ in rendered]
+    return _Plan(name, wanted, role_path)
 
 
-def _scaffold_environment(scaffold: Path) -> jinja2.Environment:
-    # Square brackets, because the scaffolded files are full of Ansible's own {{ ... }}.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(scaffold),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-        variable_start_string="[[",
-        variable_end_string="]]",
-        block_start_string="[%",
-        block_end_string="%]",
-        comment_start_string="[#",
-        comment_end_string="#]",
-    )
+def _plan_all(project_root: Path, paths: Sequence[Path]) -> list[_Plan]:
+    own = set(role_scenarios(project_root))
+    plans = [_Plan(name) for name in own]
+    for name, role_path in _roles_in(paths).items():
+        if name not in own:
+            plans += [_Plan(name, s, role_path) for s in shipped.shipped_scenarios(role_path)]
+    return sorted(plans, key=lambda plan: (plan.role, plan.scenario or ""))
 
 
-def _existing_roles(project_root: Path) -> list[str]:
-    roles = project_root / "roles"
-    return sorted(p.name for p in roles.iterdir() if p.is_dir()) if roles.is_dir() else []
+def _roles_in(paths: Sequence[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for roles_path in paths:
+        if roles_path.is_dir():
+            for path in sorted(roles_path.iterdir()):
+                if path.is_dir() and not path.name.startswith("."):
+                    found.setdefault(path.name, path)
+    return found
+
+
+def _roles_with_scenarios(project_root: Path, paths: Sequence[Path]) -> list[str]:
+    return sorted({plan.role for plan in _plan_all(project_root, paths)})
 
 
 def _molecule_executable() -> Path:
@@ -260,24 +254,92 @@ def _molecule_executable() -> Path:
     return molecule
 
 
-def _run_molecule(
-    name: str,
+@dataclass(frozen=True)
+class _Run:
+    """Where and how one ``molecule test`` runs."""
+
+    name: str
+    cwd: Path
+    scenario_name: str
+    platforms: tuple[str, ...]
+    run_id: str
+    image: str | None
+    scenario: str | None = None
+    adaptation: tuple[str, ...] = ()
+
+
+def _execute(
+    plan: _Plan,
     *,
     project_root: Path,
     image: str | None,
     on_line: Callable[[str], None] | None,
+    paths: Sequence[Path],
 ) -> RoleTestReport:
-    molecule = _molecule_executable()
     run_id = uuid.uuid4().hex[:12]
+    if plan.scenario is None or plan.role_path is None:
+        scenario_dir = project_root / "molecule" / plan.role
+        run = _Run(plan.role, project_root, plan.role, _platforms(scenario_dir), run_id, image)
+        return _run_molecule(run, on_line=on_line)
+    with tempfile.TemporaryDirectory(prefix="kiln-role-scenario-") as workdir:
+        prepared = shipped.prepare_scenario(
+            plan.role_path,
+            plan.scenario,
+            Path(workdir),
+            shared_dir=_shared_dir(project_root),
+            roles_paths=paths,
+        )
+        used = image or os.environ.get("KILN_TEST_IMAGE") or "kiln/debian-bookworm:latest"
+        run = _Run(
+            plan.role,
+            prepared.project_dir,
+            plan.scenario,
+            prepared.platforms,
+            run_id,
+            image,
+            scenario=plan.scenario,
+            adaptation=tuple(prepared.adaptation.notes(used)),
+        )
+        report = _run_molecule(run, on_line=on_line)
+    # Errors name files of the temporary copy; point them at the role's own files instead.
+    detail = report.failure_detail.replace(f"{prepared.project_dir}/", f"{plan.role_path}/")
+    return dataclasses.replace(report, failure_detail=detail)
+
+
+def _shared_dir(project_root: Path) -> Path:
+    # The project's molecule/_shared/ (what its own scenarios import), else the copy kiln ships.
+    candidates = (project_root / "molecule" / "_shared", MOLECULE_SHARED_DIR)
+    for candidate in candidates:
+        if (candidate / "create.yml").is_file() and (candidate / "destroy.yml").is_file():
+            return candidate.resolve()
+    raise ToolError(
+        f"kiln's Molecule playbooks (create.yml, destroy.yml) are in neither "
+        f"{candidates[0]} nor {candidates[1]}; reinstall kiln"
+    )
+
+
+def _platforms(scenario_dir: Path) -> tuple[str, ...]:
+    # The platform names of one of kiln's own scenarios, so that kiln names their containers;
+    # create.yml derives names itself when this cannot be read.
+    try:
+        config = yaml.safe_load((scenario_dir / "molecule.yml").read_text(encoding="utf-8"))
+        names = tuple(str(p["name"]) for p in config["platforms"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return ()
+    return names
+
+
+def _run_molecule(run: _Run, *, on_line: Callable[[str], None] | None) -> RoleTestReport:
+    molecule = _molecule_executable()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    steps = _StepTracker()
+    steps = StepTracker()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kiln-molecule-") as home:
-        env = _molecule_env(Path(home), run_id=run_id, image=image)
+        env = _molecule_env(Path(home), run)
         try:
             proc = subprocess.Popen(
-                [str(molecule), "test", "--scenario-name", name],
-                cwd=project_root,
+                [str(molecule), "test", "--scenario-name", run.scenario_name],
+                cwd=run.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -291,7 +353,7 @@ def _run_molecule(
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
-                line = _ANSI.sub("", raw.rstrip("\r\n"))
+                line = ANSI.sub("", raw.rstrip("\r\n"))
                 tail.append(line)
                 steps.feed(line)
                 if on_line is not None:
@@ -299,20 +361,22 @@ def _run_molecule(
             returncode = proc.wait()
         finally:
             stop_process(proc)  # interrupted: stop molecule before reaping its containers
-            _reap_instances(run_id)
+            _reap_instances(run.run_id)
     passed = returncode == 0
     return RoleTestReport(
-        name=name,
+        name=run.name,
         passed=passed,
         duration_s=round(time.monotonic() - started, 3),
         output_tail="\n".join(tail),
         failed_step=None if passed else steps.failed_step,
         failure_detail="" if passed else "\n".join(steps.detail),
         returncode=returncode,
+        scenario=run.scenario,
+        adaptation=run.adaptation,
     )
 
 
-def _molecule_env(home: Path, *, run_id: str, image: str | None) -> dict[str, str]:
+def _molecule_env(home: Path, run: _Run) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -322,16 +386,24 @@ def _molecule_env(home: Path, *, run_id: str, image: str | None) -> dict[str, st
             "HOME": str(home),
             "ANSIBLE_HOME": str(home / ".ansible"),
             "XDG_CACHE_HOME": str(home / ".cache"),
-            "KILN_MOLECULE_RUN": run_id,
+            "KILN_MOLECULE_RUN": run.run_id,
             "NO_COLOR": "1",
             "PY_COLORS": "0",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "PYTHONUNBUFFERED": "1",
+            # A testinfra verifier imports the role's tests, maybe through a link into the role:
+            # no bytecode and no pytest cache may be written next to them.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTEST_ADDOPTS": f"{env.get('PYTEST_ADDOPTS', '')} -p no:cacheprovider".strip(),
         }
     )
-    if image is not None:
-        env["KILN_TEST_IMAGE"] = image
+    if run.platforms:
+        label = run.name if run.scenario is None else f"{run.name}-{run.scenario}"
+        names = shipped.instance_names(label, run.platforms, run.run_id)
+        env["KILN_MOLECULE_NAMES"] = json.dumps(names)
+    if run.image is not None:
+        env["KILN_TEST_IMAGE"] = run.image
     return env
 
 
@@ -357,76 +429,6 @@ def _reap_instances(run_id: str) -> None:
         pass  # best effort: a failure here must not hide the test's own result
 
 
-class _StepTracker:
-    """Follows Molecule's output to tell which step failed and why."""
-
-    #: At most this many lines of failure detail (failed Ansible tasks, Molecule's own errors).
-    MAX_DETAIL = 12
-
-    def __init__(self) -> None:
-        self.current: str | None = None
-        self.failed: str | None = None
-        self.detail: list[str] = []
-        self._task: str | None = None
-        self._task_start = 0
-        self._listing = False
-
-    def feed(self, line: str) -> None:
-        match = _STEP.search(line)
-        if match is not None:
-            self._listing = False
-            step = match["a1"] or match["a2"]
-            if match["what"] == "Executing":
-                if self.current is not None and self.failed is None:
-                    self.failed = self.current  # the previous step never reported its end
-                self.current = step
-            elif match["result"] == "Failed" and self.failed is None:
-                self.failed = step
-            elif self.current == step:
-                self.current = None
-            return
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            self._task = line.rstrip(" *")
-            self._task_start = len(self.detail)
-        elif _FAILED_TASK.match(line) or line.startswith(("[ERROR]: ", "Origin: ")):
-            if self._task is not None:  # name the task once, before its first error line
-                self._note(self._task)
-                self._task = None
-            self._note(_summarize_failure(line) if _FAILED_TASK.match(line) else line[:300])
-        elif line.strip() == "...ignoring":
-            del self.detail[self._task_start :]  # an ignored failure is no failure
-        elif line.startswith("CRITICAL") and "glob failed" not in line:
-            self._note(line)
-            self._listing = True  # e.g. the tasks that broke idempotence, one "* " line each
-        elif self._listing and line.startswith("* "):
-            self._note(line)
-        else:
-            self._listing = False
-
-    def _note(self, line: str) -> None:
-        if len(self.detail) < self.MAX_DETAIL:
-            self.detail.append(line)
-
-    @property
-    def failed_step(self) -> str | None:
-        return self.failed or self.current
-
-
-def _summarize_failure(line: str) -> str:
-    # "fatal: [instance]: FAILED! => {json}" carries the whole module result; keep what a reader
-    # needs (msg, stderr) instead of the first few hundred characters of it.
-    head, sep, payload = line.partition(" => ")
-    try:
-        result = json.loads(payload) if sep else None
-    except ValueError:
-        result = None
-    if isinstance(result, dict):
-        parts = [str(result[key]).strip()[:300] for key in ("msg", "stderr") if result.get(key)]
-        if parts:
-            return f"{head} => {' | '.join(parts)}"
-    return line[:300]
-
-
 _MOLECULE_HINT = Path(sys.executable).parent / "molecule"
 
 
@@ -434,10 +436,17 @@ def _failure_message(report: RoleTestReport, project_root: Path) -> str:
     step = f" at step {report.failed_step!r}" if report.failed_step else ""
     detail = "".join(f"  {line}\n" for line in report.failure_detail.splitlines())
     tail = "".join(f"  | {line}\n" for line in report.output_tail.splitlines())
+    if report.scenario is None:
+        what = f"Molecule scenario {report.name!r}"
+        rerun = f"cd {project_root} && {_MOLECULE_HINT} test -s {report.name}"
+    else:
+        what = f"Molecule scenario {report.scenario!r} of role {report.name!r}"
+        rerun = f"invoke test-role {report.name} --scenario {report.scenario}"
+    adapted = "".join(f"  {line}\n" for line in report.adaptation)
     return (
-        f"Molecule scenario {report.name!r} failed{step} (exit code {report.returncode}, "
-        f"{report.duration_s:.1f} s).\n"
+        f"{what} failed{step} (exit code {report.returncode}, {report.duration_s:.1f} s).\n"
         + (f"What failed:\n{detail}" if detail else "")
+        + (f"Run adapted by kiln:\n{adapted}" if adapted else "")
         + f"Last {TAIL_LINES} lines of output:\n{tail}"
-        f"Rerun it with: cd {project_root} && {_MOLECULE_HINT} test -s {report.name}"
+        f"Rerun it with: {rerun}"
     )

@@ -581,26 +581,43 @@ def report(c: Context, output: str = "") -> None:
 
 @task(
     help={
-        "role": "the Ansible role whose Molecule scenario to run (molecule/<role>/), or all",
+        "role": "the Ansible role to test (a directory in a roles path), or all",
+        "scenario": "a Molecule scenario the role ships (roles/<role>/molecule/<scenario>/); "
+        "default: kiln's own molecule/<role>/ if any, else the role's 'default'",
     },
 )
-def test_role(c: Context, role: str) -> None:
-    """Run the Molecule scenario of an Ansible role, or of all (create...idempotence...destroy)."""
+def test_role(c: Context, role: str, scenario: str = "") -> None:
+    """Run a role's Molecule scenario (kiln's own or the role's), offline; or of all roles."""
     from kiln.commands import molecule_image
-    from kiln.roletest import test_all_roles
+    from kiln.roletest import RoleTestReport, test_all_roles
     from kiln.roletest import test_role as run_scenario
 
+    def show(report: RoleTestReport) -> None:
+        outcome = "passed" if report.passed else f"FAILED at {report.failed_step or '?'}"
+        print(f"{report.label}: molecule test {outcome} in {report.duration_s:.0f}s")
+        for note in report.adaptation:
+            print(f"  adapted: {note}")
+
     with cli():
-        root, image = project().root, molecule_image(project())
+        proj = project()
+        image = molecule_image(proj)
+        paths = proj.roles_paths
         if role == "all":  # Invoke positionals are mandatory, so `all` stands for every role
+            if scenario:
+                raise Exit("--scenario names one role's scenario; it cannot be used with all", 2)
             reports = test_all_roles(
-                project_root=root, image=image,
-                on_report=lambda r: print(f"{r.name}: passed in {r.duration_s:.0f}s"),
-            )  # fmt: skip
+                project_root=proj.root,
+                image=image,
+                roles_paths=paths,
+                discover_in=proj.own_roles_paths,  # not the installed requirements
+                on_report=show,
+            )
             print(f"{len(reports)} scenario(s) passed")
             return
-        report = run_scenario(role, project_root=root, image=image)
-        print(f"{report.name}: molecule test passed in {report.duration_s:.0f}s")
+        report = run_scenario(
+            role, project_root=proj.root, image=image, scenario=scenario or None, roles_paths=paths
+        )
+        show(report)
 
 
 @task(help={"name": "the new Ansible role (lowercase letters, digits, underscores)"})
@@ -628,11 +645,35 @@ def boot(c: Context, role: str, version: int = 0, accel: str = "") -> None:
         boot_vm(project(), role, version or None, accel=accel or None)
 
 
+@task(
+    help={
+        "server": "Galaxy server URL for entries that name no source of their own",
+        "json": "print the lock entries as JSON",
+    }
+)
+def deps(c: Context, server: str = "", json: bool = False) -> None:
+    """Install requirements.yml into .kiln/galaxy and write requirements.lock."""
+    from kiln.requirements import install
+
+    with cli():
+        result = install(project(), server=server)
+        if json:
+            emit_json([vars(entry) for entry in result.entries])
+            return
+        for e in result.entries:
+            print(f"{e.type:<10} {e.name:<30} {e.version[:12] or '-':<12} {e.source}")
+        if result.lock_path is None:
+            print("no requirements.yml: removed installed requirements and requirements.lock")
+            return
+        count = len(result.entries)
+        print(f"installed {count} in {result.seconds:.1f}s; wrote {result.lock_path.name}")
+
+
 def collection(proj: Project) -> Collection:
     """The Invoke collection for proj; tasks.py sets ``ns = collection(project)``."""
     _state["project"] = proj
     ns = Collection()
-    for item in (audit, bake, boot, render, report, run, test, test_role, new_role):
+    for item in (audit, bake, boot, deps, render, report, run, test, test_role, new_role):
         ns.add_task(item)
     ns.add_task(list_roles, name="list")
     for item in (deploy, servers, drift):

@@ -1,4 +1,5 @@
-"""Run the real `molecule test` for every Ansible role in roles/ and for a freshly scaffolded role.
+"""Run the real `molecule test` for every Ansible role in roles/, for a freshly scaffolded role and
+for scenarios that roles ship themselves (tests/fixtures/molecule_roles/), adapted by kiln.
 
 Needs the Docker engine and the local base image (KILN_TEST_IMAGE, default
 kiln/debian-bookworm:latest); nothing is pulled, and every container is removed afterwards.
@@ -6,21 +7,27 @@ kiln/debian-bookworm:latest); nothing is pulled, and every container is removed 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kiln import roletest
-from kiln.errors import TestFailure
+from kiln.errors import DefinitionError, TestFailure
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("KILN_TEST_IMAGE", "kiln/debian-bookworm:latest")
 INSTANCE = re.compile(r"kiln-molecule-[\w.-]+")
+#: Roles written in the style of community roles, each shipping its own Molecule scenarios.
+FIXTURE_ROLES = ROOT / "tests" / "fixtures" / "molecule_roles"
+EXECUTED = re.compile(r"\[(?P<scenario>[^\]]+) > (?P<step>\w+)\] Executed: Successful")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -115,3 +122,112 @@ def test_a_missing_image_fails_at_create_without_pulling(scratch_project: Path) 
         )
 
     assert "kiln/no-such-image:never" in str(caught.value)
+
+
+# --- scenarios that roles ship themselves ------------------------------------------------------
+
+
+def _tree_digest(path: Path) -> str:
+    """sha256 over every entry's path, kind, mode and content (or link target) under path."""
+    digest = hashlib.sha256()
+    for entry in sorted(path.rglob("*")):
+        info = entry.lstat()
+        digest.update(f"{entry.relative_to(path)}\0{info.st_mode}\0".encode())
+        if entry.is_symlink():
+            digest.update(str(entry.readlink()).encode())
+        elif entry.is_file():
+            digest.update(entry.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def untouched_roles() -> Iterator[None]:
+    """Fails the test if a run wrote anything into the fixture roles."""
+    before = _tree_digest(FIXTURE_ROLES)
+    yield
+    assert _tree_digest(FIXTURE_ROLES) == before, "a role-shipped scenario wrote into its role"
+
+
+def _executed(lines: list[str], scenario: str) -> set[str]:
+    return {
+        m["step"] for line in lines if (m := EXECUTED.search(line)) and m["scenario"] == scenario
+    }
+
+
+@pytest.mark.usefixtures("untouched_roles")
+def test_a_role_shipped_default_scenario_passes_offline() -> None:
+    lines: list[str] = []
+
+    report = roletest.test_role(
+        "acme.cron", project_root=ROOT, roles_paths=[FIXTURE_ROLES], on_line=lines.append
+    )
+
+    assert report.passed and (report.name, report.scenario) == ("acme.cron", "default")
+    assert {"create", "prepare", "converge", "idempotence", "verify", "destroy"} <= _executed(
+        lines, "default"
+    )
+    assert any("platform instance: geerlingguy/docker-" in note for note in report.adaptation)
+    assert not any("docker pull" in line or "Pulling" in line for line in lines)
+    _assert_no_instance_left(lines)
+
+
+@pytest.mark.usefixtures("untouched_roles")
+def test_another_shipped_scenario_runs_with_its_testinfra_verifier() -> None:
+    lines: list[str] = []
+
+    report = roletest.test_role(
+        "acme.cron",
+        scenario="testinfra",
+        project_root=ROOT,
+        roles_paths=[FIXTURE_ROLES],
+        on_line=lines.append,
+    )
+
+    assert report.passed and report.scenario == "testinfra"
+    assert {"converge", "idempotence", "verify"} <= _executed(lines, "testinfra")
+    assert any(re.search(r"\b3 passed\b", line) for line in lines), "testinfra ran no tests"
+    _assert_no_instance_left(lines)
+
+
+@pytest.mark.usefixtures("untouched_roles")
+def test_a_failing_shipped_verify_names_the_step_and_the_task() -> None:
+    lines: list[str] = []
+
+    with pytest.raises(TestFailure) as caught:
+        roletest.test_role(
+            "Acme.Broken-Verify",
+            project_root=ROOT,
+            roles_paths=[FIXTURE_ROLES],
+            on_line=lines.append,
+        )
+
+    message = str(caught.value)
+    assert (
+        "Molecule scenario 'default' of role 'Acme.Broken-Verify' failed at step 'verify'"
+        in message
+    )
+    assert "TASK [Assert that the motd names the production site.]" in message
+    assert "the motd does not name production" in message
+    assert f"{FIXTURE_ROLES}/Acme.Broken-Verify/molecule/default/verify.yml:" in message
+    assert "invoke test-role Acme.Broken-Verify --scenario default" in message
+    assert {"converge", "idempotence"} <= _executed(lines, "default")
+    _assert_no_instance_left(lines)
+    assert all(name.islower() for name in INSTANCE.findall("\n".join(lines)))
+
+
+def test_an_unknown_scenario_lists_the_available_ones() -> None:
+    with pytest.raises(DefinitionError, match=r"'nope'.*scenarios it ships: default, testinfra"):
+        roletest.test_role(
+            "acme.cron", scenario="nope", project_root=ROOT, roles_paths=[FIXTURE_ROLES]
+        )
+
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "invoke"), "test-role", "web", "--scenario", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert cli.returncode != 0
+    assert "role 'web' has no Molecule scenario 'nope'" in cli.stdout + cli.stderr

@@ -3,18 +3,21 @@ reporting of a Molecule run (against a fake molecule, so no Docker is needed).""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import shutil
 import stat
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from kiln import roletest
-from kiln.errors import DefinitionError, RenderError, TestFailure
+from kiln import resources, role_scaffold, role_scenarios, roletest
+from kiln.errors import DefinitionError, RenderError, TestFailure, ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_FILES = {"molecule.yml", "create.yml", "destroy.yml", "converge.yml", "verify.yml"}
@@ -82,6 +85,20 @@ def test_new_role_writes_the_role_and_its_scenario(project: Path) -> None:
     )
 
 
+def test_new_role_in_a_repository_without_kilns_files_brings_the_shared_playbooks(
+    tmp_path: Path,
+) -> None:
+    # An existing Ansible repository: no templates/, no molecule/_shared/ of kiln's.
+    (tmp_path / "roles").mkdir()
+    written = roletest.new_role("cache", project_root=tmp_path)
+
+    relative = {path.relative_to(tmp_path).as_posix() for path in written}
+    assert {"molecule/_shared/create.yml", "molecule/_shared/destroy.yml"} <= relative
+    assert "roles/cache/tasks/main.yml" in relative
+    shipped = ROOT / "molecule" / "_shared" / "create.yml"
+    assert (tmp_path / "molecule/_shared/create.yml").read_text() == shipped.read_text()
+
+
 def test_scaffolded_files_are_rendered_yaml_that_names_the_role(project: Path) -> None:
     written = roletest.new_role("cache", project_root=project)
 
@@ -111,21 +128,26 @@ def test_scaffolded_files_are_rendered_yaml_that_names_the_role(project: Path) -
     assert roletest.role_scenarios(project) == ["cache", "common"]
 
 
-def test_new_role_writes_nothing_when_a_template_is_broken(project: Path) -> None:
-    (project / "templates" / "scaffold" / "role" / "tasks" / "main.yml").write_text("[[ nope ]]\n")
+def test_new_role_writes_nothing_when_a_template_is_broken(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scaffold = project / "templates" / "scaffold"  # a copy of kiln's packaged scaffold
+    (scaffold / "role" / "tasks" / "main.yml").write_text("[[ nope ]]\n")
+    monkeypatch.setattr(role_scaffold, "SCAFFOLD_DIR", scaffold)
     with pytest.raises(RenderError, match=r"role/tasks/main.yml.*'cache'"):
         roletest.new_role("cache", project_root=project)
     assert not (project / "roles" / "cache").exists()
     assert not (project / "molecule" / "cache").exists()
 
 
-def test_new_role_needs_the_scaffold_and_the_shared_playbooks(project: Path) -> None:
-    shutil.rmtree(project / "molecule" / "_shared")
-    with pytest.raises(DefinitionError, match=r"_shared/create\.yml"):
+def test_new_role_needs_a_complete_kiln_installation(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = resources.SCAFFOLD_DIR / "role" / "tasks" / "main.yml"
+    monkeypatch.setattr(resources, "missing", lambda: [gone])
+    with pytest.raises(ToolError, match=r"lacks .*scaffold/role/tasks/main\.yml; reinstall kiln"):
         roletest.new_role("cache", project_root=project)
-    shutil.rmtree(project / "templates" / "scaffold")
-    with pytest.raises(DefinitionError, match="scaffold"):
-        roletest.new_role("cache", project_root=project)
+    assert not (project / "roles" / "cache").exists()
 
 
 # --- scenario discovery ----------------------------------------------------------------------
@@ -236,6 +258,17 @@ INFO     [{name} > destroy] Executing
 INFO     [{name} > destroy] Executed: Successful
 """
 
+VERIFY_FAILURE = """\
+INFO     [{name} > converge] Executing
+INFO     [{name} > converge] Executed: Successful
+INFO     [{name} > verify] Executing
+TASK [Assert that the motd names production] ***********************************
+[ERROR]: Task failed: Action failed: the motd does not name production
+Origin: @CWD@/molecule/default/verify.yml:11:7
+fatal: [instance]: FAILED! => {{
+ERROR    [{name} > verify] Executed: Failed
+"""
+
 SUCCESS = """\
 INFO     [{name} > converge] Executing
 INFO     [{name} > converge] Executed: Successful
@@ -262,7 +295,7 @@ class FakeMolecule:
                     json.dump(dict(os.environ), f)
                 with open(os.path.join({str(self.outputs)!r}, name)) as f:
                     rc, text = f.read().split("\\n", 1)
-                sys.stdout.write(text)
+                sys.stdout.write(text.replace("@CWD@", os.getcwd()))
                 sys.exit(int(rc))
                 """
             )
@@ -381,3 +414,257 @@ def test_test_all_roles_returns_the_reports_when_all_pass(
     reports = roletest.test_all_roles(project_root=project)
 
     assert [(r.name, r.passed) for r in reports] == [("common", True)]
+
+
+# --- role-shipped scenarios: adapting molecule.yml (pure) ------------------------------------
+
+COMMUNITY_CONFIG: dict[str, Any] = {
+    "role_name_check": 1,
+    "dependency": {"name": "galaxy", "options": {"ignore-errors": True}},
+    "driver": {"name": "docker"},
+    "lint": "set -e\nyamllint .\nansible-lint\n",
+    "platforms": [
+        {
+            "name": "instance",
+            "image": "geerlingguy/docker-${MOLECULE_DISTRO:-debian12}-ansible:latest",
+            "command": "",
+            "volumes": ["/sys/fs/cgroup:/sys/fs/cgroup:rw"],
+            "cgroupns_mode": "host",
+            "privileged": True,
+            "pre_build_image": True,
+            "groups": ["web"],
+        },
+        {"name": "second", "image": "ubuntu:24.04", "children": ["edge"]},
+    ],
+    "provisioner": {
+        "name": "ansible",
+        "playbooks": {"converge": "${MOLECULE_PLAYBOOK:-converge.yml}"},
+        "env": {"ANSIBLE_ROLES_PATH": "../../roles"},
+        "config_options": {"defaults": {"callbacks_enabled": "profile_tasks"}},
+        "inventory": {"host_vars": {"instance": {"x": 1}}, "group_vars": {"web": {"y": 2}}},
+    },
+    "verifier": {"name": "testinfra", "options": {"v": True}},
+    "scenario": {"test_sequence": ["dependency", "lint", "destroy", "create", "converge"]},
+}
+
+ADAPT = {"create_playbook": "/k/create.yml", "destroy_playbook": "/k/destroy.yml"}
+
+
+def test_adapt_replaces_driver_images_and_galaxy_and_keeps_the_rest() -> None:
+    original = copy.deepcopy(COMMUNITY_CONFIG)
+
+    adapted, adaptation = role_scenarios.adapt_molecule_config(
+        COMMUNITY_CONFIG, roles_path="/tmp/links:/p/roles", **ADAPT
+    )
+
+    assert original == COMMUNITY_CONFIG  # the input is never changed
+    assert adapted["driver"] == {"name": "default", "options": {"managed": True}}
+    assert adapted["platforms"] == [
+        {"name": "instance", "groups": ["web"], "image": role_scenarios.IMAGE_REF},
+        {"name": "second", "children": ["edge"], "image": role_scenarios.IMAGE_REF},
+    ]
+    assert adapted["dependency"] == {
+        "name": "galaxy",
+        "options": {"ignore-errors": True},
+        "enabled": False,
+    }
+    assert adapted["prerun"] is False and adapted["shared_state"] is False
+    assert "lint" not in adapted
+    provisioner = adapted["provisioner"]
+    assert provisioner["playbooks"] == {
+        "converge": "${MOLECULE_PLAYBOOK:-converge.yml}",
+        "create": "/k/create.yml",
+        "destroy": "/k/destroy.yml",
+    }
+    assert provisioner["env"] == {"ANSIBLE_ROLES_PATH": "/tmp/links:/p/roles:../../roles"}
+    assert provisioner["inventory"] == COMMUNITY_CONFIG["provisioner"]["inventory"]
+    assert provisioner["config_options"] == COMMUNITY_CONFIG["provisioner"]["config_options"]
+    assert adapted["verifier"] == COMMUNITY_CONFIG["verifier"]
+    assert adapted["role_name_check"] == 1
+    assert adapted["scenario"]["test_sequence"] == ["destroy", "create", "converge"]
+    assert adaptation.driver == "docker"
+    assert adaptation.dropped_steps == ("dependency", "lint")
+    assert adaptation.replaced_images == (
+        ("instance", "geerlingguy/docker-${MOLECULE_DISTRO:-debian12}-ansible:latest"),
+        ("second", "ubuntu:24.04"),
+    )
+    assert "platform second: ubuntu:24.04 -> kiln/x:1" in adaptation.notes("kiln/x:1")
+
+
+def test_adapt_uses_the_ansible_section_when_the_provisioner_has_none() -> None:
+    config = {
+        "driver": {"name": "podman"},
+        "platforms": [{"name": "instance", "image": "x"}],
+        "ansible": {"env": {"FOO": "1"}, "playbooks": {"verify": "check.yml"}},
+    }
+
+    adapted, _ = role_scenarios.adapt_molecule_config(config, roles_path="/links", **ADAPT)
+
+    assert adapted["ansible"]["env"] == {"FOO": "1", "ANSIBLE_ROLES_PATH": "/links"}
+    assert adapted["ansible"]["playbooks"] == {
+        "verify": "check.yml",
+        "create": "/k/create.yml",
+        "destroy": "/k/destroy.yml",
+    }
+    assert "provisioner" not in adapted and "scenario" not in adapted
+
+
+def test_adapt_gives_a_scenario_without_platforms_one_instance() -> None:
+    adapted, adaptation = role_scenarios.adapt_molecule_config({}, roles_path="/l", **ADAPT)
+
+    assert adapted["platforms"] == [{"name": "instance", "image": role_scenarios.IMAGE_REF}]
+    assert adaptation.driver == "default"
+
+
+@pytest.mark.parametrize(
+    "platforms", [["debian"], [{"image": "x"}], {"name": "instance"}, [{"name": ""}]]
+)
+def test_adapt_refuses_malformed_platforms(platforms: object) -> None:
+    with pytest.raises(DefinitionError, match="platform"):
+        role_scenarios.adapt_molecule_config({"platforms": platforms}, roles_path="/l", **ADAPT)
+
+
+def test_instance_names_are_docker_safe_bounded_and_unique() -> None:
+    platforms = ["Debian_12.Bookworm-amd64", "x" * 80 + "1", "x" * 80 + "2", "ünïcode host!"]
+
+    names = role_scenarios.instance_names("Acme.My-Role-Default", platforms, "0123abcd4567")
+
+    containers = [names[p]["container"] for p in platforms]
+    assert len(set(containers)) == len(platforms)
+    for container in containers:
+        assert re.fullmatch(r"kiln-molecule-[a-z0-9][a-z0-9_.-]*-0123abcd4567-\d", container)
+        assert len(container) <= role_scenarios.MAX_CONTAINER_NAME
+    assert containers[0].startswith("kiln-molecule-acme.my-role-default-debian_12.b")
+    for platform in platforms:
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", names[platform]["hostname"])
+
+
+def _write_role(root: Path, name: str, meta: str, scenarios: dict[str, str]) -> Path:
+    role = root / name
+    (role / "tasks").mkdir(parents=True)
+    (role / "tasks" / "main.yml").write_text("---\n[]\n")
+    (role / "meta").mkdir()
+    (role / "meta" / "main.yml").write_text(meta)
+    (role / ".git").mkdir()
+    for scenario, text in scenarios.items():
+        (role / "molecule" / scenario).mkdir(parents=True)
+        (role / "molecule" / scenario / "molecule.yml").write_text(text)
+        (role / "molecule" / scenario / "converge.yml").write_text("---\n[]\n")
+    (role / "molecule" / "resources").mkdir(parents=True)  # shared files, not a scenario
+    return role
+
+
+META = "galaxy_info:\n  namespace: acme\n  role_name: cron\n  author: ACME\n"
+DOCKER_SCENARIO = "driver:\n  name: docker\nplatforms:\n  - name: instance\n    image: a/b:c\n"
+
+
+@pytest.mark.parametrize(
+    ("directory", "meta", "fqrn"),
+    [
+        ("acme.cron", META, "acme.cron"),
+        ("x", "galaxy_info:\n  author: Jane Doe\n  role_name: cron\n", "cron"),
+        ("ansible-role-ntp", "galaxy_info:\n  author: jdoe\n", "jdoe.ntp"),
+        ("Acme.My-Role", "galaxy_info:\n  namespace: Acme\n  role_name: my_role\n", "Acme.my_role"),
+        ("bare", "dependencies: []\n", "bare"),
+    ],
+)
+def test_role_fqrn_is_the_name_molecule_links(
+    tmp_path: Path, directory: str, meta: str, fqrn: str
+) -> None:
+    role = _write_role(tmp_path, directory, meta, {})
+    assert role_scenarios.role_fqrn(role) == fqrn
+
+
+def _tree(path: Path) -> dict[str, bytes | str]:
+    return {
+        p.relative_to(path).as_posix(): (str(p.readlink()) if p.is_symlink() else p.read_bytes())
+        if not p.is_dir() or p.is_symlink()
+        else "dir"
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def test_prepare_scenario_mirrors_the_role_and_writes_only_into_the_workdir(
+    tmp_path: Path,
+) -> None:
+    roles = tmp_path / "roles"
+    role = _write_role(roles, "acme.cron", META, {"default": DOCKER_SCENARIO, "other": "---\n"})
+    before = _tree(role)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    prepared = role_scenarios.prepare_scenario(
+        role, "default", workdir, shared_dir=Path("/k"), roles_paths=[roles]
+    )
+
+    assert _tree(role) == before
+    assert prepared.project_dir == workdir / "acme.cron"
+    assert (prepared.project_dir / "tasks").resolve() == (role / "tasks").resolve()
+    assert not (prepared.project_dir / ".git").exists()
+    assert (workdir / "roles" / "acme.cron").resolve() == role.resolve()
+    assert not (prepared.project_dir / "molecule").is_symlink()
+    assert not (prepared.project_dir / "molecule" / "other" / "molecule.yml").exists()
+    assert (prepared.project_dir / "molecule" / "other" / "converge.yml").is_file()
+    written = yaml.safe_load((prepared.project_dir / "molecule/default/molecule.yml").read_text())
+    assert written["driver"]["name"] == "default"
+    assert written["ansible"]["playbooks"]["create"] == "/k/create.yml"
+    roles_path = written["ansible"]["env"]["ANSIBLE_ROLES_PATH"].split(os.pathsep)
+    assert roles_path == [str(workdir / "roles"), str(roles)]
+    assert prepared.platforms == ("instance",)
+    assert prepared.adaptation.replaced_images == (("instance", "a/b:c"),)
+
+
+def test_shipped_scenarios_and_unknown_ones(project: Path) -> None:
+    roles = project / "roles"
+    _write_role(roles, "acme.cron", META, {"default": DOCKER_SCENARIO, "other": DOCKER_SCENARIO})
+
+    assert role_scenarios.shipped_scenarios(roles / "acme.cron") == ["default", "other"]
+    with pytest.raises(DefinitionError, match=r"no Molecule scenario 'nope'.*: default, other$"):
+        roletest.test_role("acme.cron", project_root=project, scenario="nope")
+    with pytest.raises(DefinitionError, match=r"no Molecule scenario 'default'.*ships: none"):
+        roletest.test_role("common", project_root=project, scenario="default")
+    with pytest.raises(DefinitionError, match=r"'ghost' has no Molecule scenario.*acme.cron"):
+        roletest.test_role("ghost", project_root=project, scenario="default")
+
+
+def test_a_role_shipped_scenario_runs_adapted_from_a_temporary_project(
+    project: Path, fake_molecule: FakeMolecule
+) -> None:
+    role = _write_role(project / "roles", "Acme.My-Role", META, {"default": DOCKER_SCENARIO})
+    before = _tree(role)
+    fake_molecule.set_output("default", VERIFY_FAILURE, 2)
+
+    with pytest.raises(roletest.RoleTestFailure) as caught:
+        roletest.test_role("Acme.My-Role", project_root=project, image="local/base:3")
+
+    (report,) = caught.value.reports
+    assert (report.name, report.scenario, report.label) == (
+        "Acme.My-Role",
+        "default",
+        "Acme.My-Role:default",
+    )
+    assert report.failed_step == "verify"
+    message = str(caught.value)
+    assert "Molecule scenario 'default' of role 'Acme.My-Role' failed at step 'verify'" in message
+    assert "TASK [Assert that the motd names production]" in message
+    assert f"Origin: {role}/molecule/default/verify.yml:11:7" in message
+    assert "platform instance: a/b:c -> local/base:3" in message
+    assert "invoke test-role Acme.My-Role --scenario default" in message
+    env = fake_molecule.env_of("default")
+    assert env["KILN_TEST_IMAGE"] == "local/base:3"
+    names = json.loads(env["KILN_MOLECULE_NAMES"])
+    assert names["instance"]["container"].startswith("kiln-molecule-acme.my-role-default-instance-")
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1" and "no:cacheprovider" in env["PYTEST_ADDOPTS"]
+    assert _tree(role) == before
+
+
+def test_test_all_roles_runs_the_scenarios_of_roles_without_a_kiln_scenario(
+    project: Path, fake_molecule: FakeMolecule
+) -> None:
+    _write_role(project / "roles", "acme.cron", META, {"default": DOCKER_SCENARIO, "x": "---\n"})
+    for name in ("common", "default", "x"):
+        fake_molecule.set_output(name, SUCCESS, 0)
+
+    reports = roletest.test_all_roles(project_root=project)
+
+    assert [r.label for r in reports] == ["acme.cron:default", "acme.cron:x", "common"]
