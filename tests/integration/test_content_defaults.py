@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,39 @@ def test_an_unknown_role_says_where_kiln_looked_and_suggests_deps(sandbox: Sandb
     assert f"{sandbox.root}/.kiln/galaxy/roles/acme.no-such" in message
     assert "invoke deps" in message
     assert builders(sandbox) == []
+
+
+def test_a_bake_refuses_installed_content_that_differs_from_the_lock(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "acme.motd"
+    (source / "tasks").mkdir(parents=True)
+    (source / "tasks" / "main.yml").write_text(
+        "---\n- name: Write the motd\n  ansible.builtin.copy:\n"
+        "    content: locked\n    dest: /etc/motd\n    mode: '0644'\n"
+    )
+    (source / "meta").mkdir()
+    (source / "meta" / "main.yml").write_text(
+        "galaxy_info:\n  author: acme\n  description: motd\n  license: MIT\n"
+        "  min_ansible_version: '2.14'\n  namespace: acme\n  role_name: motd\ndependencies: []\n"
+    )
+    tarball = tmp_path / "acme.motd-1.0.0.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(tmp_path), "acme.motd"], check=True)
+    (sandbox.root / "requirements.yml").write_text(
+        f"---\nroles:\n  - src: {tarball}\n    name: acme.motd\n    version: 1.0.0\n"
+    )
+    sandbox.write_tasks('project.role("motd", parent="base", ansible_roles=["acme.motd"])')
+    installed = sandbox.invoke("deps")
+    assert installed.returncode == 0, installed.stderr
+    tasks = sandbox.root / ".kiln/galaxy/roles/acme.motd/tasks/main.yml"
+    assert tasks.is_file()
+    # Someone edits the installed copy by hand: the lock no longer vouches for it.
+    tasks.write_text(tasks.read_text().replace("locked", "edited by hand"))
+
+    refused = sandbox.invoke("bake", "motd")
+
+    assert refused.returncode != 0
+    assert "role acme.motd" in refused.stderr and "differs from the lock" in refused.stderr
+    assert "run `invoke deps`" in refused.stderr
+    assert builders(sandbox) == []
+    assert sandbox.registry().history("motd") == []

@@ -39,7 +39,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def digests(root: Path, *, target: str = "docker", tools: dict[str, str] = TOOLS,
-            web_title: str = "Hello", token: str = "s3cret-value") -> dict[str, str]:  # fmt: skip
+            web_title: str = "Hello", token: str = "s3cret-value",
+            requirements: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
     project = make_project(root, web_title)
     chain = fingerprint_chain(
         project.role_named("web"),
@@ -50,6 +51,7 @@ def digests(root: Path, *, target: str = "docker", tools: dict[str, str] = TOOLS
         tools=tools,
         secret_values={"web": {"token": token}},
         key=secret_key(root / ".kiln"),
+        requirements=requirements,
     )
     return {name: fp.digest for name, fp in chain.items()}
 
@@ -102,6 +104,20 @@ def test_variables_target_tools_and_secrets_count(root: Path) -> None:
     assert digests(root, tools={**TOOLS, "packer": "1.7.0"})["web"] != base["web"]
     assert digests(root, token="rotated")["web"] != base["web"]
     assert digests(root, token="rotated")["base"] == base["base"]
+
+
+def test_locked_requirements_and_collection_versions_count(root: Path) -> None:
+    locked = {"collection:acme.tools": "a" * 64, "role:acme.repo-epel": "b" * 64}
+    with_lock = digests(root, requirements=locked)
+    assert with_lock["web"] != digests(root)["web"]
+    changed = {**locked, "role:acme.repo-epel": "c" * 64}
+    assert digests(root, requirements=changed)["web"] != with_lock["web"]
+    assert digests(root, requirements=dict(reversed(locked.items()))) == with_lock
+    bundled = {**TOOLS, "ansible-collections": "12.2.0"}
+    assert (
+        digests(root, tools=bundled)["web"]
+        != digests(root, tools={**bundled, "ansible-collections": "12.3.0"})["web"]
+    )
 
 
 def test_secret_values_enter_only_as_a_keyed_digest(root: Path) -> None:
