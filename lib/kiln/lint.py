@@ -247,6 +247,8 @@ def _ansible_lint(
         "--offline", "--profile", PROFILE, "-f", "json", "--nocolor",
         "--project-dir", str(project.root),
         *[arg for path in excluded for arg in ("--exclude", path)],
+        # --exclude takes several values: "--" ends them, or it would swallow the role paths.
+        "--",
         *[_relative(role.path, project.root) for role in roles.values()],
     ]  # fmt: skip
     code, out, err = runner(argv, project.root, _content_env(project, env))

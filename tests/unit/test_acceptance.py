@@ -534,6 +534,21 @@ def test_style_findings_are_warnings_by_default_and_counted(tmp_path: Path) -> N
     assert verdict.record()["by_rule"] == {"no-changed-when": 1}
 
 
+def test_a_roles_own_molecule_and_tests_are_excluded_and_the_role_still_linted(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    for part in ("molecule/default", "tests"):
+        (tmp_path / "roles" / "web" / part).mkdir(parents=True)
+    fake = FakeLint()
+    lint.lint_ansible_roles(project, ["web"], runner=fake)
+    (argv,) = [call for call in fake.calls if "--syntax-check" not in call]
+    assert argv[argv.index("--exclude") + 1] == "roles/web/molecule"
+    # --exclude takes several values: the role's path must not be one of them.
+    assert argv[argv.index("--") + 1 :] == ["roles/web"]
+    assert argv.index("--") > max(i for i, arg in enumerate(argv) if arg == "--exclude")
+
+
 def test_a_load_failure_blocks_by_default(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     broken = {**ISSUE, "check_name": "load-failure[runtimeerror]", "description": "Failed to load"}
