@@ -1,8 +1,13 @@
-"""Shared test configuration: where the repository is, and the integration marker."""
+"""Shared test configuration: where the repository is, the integration marker, and CI's rule that a
+tool the setup installs is never missing: under CI=true, a skip for want of one is a failure.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -17,8 +22,55 @@ collect_ignore = ["images"]
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+#: Commands scripts/setup.sh (scripts/common.sh) installs, in the apt packages or the venv. In CI
+#: (`.ci/run`, CI=true) a test that skips because one of them is missing fails instead.
+SETUP_TOOLS = (
+    "packer", "docker", "dockerd", "mmdebstrap", "git", "qemu", "qemu-system-x86_64", "qemu-img",
+    "genisoimage", "grub-mkimage", "debugfs", "mkfs.ext4", "sfdisk", "ssh-keygen", "chromium",
+    "gpg", "gpgv", "ansible-playbook", "ansible-lint", "ansible-galaxy", "molecule",
+)  # fmt: skip
+#: Skip reasons that say a tool is missing: `missing tool: X`, `needs X`, `X is not installed`.
+MISSING = "missing tool: "
+_TOOL = "|".join(re.escape(tool) for tool in sorted(SETUP_TOOLS, key=len, reverse=True))
+_MISSING_REASON = re.compile(
+    rf"^(?:Skipped: )?(?:{re.escape(MISSING)}(?P<named>\S+)"
+    rf"|(?:needs|requires) (?:Debian's )?(?P<needed>{_TOOL})\b"
+    rf"|.*\b(?P<absent>{_TOOL}) (?:is not installed|is not on PATH|not found)\b)"
+)
+
+
+def in_ci() -> bool:
+    """CI=true (or 1, yes): `.ci/run` sets it; tools the setup installs must then be there."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing_tool(reason: str) -> str | None:
+    """The setup-installed tool a skip reason says is missing, or None for any other skip."""
+    found = _MISSING_REASON.match(reason)
+    if found is None:
+        return None
+    return found.group("named") or found.group("needed") or found.group("absent")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in item.nodeid or item.nodeid.startswith("integration/"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true, a skip because a setup-installed tool is missing becomes a failure."""
+    report: pytest.TestReport = yield
+    if report.skipped and in_ci() and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        tool = missing_tool(reason)
+        if tool is not None:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"CI=true: {tool} is installed by scripts/setup.sh, so this test may not skip "
+                f"({reason}). Install it (bash scripts/setup.sh) or find why it is not on PATH."
+            )
+    return report

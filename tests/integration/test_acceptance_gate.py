@@ -60,7 +60,11 @@ def test_a_bake_runs_the_gate_and_records_tested(baked_sandbox: Sandbox) -> None
     assert "kiln base battery tests/images/web/test_web.py" in run["output"]
     assert re.search(r"\d+ passed", run["summary"])
     assert box.containers() == []  # the throwaway instances are gone
-    assert (box.root / ".kiln" / "lint").is_dir()  # lint ran, and its verdicts are cached
+    # Lint ran before the builders: its verdict is recorded with the version (the verdicts'
+    # cache is checked in test_bake.py::test_lint_ran_and_its_verdicts_are_cached_and_recorded).
+    with box.registry() as registry:
+        web = registry.get("web", 1)
+    assert web is not None and web.inputs["lint"]["profile"] == "min"
 
 
 def test_skip_tests_records_untested_and_test_tests_it_later(box: Sandbox) -> None:

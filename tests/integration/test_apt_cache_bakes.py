@@ -80,6 +80,33 @@ def image_traces(sandbox: Sandbox, image: str) -> str:
     return sandbox.docker("run", "--rm", "--entrypoint", "sh", image, "-c", script)
 
 
+def installed_files(sandbox: Sandbox, image: str, packages: list[str]) -> list[str]:
+    """`digest path` of every regular file those packages installed in the image, sorted."""
+    script = (
+        'dpkg-query -L "$@" | sort -u | while read -r f; do '
+        '[ -f "$f" ] && [ ! -L "$f" ] && printf "%s\\0" "$f"; done | xargs -0 sha256sum'
+    )
+    out = sandbox.docker("run", "--rm", "--entrypoint", "sh", image, "-c", script, "-", *packages)
+    return sorted(out.splitlines())
+
+
+def corrupt_every_deb(sandbox: Sandbox, volume: str, image: str) -> int:
+    """Flip one byte in the middle of each cached .deb: the same size, other content."""
+    script = (
+        "import pathlib\n"
+        "debs = sorted(pathlib.Path('/cache/sha256').glob('*.deb'))\n"
+        "for deb in debs:\n"
+        "    data = bytearray(deb.read_bytes()); data[len(data) // 2] ^= 0xFF\n"
+        "    deb.write_bytes(bytes(data))\n"
+        "print(len(debs))\n"
+    )
+    return int(
+        sandbox.docker(
+            "run", "--rm", "-v", f"{volume}:/cache", "--entrypoint", "python3", image, "-c", script
+        )
+    )
+
+
 def image_size(sandbox: Sandbox, image: str) -> int:
     return int(sandbox.docker("image", "inspect", "--format", "{{.Size}}", image))
 
@@ -87,7 +114,8 @@ def image_size(sandbox: Sandbox, image: str) -> int:
 def test_second_bake_downloads_nothing_and_images_hold_no_cache(
     baked_clone: Sandbox, cache_volume: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sandbox = baked_clone  # web v1 is baked (with the default cache): v2, v3 and v4 are ours
+    """v2 with a cold cache, v3 warm, v4 without it: the same files; then v5 on a corrupt cache."""
+    sandbox = baked_clone  # web v1 is baked (with the default cache): v2 to v5 are ours
     web = f"{sandbox.namespace}/web"
     sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
     cached, downloaded, added = cache_report(sandbox, "web", 2)
@@ -123,10 +151,36 @@ def test_second_bake_downloads_nothing_and_images_hold_no_cache(
     assert max(sizes) - min(sizes) < 256 * 1024, sizes
     with sandbox.registry() as registry:
         manifests = [registry.packages("web", v) for v in ours]
-        versions = [registry.get("web", v) for v in ours]
+        web_v2 = registry.get("web", 2)
+        assert web_v2 is not None and web_v2.parent_version is not None
+        from_base = {p.name for p in registry.packages("base", web_v2.parent_version)}
     assert manifests[0] == manifests[1] == manifests[2]
-    # The volume is not part of the fingerprint: it cannot change what is installed.
-    assert len({v.fingerprint for v in versions if v is not None}) == 1
+    # The volume cannot change what is installed: every file of every package the bake installed
+    # (the ones the cache served to v3) has the same content in the three images.
+    baked_in = sorted({p.name for p in manifests[0]} - from_base)
+    assert "nginx" in baked_in
+    files = [installed_files(sandbox, f"{web}:{v}", baked_in) for v in ours]
+    assert any(line.endswith(" /usr/sbin/nginx") for line in files[0]), files[0][:20]
+    assert files[0] == files[1], "a bake from the cache installed other files than a download"
+    assert files[0] == files[2], "a bake with the cache installed other files than one without"
+
+    # A cached .deb of the right size but other content: apt itself refuses to install it (its
+    # Pre-Install-Pkgs hook verifies the hash), the bake fails saying so and records nothing.
+    monkeypatch.setenv("KILN_APT_CACHE", cache_volume)
+    assert corrupt_every_deb(sandbox, cache_volume, f"{web}:4") >= 5
+    refused = sandbox.invoke("bake", "web", "--force", "--skip-tests")
+    assert refused.returncode != 0
+    log = (sandbox.root / ".kiln/logs/web/5/packer.log").read_text()
+    message = refused.stdout + refused.stderr + log
+    assert re.search(r"kiln apt cache: \S+\.deb in the cache is corrupt \(sha256", message), (
+        refused.stderr[-3000:]
+    )
+    assert re.search(r"Sub-process .*kiln-apt\.py verify returned an error code", message)
+    assert "Install nginx" in refused.stderr
+    with sandbox.registry() as registry:
+        assert registry.get("web", 5) is None
+        assert registry.integrity_check() == "ok"
+    assert sandbox.containers() == []
 
 
 def test_shared_sandbox_image_holds_no_cache(baked_sandbox: Sandbox) -> None:

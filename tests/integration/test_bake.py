@@ -7,7 +7,23 @@ import subprocess
 import sys
 
 from conftest import Sandbox
+from kiln.lint import lint_digest
 from kiln.targets.docker import throwaway_instance
+
+# What an image holds, read without booting it: its package manifest (as the registry records it,
+# from dpkg-query) and the files the web role renders or links, with their digests.
+CONTENTS = (
+    "dpkg-query -W -f '${Package}:${Architecture} ${Version}\\n' | sort; echo ---; "
+    "sha256sum /var/www/kiln/index.html /etc/nginx/sites-available/kiln; "
+    "readlink /etc/nginx/sites-enabled/kiln; ls /etc/nginx/sites-enabled"
+)
+
+
+def image_contents(sandbox: Sandbox, image: str) -> tuple[list[str], list[str]]:
+    """(packages as `name:arch version`, rendered files as `digest path` and the enabled sites)."""
+    out = sandbox.docker("run", "--rm", "--entrypoint", "sh", image, "-c", CONTENTS)
+    packages, files = out.split("\n---\n")
+    return packages.splitlines(), files.splitlines()
 
 
 def newest(sandbox: Sandbox, role: str) -> int:
@@ -66,6 +82,29 @@ def test_registry_records_the_whole_version(baked_sandbox: Sandbox) -> None:
     assert web.inputs["ansible_role_files"]["web"]["tasks/main.yml"]
 
 
+def test_lint_ran_and_its_verdicts_are_cached_and_recorded(baked_sandbox: Sandbox) -> None:
+    """Each applied Ansible role's verdict is cached by content, and the version records lint."""
+    project = baked_sandbox.project()
+    findings = {}
+    for name in ("common", "web"):
+        digest = lint_digest(project, name)
+        cache = baked_sandbox.root / ".kiln" / "lint" / f"{digest[:40]}.json"
+        assert cache.is_file(), f"no cached lint verdict for {name} at its current content"
+        verdict = json.loads(cache.read_text())
+        assert (verdict["ansible_role"], verdict["digest"]) == (name, digest)
+        assert verdict["syntax_error"] == ""
+        assert verdict["duration_s"] > 0  # ansible-lint really ran once for it
+        findings[name] = verdict["findings"]
+    shown = json.loads(baked_sandbox.invoke("show", "web", "--json", check=True).stdout)
+    # web applies only the web Ansible role (no meta dependencies): its findings are the warnings.
+    assert shown["lint"]["profile"] == "min"
+    assert shown["lint"]["warnings"] == len(findings["web"])
+    by_rule: dict[str, int] = {}
+    for finding in findings["web"]:
+        by_rule[finding["rule"]] = by_rule.get(finding["rule"], 0) + 1
+    assert shown["lint"]["by_rule"] == by_rule
+
+
 def test_an_unchanged_rebake_is_a_cache_hit(baked_sandbox: Sandbox) -> None:
     before = newest(baked_sandbox, "web")
     proc = baked_sandbox.invoke("bake", "web")
@@ -85,13 +124,21 @@ def test_by_hand_packer_build_of_the_rendered_file_gives_the_same_image(
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
-    with throwaway_instance(f"{baked_sandbox.namespace}/web:dev", purpose="test") as instance:
+    by_hand = f"{baked_sandbox.namespace}/web:dev"
+    with throwaway_instance(by_hand, purpose="test") as instance:
         page = instance.exec(
             "python3",
             "-c",
             "import urllib.request as u; print(u.urlopen('http://127.0.0.1/').read().decode())",
         ).stdout
         assert "<h1>Hello from kiln</h1>" in page
+    # The same image: every package at the same version, the same rendered files, byte for byte.
+    kiln_image = f"{baked_sandbox.namespace}/web:{newest(baked_sandbox, 'web')}"
+    packages, files = image_contents(baked_sandbox, by_hand)
+    kiln_packages, kiln_files = image_contents(baked_sandbox, kiln_image)
+    assert any(p.startswith("nginx:") for p in packages) and len(files) == 4, (packages, files)
+    assert packages == kiln_packages
+    assert files == kiln_files
 
 
 def test_a_change_bakes_the_next_version_and_force_rebakes(baked_clone: Sandbox) -> None:

@@ -1,6 +1,7 @@
 """`invoke report` renders in a real browser: headless Chromium shows the lineage and a version.
 
-Needs Debian's `chromium` package (the test is skipped without it).
+Needs Debian's `chromium` package: skipped without it, except under CI=true (`.ci/run`), where
+scripts/setup.sh installs it and tests/conftest.py turns that skip into a failure.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fast tests of kiln.vm: the qemu template, loopback-only forwards, per-bake access, teardown.
 
-The KVM probe and booted_vm run against fake qemu binaries here; tests/integration/test_vm.py
-exercises the real ones.
+The KVM probe and booted_vm run against fake qemu binaries here; tests/integration/test_vm_bake.py
+exercises the real ones. The seal check reads real ext4 disks built here from small trees.
 """
 
 from __future__ import annotations
@@ -402,6 +402,104 @@ def test_remove_tree_refuses_a_tree_with_mounts(
     with pytest.raises(BuildError, match="still has mounts"):
         vm._remove_tree(tree)
     assert tree.exists()
+
+
+# A sealed guest root, and each leftover of a bake the seal check must report, alone.
+SEALED_TREE = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n",
+    "etc/machine-id": "",
+    "etc/ssh/sshd_config": "PasswordAuthentication no\n",
+    "etc/sudoers.d/README": "Files in this directory are read by sudo.\n",
+    "var/lib/cloud/instances/": None,
+}
+LEFTOVERS = {
+    "user": (
+        {"etc/passwd": SEALED_TREE["etc/passwd"] + "packer:x:1000:1000::/home/packer:/bin/sh\n"},
+        "user packer is still in /etc/passwd",
+    ),
+    "home": ({"home/packer/.profile": "\n"}, "/home/packer still exists"),
+    "sudoers": (
+        {"etc/sudoers.d/90-cloud-init-users": "packer ALL=(ALL) NOPASSWD:ALL\n"},
+        "/etc/sudoers.d/90-cloud-init-users still names packer",
+    ),
+    "host keys": (
+        {"etc/ssh/ssh_host_ed25519_key": "key\n", "etc/ssh/ssh_host_ed25519_key.pub": "pub\n"},
+        "SSH host keys remain: ssh_host_ed25519_key, ssh_host_ed25519_key.pub",
+    ),
+    "machine-id": (
+        {"etc/machine-id": "0123456789abcdef0123456789abcdef\n"},
+        "/etc/machine-id is not empty",
+    ),
+    "cloud-init": (
+        {"var/lib/cloud/instances/i-0123/boot-finished": "1\n"},
+        "cloud-init instance data remains (cloud-init clean did not run)",
+    ),
+}
+
+
+needs_e2fs_and_qemu_img = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("mkfs.ext4", "debugfs", "qemu-img")),
+    reason="needs mkfs.ext4, debugfs and qemu-img",
+)
+
+
+def _disk(tmp_path: Path, files: dict[str, str | None]) -> Path:
+    """A qcow2 laid out like kiln's VM disks: an ext4 root from a tree, at the partition offset."""
+    tree = tmp_path / "tree"
+    for rel, text in files.items():
+        path = tree / rel
+        if text is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    raw, disk = tmp_path / "disk.raw", tmp_path / "disk.qcow2"
+    offset = vm.PARTITION_START_SECTOR * vm.SECTOR
+    with raw.open("wb") as fh:
+        fh.truncate(offset + 8 * 1024 * 1024)
+    for argv in (
+        ["mkfs.ext4", "-q", "-F", "-E", f"offset={offset}", "-d", str(tree), str(raw), "8M"],
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
+    ):
+        subprocess.run(argv, check=True, capture_output=True)
+    return disk
+
+
+@needs_e2fs_and_qemu_img
+def test_seal_check_passes_a_sealed_disk(tmp_path: Path) -> None:
+    assert vm.sealing_problems(_disk(tmp_path, SEALED_TREE)) == []
+
+
+@needs_e2fs_and_qemu_img
+@pytest.mark.parametrize("leftover", sorted(LEFTOVERS))
+def test_seal_check_reports_each_leftover_of_a_bake(tmp_path: Path, leftover: str) -> None:
+    """Positive control: the check the VM bake relies on to say "sealed" finds what is there."""
+    files, problem = LEFTOVERS[leftover]
+    expected = (
+        problem
+        or {
+            "machine-id": "/etc/machine-id is not empty",
+            "cloud-init": "cloud-init instance data remains (cloud-init clean did not run)",
+        }[leftover]
+    )
+    assert vm.sealing_problems(_disk(tmp_path, {**SEALED_TREE, **files})) == [expected]
+
+
+@needs_e2fs_and_qemu_img
+def test_seal_check_reports_every_leftover_of_an_unsealed_disk(tmp_path: Path) -> None:
+    unsealed = dict(SEALED_TREE)
+    unsealed["home/packer/.ssh/authorized_keys"] = "ssh-ed25519 AAAA packer\n"
+    for files, _ in LEFTOVERS.values():
+        unsealed.update(files)
+    assert vm.sealing_problems(_disk(tmp_path, unsealed)) == [
+        "user packer is still in /etc/passwd",
+        "/home/packer still exists",
+        "/home/packer/.ssh/authorized_keys still exists",
+        "/etc/sudoers.d/90-cloud-init-users still names packer",
+        "SSH host keys remain: ssh_host_ed25519_key, ssh_host_ed25519_key.pub",
+        "/etc/machine-id is not empty",
+        "cloud-init instance data remains (cloud-init clean did not run)",
+    ]
 
 
 def test_public_api_is_pinned() -> None:
