@@ -2,6 +2,7 @@
 
 A throwaway instance of the new image runs kiln's base battery and the role's declared tests
 (testinfra files, Ansible verify playbooks); the verdict and its output go to the registry.
+Real runs: tests/integration/test_acceptance_gate.py and test_acceptance_real.py.
 """
 
 from __future__ import annotations

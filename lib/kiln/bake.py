@@ -39,6 +39,7 @@ from kiln.guard import (
 )
 from kiln.model import Base, Node, Project, Role
 from kiln.packer import PackerRun, run_packer
+from kiln.redact import Redactor
 from kiln.registry import Package, Registry, Version, utc_now
 from kiln.render import write_if_changed
 from kiln.targets import get_target
@@ -80,18 +81,6 @@ def role_lock(project: Project, role: str, reporter: Reporter) -> Iterator[None]
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class Redactor:
-    """Replaces secret values in anything kiln writes or prints."""
-
-    def __init__(self, values: list[str]) -> None:
-        self._values = sorted({v for v in values if v}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "********")
-        return text
 
 
 class Baker:

@@ -1,7 +1,8 @@
 """Fast tests of the image gate: acceptance runs, lint and its cache, and the bake's hooks.
 
 Docker, pytest-in-a-container and ansible-lint are replaced by fakes here; the integration suite
-runs the real ones (tests/integration/test_acceptance.py).
+runs the real ones (tests/integration/test_acceptance_gate.py, test_acceptance_real.py,
+test_content_defaults.py).
 """
 
 from __future__ import annotations
