@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kiln.errors import BuildError
+from kiln.redact import Redactor
 
 EventSink = Callable[[dict[str, Any]], None]
 LineSink = Callable[[str], None]
@@ -44,13 +45,20 @@ class PackerRun:
         ]
 
 
-def decode_machine_line(line: str) -> tuple[str, str, list[str]] | None:
-    """(target, type, data) of one -machine-readable line, with Packer's escapes undone."""
+def decode_machine_line(
+    line: str, redact: Callable[[str], str] = str
+) -> tuple[str, str, list[str]] | None:
+    """(target, type, data) of one -machine-readable line, with Packer's escapes undone.
+
+    redact runs on each field before its newlines are decoded: Packer writes a newline as
+    backslash-n without escaping backslashes, so decoding first would cut a secret that holds
+    a backslash and an n (say JSON-escaped in Ansible's output) in two.
+    """
     parts = line.rstrip("\n").split(",")
     if len(parts) < 3 or not parts[0].isdigit():
         return None
     data = [
-        p.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r")
+        redact(p.replace("%!(PACKER_COMMA)", ",")).replace("\\n", "\n").replace("\\r", "\r")
         for p in parts[3:]
     ]
     return parts[1], parts[2], data
@@ -97,7 +105,7 @@ def run_packer(
     log: TextIO,
     on_line: LineSink,
     on_event: EventSink,
-    redact: Callable[[str], str],
+    redact: Redactor,
 ) -> PackerRun:
     """Run packer to completion, streaming UI lines and Ansible events; never leaves it running."""
     started = time.monotonic()
@@ -133,7 +141,7 @@ def run_packer(
                     done = True
                 elif raw:
                     _handle_line(raw, result, log, on_line, redact)
-                for event in tail.poll():
+                for event in map(redact.event, tail.poll()):
                     result.events.append(event)
                     on_event(event)
                 if interrupt_deadline is not None and time.monotonic() > interrupt_deadline:
@@ -152,7 +160,7 @@ def run_packer(
         _stop(proc)
         raise
     result.returncode = proc.wait()
-    for event in tail.poll():
+    for event in map(redact.event, tail.poll()):
         result.events.append(event)
         on_event(event)
     tail.close()
@@ -174,7 +182,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def _handle_line(
     raw: str, result: PackerRun, log: TextIO, on_line: LineSink, redact: Callable[[str], str]
 ) -> None:
-    decoded = decode_machine_line(raw)
+    decoded = decode_machine_line(raw, redact)
     if decoded is None:
         text = redact(raw.rstrip("\n"))
         log.write(text + "\n")

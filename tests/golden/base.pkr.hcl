@@ -109,6 +109,7 @@ build {
 
     ansible_env_vars = [
       "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_NO_TARGET_SYSLOG=True",
       "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
       "ANSIBLE_RETRY_FILES_ENABLED=False",
       "ANSIBLE_NOCOLOR=True",
@@ -130,6 +131,7 @@ build {
       "rm -f /var/lib/apt/periodic/update-success-stamp",
       "touch -d @0 /var/lib/apt/lists",
       "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
+      "find /var/log/journal -type f -name '*.journal*' -delete",
     ]
   }
 

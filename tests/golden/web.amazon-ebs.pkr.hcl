@@ -76,6 +76,7 @@ build {
 
     ansible_env_vars = [
       "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_NO_TARGET_SYSLOG=True",
       "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
       "ANSIBLE_RETRY_FILES_ENABLED=False",
       "ANSIBLE_NOCOLOR=True",

@@ -206,6 +206,8 @@ def ansible_arguments(plan: BakePlan, connection: list[str | Interpolated]) -> l
 
 ANSIBLE_ENV_STATIC: tuple[str, ...] = (
     "ANSIBLE_PIPELINING=True",
+    # Modules would log their arguments to the builder's journal, which the image would keep.
+    "ANSIBLE_NO_TARGET_SYSLOG=True",
     "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
     "ANSIBLE_RETRY_FILES_ENABLED=False",
     "ANSIBLE_NOCOLOR=True",
