@@ -325,7 +325,8 @@ class _Rollout:
     ports_in_use: set[int] = field(default_factory=set)
     # New instances that have not taken an old one's place: removed if the deploy stops.
     pending: list[str] = field(default_factory=list)
-    # New instances for which an old one was removed: they carry the service now.
+    # New instances for which an old one was retired (stopped, then removed): they carry the
+    # service now.
     swapped: list[str] = field(default_factory=list)
     removed: list[Server] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
@@ -357,6 +358,8 @@ class _Rollout:
         try:
             self.engine.start(image, name=name, labels=labels, host_port=host_port)
         except KilnError as exc:
+            if host_port is not None:  # held by another process: putting back must not retry it
+                self.ports_in_use.add(host_port)
             raise DeployError(f"could not start {name} from {image}: {exc}") from exc
         if host_port is not None:
             self.ports_in_use.add(host_port)
@@ -378,16 +381,18 @@ class _Rollout:
         for old in olds:
             if old.name in self.serving:
                 self.serving.remove(old.name)
-        self.engine.stop([old.name for old in olds])
-        for old in olds:
-            self.engine.remove(old.name)
-            self.ports_in_use.difference_update(old.ports)
-            self.removed.append(old)
+            # The new instance takes the old one's place before the old one stops: a Ctrl-C
+            # during the stop must not remove the instance that now carries the service.
             for name in self.pending:
                 if name in self.serving:
                     self.pending.remove(name)
                     self.swapped.append(name)
                     break
+        self.engine.stop([old.name for old in olds])
+        for old in olds:
+            self.engine.remove(old.name)
+            self.ports_in_use.difference_update(old.ports)
+            self.removed.append(old)
             self.log(f"removed {old.name} ({old.role} v{old.version})")
             self.step("removed", old.name, old.version)
 
@@ -510,9 +515,10 @@ def deploy(
 
     rolling (default) starts one new instance, waits for its health check and removes one old,
     so the number serving never drops below what it was; blue-green starts and checks all new
-    instances before removing any old one. An unhealthy new instance stops the deploy: the new
-    instances go, the old ones stay (any already removed are started again from their image),
-    and DeployError names the instance and the check's output. Every attempt is recorded.
+    instances before removing any old one. An unhealthy new instance (or one that cannot start,
+    such as on a port another process holds) stops the deploy: the new instances go, the old
+    ones stay (any already removed are started again from their image), and DeployError names
+    the instance and the check's output. Every attempt is recorded.
     """
     role = project.role_named(role_name)
     if strategy not in STRATEGIES:
@@ -579,7 +585,7 @@ def deploy(
             try:
                 with _cleanup(rollout):
                     _roll(rollout, old, version, artifact.ref, channel, replicas, strategy)
-            except _Unhealthy as exc:
+            except (_Unhealthy, DeployError) as exc:  # DeployError: a new one did not start
                 with _cleanup(rollout):
                     message = _roll_back(rollout, exc, version, channel)
                 recorded = True
@@ -630,13 +636,23 @@ def _roll(
     rollout.pending.clear()
 
 
-def _roll_back(rollout: _Rollout, exc: _Unhealthy, version: Version, channel: str) -> str:
-    """After a failed health check: the new instances are gone; put back what was removed."""
-    rollout.step("failed", exc.instance, version.version)
+def _roll_back(
+    rollout: _Rollout, exc: _Unhealthy | DeployError, version: Version, channel: str
+) -> str:
+    """After a failed health check or start: the new instances are gone; put back what was
+    removed."""
+    if isinstance(exc, _Unhealthy):
+        rollout.step("failed", exc.instance, version.version)
+        why = (
+            f"instance {exc.instance} did not pass its health check within "
+            f"{rollout.check.timeout_s:g} s: {exc.result.output}"
+        )
+    else:
+        rollout.step("failed", rollout.started[-1], version.version)
+        why = str(exc)
     problems = rollout.restore()
     lines = [
-        f"deploy of {version.label} (channel {channel}) stopped: instance {exc.instance} did not "
-        f"pass its health check within {rollout.check.timeout_s:g} s: {exc.result.output}",
+        f"deploy of {version.label} (channel {channel}) stopped: {why}",
         f"removed the new instance(s); serving now: {', '.join(rollout.serving) or 'nothing'}",
     ]
     if problems:
