@@ -126,7 +126,7 @@ CLOCK_TASKS = """---
 """
 
 CLOCK_ROLE = """
-project.role("clock", parent="base", ansible_roles=["clock"], lint_allowed={allowed})
+project.role("clock", parent="base", ansible_roles=["clock"], lint_profile={profile})
 """
 
 
@@ -134,14 +134,15 @@ def test_lint_and_idempotence_stop_a_task_that_always_changes(box: Sandbox) -> N
     tasks = box.root / "roles" / "clock" / "tasks" / "main.yml"
     tasks.parent.mkdir(parents=True)
     tasks.write_text(CLOCK_TASKS)
-    box.write_tasks(CLOCK_ROLE.format(allowed=False))
-    # ansible-lint (profile production) refuses it before any builder starts.
+    box.write_tasks(CLOCK_ROLE.format(profile='"production"'))
+    # Opted into ansible-lint's production profile, it is refused before any builder starts.
     proc = box.invoke("bake", "clock", "--check-idempotence")
     assert proc.returncode != 0
     assert "roles/clock/tasks/main.yml:2: [no-changed-when]" in proc.stderr
     assert "builder start" not in proc.stdout
-    # Allowed past lint, the second Ansible pass catches it; nothing is recorded or left.
-    box.write_tasks(CLOCK_ROLE.format(allowed=True))
+    # With the default policy no-changed-when is a warning; the second Ansible pass catches the
+    # task. Nothing is recorded or left.
+    box.write_tasks(CLOCK_ROLE.format(profile=None))
     proc = box.invoke("bake", "clock", "--check-idempotence")
     assert proc.returncode != 0, proc.stdout
     assert "clock v1 is not idempotent: 1 task(s)" in proc.stderr
