@@ -51,6 +51,7 @@ import pytest
 from conftest import Sandbox, clone_sandbox
 from kiln import deploy as kd
 from kiln.registry import actor
+from test_deploy_servers import free_port_range
 
 pytestmark = pytest.mark.integration
 
@@ -113,15 +114,7 @@ def box(baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def port() -> int:
     """The first of PORT_SPAN free ports on 127.0.0.1: every deploy of the module publishes."""
-    for start in range(31000, 60000, 101):
-        try:
-            for candidate in range(start, start + PORT_SPAN):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return start
-    raise AssertionError("no free port range")
+    return free_port_range(PORT_SPAN)
 
 
 # -- helpers ----------------------------------------------------------------------------------
