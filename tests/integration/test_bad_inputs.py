@@ -226,7 +226,7 @@ def static_cases(sandbox: Sandbox) -> dict[str, Case]:
         ),
         "missing Ansible role": Case(
             ("bake", "seed"),
-            ("role 'ghost': Ansible role 'nope' not found", "known: "),
+            ("role 'ghost': Ansible role 'nope' was not found. kiln looked in:", "Roles found: "),
             extra='project.role("ghost", parent=bookworm, ansible_roles=["nope"])',
         ),
         "malformed task YAML": Case(
