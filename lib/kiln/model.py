@@ -6,8 +6,6 @@ validated as they are defined so that a typo fails at once with the role's name 
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +16,13 @@ from kiln.ansible_content import AnsibleContent, is_role_name
 from kiln.errors import DefinitionError
 from kiln.guard import TaskException
 from kiln.resources import TEMPLATES_DIR
+from kiln.variables import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES  # re-exported
+from kiln.variables import check_variable, valid_variable_name
 
 # Names end up in docker repositories, file paths and HCL labels: keep them to one safe alphabet.
 # A docker repository component may not end in "-", hence the last character class.
 ROLE_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_VARIABLE_BYTES = 64 * 1024
 #: ansible-lint's profiles, from the loosest to the strictest.
 LINT_PROFILES = ("min", "basic", "moderate", "safety", "shared", "production")
 
@@ -174,56 +172,6 @@ class Role:
 Node = Role | Base
 
 
-def check_variable(role: str, name: str, value: Any) -> None:
-    """Variables travel as JSON into HCL and Ansible: refuse anything that does not round-trip."""
-    if not isinstance(name, str) or not _valid_variable_name(name):
-        raise DefinitionError(
-            f"role {role!r}: variable name {name!r} is invalid "
-            "(letters, digits and underscores, not starting with ansible_)"
-        )
-    _check_json_value(role, name, value)
-    size = len(json.dumps(value, ensure_ascii=False).encode())
-    if size > MAX_VARIABLE_BYTES:
-        raise DefinitionError(
-            f"role {role!r}: variable {name!r} is {size} bytes, over the {MAX_VARIABLE_BYTES}-byte "
-            "limit; ship large content as a file in the Ansible role instead"
-        )
-
-
-def _valid_variable_name(name: str) -> bool:
-    # fullmatch: with match, "$" would also accept a name ending in a newline.
-    return bool(VARIABLE_NAME_RE.fullmatch(name)) and not name.startswith("ansible_")
-
-
-def _check_json_value(role: str, name: str, value: Any) -> None:
-    if isinstance(value, str):
-        _check_no_go_template(role, name, value)
-        return
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise DefinitionError(f"role {role!r}: variable {name!r} holds {value!r}, not JSON")
-        return
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check_json_value(role, name, item)
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise DefinitionError(
-                    f"role {role!r}: variable {name!r} has a non-string key {key!r}"
-                )
-            _check_no_go_template(role, name, key)
-            _check_json_value(role, name, item)
-        return
-    raise DefinitionError(
-        f"role {role!r}: variable {name!r} has type {type(value).__name__}, which is not "
-        "serialisable (use str, int, float, bool, None, lists and dicts with string keys)"
-    )
-
-
 def _check_lint_profile(owner: str, profile: str | None) -> str | None:
     if profile is not None and profile not in LINT_PROFILES:
         raise DefinitionError(
@@ -231,17 +179,6 @@ def _check_lint_profile(owner: str, profile: str | None) -> str | None:
             f"(one of {', '.join(LINT_PROFILES)})"
         )
     return profile
-
-
-def _check_no_go_template(role: str, name: str, text: str) -> None:
-    # Variables reach Ansible as a packer provisioner argument, which packer renders with its Go
-    # template engine first: "{{ x }}" fails the build, "{{ timestamp }}" changes silently.
-    if "{{" in text:
-        raise DefinitionError(
-            f"role {role!r}: variable {name!r} contains '{{{{', which Packer's template engine "
-            "would evaluate before Ansible sees it; put Jinja expressions in the Ansible role's "
-            "defaults/ or vars/ instead"
-        )
 
 
 class Project:
@@ -375,7 +312,7 @@ class Project:
             check_variable(name, var, value)
         secret_map = dict(secrets or {})
         for var, secret in secret_map.items():
-            if not isinstance(var, str) or not _valid_variable_name(var):
+            if not isinstance(var, str) or not valid_variable_name(var):
                 raise DefinitionError(
                     f"role {name!r}: secret name {var!r} is invalid "
                     "(letters, digits and underscores, not starting with ansible_)"
