@@ -32,7 +32,6 @@ from kiln.requirements import (
     LockEntry,
     Requirement,
     content_digest,
-    galaxy_path,
     installed,
     load_requirements,
     sha256_file,
@@ -56,7 +55,7 @@ def install(project: Project, *, server: str = "") -> InstallReport:
     given, is the Galaxy server for entries that name no source of their own.
     """
     started = time.monotonic()
-    root, target = project.root, galaxy_path(project)
+    root, target = project.root, project.galaxy_path
     requirements = load_requirements(root)
     with _deps_lock(root / ".kiln"), _workspace(root / ".kiln") as work:
         if requirements is None:  # requirements.yml removed: so is what it installed

@@ -138,7 +138,7 @@ def lint_digest(project: Project, ansible_role: str) -> str:
     return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
 
 
-def _cache_path(project: Project, ansible_role: str, digest: str) -> Path:
+def _cache_path(project: Project, digest: str) -> Path:
     return project.state_path / "lint" / f"{digest[:40]}.json"
 
 
@@ -177,7 +177,7 @@ def lint_ansible_roles(
     pending: dict[str, str] = {}
     for name in dict.fromkeys(names):
         digest = lint_digest(project, name)
-        cached = _load_cached(_cache_path(project, name, digest))
+        cached = _load_cached(_cache_path(project, digest))
         if cached is not None and cached.digest == digest:
             results[name] = cached
         else:
@@ -201,7 +201,7 @@ def lint_ansible_roles(
                 findings=tuple(findings.get(name, ())),
                 duration_s=round(took, 3),
             )
-            _store(_cache_path(project, name, digest), result)
+            _store(_cache_path(project, digest), result)
             results[name] = result
     return [results[name] for name in dict.fromkeys(names)]
 

@@ -91,11 +91,7 @@ class InstallReport:
     seconds: float
 
 
-# -- paths -------------------------------------------------------------------------------------
-def galaxy_path(project: Project) -> Path:
-    return project.galaxy_path
-
-
+# -- files -------------------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -350,7 +346,7 @@ def differences(project: Project) -> list[str]:
         problems.append(f"{REQUIREMENTS} was removed since {LOCK} was written")
     elif sha256_file(root / REQUIREMENTS) != lock.requirements_sha256:
         problems.append(f"{REQUIREMENTS} changed since {LOCK} was written")
-    have = installed_digests(galaxy_path(project))
+    have = installed_digests(project.galaxy_path)
     for entry in lock.entries:
         digest = have.pop(entry.key, None)
         if digest is None:
