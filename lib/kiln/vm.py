@@ -41,6 +41,7 @@ __all__ = [
     "VmBase",
     "bake_access",
     "booted_vm",
+    "boots_kernel",
     "build_vm_base",
     "guest_file",
     "guest_listdir",
@@ -399,16 +400,20 @@ def probe_kvm(*, kernel_image: Path | None = None, timeout_s: float = 8.0) -> bo
     kernel prints ``Linux version`` on the serial port within ``timeout_s``. With no kernel to
     boot it answers False, so callers fall back to TCG. qemu is always killed.
     """
-    qemu = _need(QEMU_BINARY)
     kernel = kernel_image if kernel_image is not None else _host_kernel()
     if kernel is None or not kernel.is_file():
         return False
     if not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
         return False
+    return boots_kernel(kernel, accel="kvm", timeout_s=timeout_s)
+
+
+def boots_kernel(kernel: Path, *, accel: str, timeout_s: float) -> bool:
+    """Whether qemu under ``accel`` runs ``kernel`` far enough to print its banner in time."""
     argv = [
-        qemu,
+        _need(QEMU_BINARY),
         "-accel",
-        "kvm",
+        accel,
         "-m",
         "256",
         "-nodefaults",
@@ -434,7 +439,7 @@ def probe_kvm(*, kernel_image: Path | None = None, timeout_s: float = 8.0) -> bo
             if not ready:
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:  # qemu exited: KVM refused the guest
+            if not chunk:  # qemu exited: the accelerator refused the guest
                 return False
             seen = (seen + chunk)[-4096:]
             if _KERNEL_ALIVE.search(seen):
@@ -458,6 +463,11 @@ class RunningVm:
     serial_log: Path
     overlay: Path
     host: str = "127.0.0.1"
+    #: The qemu child itself, when this process started it: a killed child stays a zombie until
+    #: it is reaped, and a zombie still answers kill(pid, 0).
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+    #: Where qemu's own output goes: its words when it stops.
+    qemu_log: Path | None = None
 
     def host_port(self, guest_port: int) -> int:
         return self.ports[guest_port]
@@ -471,12 +481,27 @@ class RunningVm:
         except FileNotFoundError:
             return ""
 
+    def stopped_reason(self) -> str:
+        """How qemu ended, in its own words where it left any (for a VM that is not alive)."""
+        code = self.process.poll() if self.process is not None else None
+        how = "qemu exited" if code is None else _exit_description(code)
+        words = self.qemu_log.read_text(errors="replace").strip() if self.qemu_log else ""
+        return f"{how}: {words[-2000:]}" if words else how
+
     def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
         return True
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        return f"qemu was killed by {signal.Signals(-code).name}"
+    return f"qemu exited with code {code}"
 
 
 def _free_loopback_ports(count: int) -> list[int]:
@@ -604,13 +629,24 @@ def booted_vm(
                     f"qemu exited at once (code {proc.returncode}) booting {image}: "
                     + stderr_path.read_text(errors="replace").strip()[-2000:]
                 )
-            yield RunningVm(pid=proc.pid, ports=ports, serial_log=serial, overlay=overlay)
+            yield RunningVm(
+                pid=proc.pid,
+                ports=ports,
+                serial_log=serial,
+                overlay=overlay,
+                process=proc,
+                qemu_log=stderr_path,
+            )
         finally:
             _kill_pidfile(pidfile, proc)
 
 
-def wait_for_http(url: str, timeout_s: float) -> str:
-    """Poll ``url`` (which must be on 127.0.0.1) until it answers 200; return the body."""
+def wait_for_http(url: str, timeout_s: float, running: RunningVm | None = None) -> str:
+    """Poll ``url`` (which must be on 127.0.0.1) until it answers 200; return the body.
+
+    With ``running``, a VM whose qemu has stopped ends the wait at once, with qemu's own words,
+    instead of at the timeout.
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or parts.hostname != "127.0.0.1":
         raise BuildError(f"wait_for_http only polls http://127.0.0.1, not {url!r}")
@@ -619,6 +655,8 @@ def wait_for_http(url: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     last = "no attempt"
     while True:
+        if running is not None and not running.alive():
+            raise BuildError(f"the VM stopped before {url} answered: {running.stopped_reason()}")
         try:
             with opener.open(url, timeout=5) as resp:
                 body = resp.read().decode("utf-8", errors="replace")

@@ -1,7 +1,9 @@
 """Fast tests of kiln.vm: the qemu template, loopback-only forwards, per-bake access, teardown.
 
-The KVM probe and booted_vm run against fake qemu binaries here; tests/integration/test_vm_bake.py
-exercises the real ones. The seal check reads real ext4 disks built here from small trees.
+The KVM probe and booted_vm run against fake qemu binaries here; the real qemu runs in
+tests/integration/test_qemu_process.py (a qemu that cannot start, one killed while kiln waits)
+and tests/integration/test_vm_bake.py (the probe on a real kernel, a real boot). The seal check
+reads real ext4 disks built here from small trees.
 """
 
 from __future__ import annotations
@@ -511,6 +513,7 @@ def test_public_api_is_pinned() -> None:
             "VmBase",
             "bake_access",
             "booted_vm",
+            "boots_kernel",
             "build_vm_base",
             "guest_file",
             "guest_listdir",
