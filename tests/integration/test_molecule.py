@@ -83,14 +83,36 @@ def test_role_scenario_passes(role: str) -> None:
     _assert_no_instance_left(lines)
 
 
-def test_a_scaffolded_role_passes_molecule_test(scratch_project: Path) -> None:
-    roletest.new_role("scaffolded", project_root=scratch_project)
+def test_all_roles_reports_each_result_and_names_the_task_that_broke_idempotence(
+    scratch_project: Path,
+) -> None:
+    """A freshly scaffolded role passes; one with a task that changes on every run fails at
+    Molecule's idempotence step, and the report across both names that task."""
+    for name in ("steady", "restless"):
+        roletest.new_role(name, project_root=scratch_project)
+    tasks = scratch_project / "roles" / "restless" / "tasks" / "main.yml"
+    tasks.write_text(
+        tasks.read_text() + "\n- name: Stamp the time on every run\n"
+        "  ansible.builtin.shell: date > /tmp/restless-stamp\n"
+    )
     lines: list[str] = []
+    seen: list[roletest.RoleTestReport] = []
 
-    report = roletest.test_role("scaffolded", project_root=scratch_project, on_line=lines.append)
+    with pytest.raises(roletest.RoleTestFailure) as caught:
+        roletest.test_all_roles(
+            project_root=scratch_project,
+            names=["restless", "steady"],
+            on_line=lines.append,
+            on_report=seen.append,
+        )
 
-    assert report.passed
-    assert any("[scaffolded > idempotence] Executed: Successful" in line for line in lines)
+    assert [(r.name, r.passed) for r in seen] == [("restless", False), ("steady", True)]
+    assert caught.value.reports == tuple(seen)
+    restless = seen[0]
+    assert restless.failed_step == "idempotence"
+    assert "restless : Stamp the time on every run" in restless.failure_detail
+    assert str(caught.value).startswith("1 of 2 role scenarios failed: restless\n")
+    assert any("[steady > idempotence] Executed: Successful" in line for line in lines)
     _assert_no_instance_left(lines)
 
 
