@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from kiln import tools
 from kiln.console import Reporter
+from kiln.docker import Instance, throwaway_instance
 from kiln.errors import DefinitionError, RegistryError, TestFailure
 from kiln.guard import ansible_environment, audit_playbook, raise_for_findings
 from kiln.model import Node, Project, Role
 from kiln.registry import Registry, Version, utc_now
 from kiln.targets.base import ANSIBLE_ENV_STATIC, CALLBACK_DIR
-from kiln.targets.docker import Instance, throwaway_instance
 
 __all__ = [
     "BATTERY_DIR",

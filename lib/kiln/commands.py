@@ -14,6 +14,7 @@ from typing import Any
 from kiln import tools
 from kiln.bake import BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
+from kiln.docker import run_command_line, start_instance, wait_until_booted
 from kiln.errors import DefinitionError, RegistryError
 from kiln.fingerprint import FingerprintMemo
 from kiln.guard import AuditReport, Finding, audit_playbook, audit_roles
@@ -22,7 +23,6 @@ from kiln.registry import Version
 from kiln.render import write_if_changed
 from kiln.targets import get_target
 from kiln.targets.base import BakePlan, playbook_text
-from kiln.targets.docker import run_command_line, start_instance, wait_until_booted
 
 
 def role_table(project: Project) -> list[dict[str, Any]]:
@@ -162,7 +162,7 @@ def boot_vm(
         url = running.url(80)
         announce(f"  overlay: {running.overlay}")
         announce(f"  waiting for {url} ...")
-        vm.wait_for_http(url, timeout_s=900 if chosen == "tcg" else 180)
+        vm.wait_for_http(url, timeout_s=900 if chosen == "tcg" else 180, running=running)
         announce(f"  {role} v{found.version} serves {url}")
         announce(
             f"  stop it: Ctrl-C here, or kill {running.pid} (the overlay is removed either way)"

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from kiln import tools
+from kiln.docker import remove_instance, start_instance
 from kiln.errors import DeployError, KilnError
 from kiln.model import HealthCheck, Project, Role
 from kiln.registry import Registry, Version, actor, utc_now
-from kiln.targets.docker import remove_instance, start_instance
 
 LABEL_ROLE = "kiln.deploy.role"
 LABEL_VERSION = "kiln.deploy.version"

@@ -233,13 +233,14 @@ def history(c: Context, role: str, json: bool = False) -> None:
     """List every version of a role, newest first, with its channel log and deployments."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         result = lifecycle.history(registry, role)
         if json:
-            emit_json(lifecycle.as_json(result))
+            emit_json(lifecycle_text.as_json(result))
         else:
-            _print_lines(lifecycle.format_history(result))
+            _print_lines(lifecycle_text.format_history(result))
 
 
 @task(
@@ -254,13 +255,14 @@ def show(c: Context, role: str, version: int = 0, json: bool = False) -> None:
     """Show one version: inputs, Ansible roles, ancestry, artifacts, packages, test runs."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         details = lifecycle.show(registry, role, _version_number(version) if version else None)
         if json:
-            emit_json(lifecycle.as_json(details))
+            emit_json(lifecycle_text.as_json(details))
         else:
-            _print_lines(lifecycle.format_show(details))
+            _print_lines(lifecycle_text.format_show(details))
 
 
 @task(
@@ -276,15 +278,16 @@ def diff(c: Context, role: str, a: str, b: str, files: bool = True, json: bool =
     """Compare two versions: packages, inputs, and files in the image."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         result = lifecycle.diff(
             registry, role, _version_number(a, "A"), _version_number(b, "B"), files=files
         )
         if json:
-            emit_json(lifecycle.as_json(result))
+            emit_json(lifecycle_text.as_json(result))
         else:
-            _print_lines(lifecycle.format_diff(result))
+            _print_lines(lifecycle_text.format_diff(result))
 
 
 @task(
@@ -309,6 +312,7 @@ def promote(
     """Point a channel at a tested version of a role."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     if not channel:
         raise Exit("kiln: promote needs --channel NAME (for example --channel prod)", 2)
@@ -318,9 +322,9 @@ def promote(
             reason=reason or None,
         )  # fmt: skip
         if json:
-            emit_json(lifecycle.as_json(change))
+            emit_json(lifecycle_text.as_json(change))
         else:
-            print(lifecycle.format_change(change))
+            print(lifecycle_text.format_change(change))
 
 
 @task(
@@ -337,15 +341,16 @@ def rollback(
     """Move a channel back to its previous version, skipping revoked and failed ones."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     if not channel:
         raise Exit("kiln: rollback needs --channel NAME (for example --channel prod)", 2)
     with cli(), open_registry(project()) as registry:
         change = lifecycle.rollback(registry, role, channel=channel, reason=reason or None)
         if json:
-            emit_json(lifecycle.as_json(change))
+            emit_json(lifecycle_text.as_json(change))
         else:
-            print(lifecycle.format_change(change))
+            print(lifecycle_text.format_change(change))
 
 
 @task(help={"role": "the role whose channels to list", "json": "print JSON"})
@@ -353,11 +358,12 @@ def channels(c: Context, role: str, json: bool = False) -> None:
     """List a role's channels and the version each points at."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         states = lifecycle.channels(registry, role)
         if json:
-            emit_json([lifecycle.as_json(s) for s in states])
+            emit_json([lifecycle_text.as_json(s) for s in states])
             return
         if not states:
             print(f"{role} has no channels; point one with `invoke promote {role} N --channel dev`")
@@ -378,15 +384,16 @@ def revoke(c: Context, role: str, version: str, reason: str = "", json: bool = F
     """Revoke a version: move channels off it and flag versions baked from it."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         result = lifecycle.revoke(registry, role, _version_number(version), reason=reason)
         if json:
-            emit_json(lifecycle.as_json(result))
+            emit_json(lifecycle_text.as_json(result))
         else:
             print(f"{role} v{result.version} revoked: {result.reason}")
             for change in result.moved:
-                print("  " + lifecycle.format_change(change))
+                print("  " + lifecycle_text.format_change(change))
             for child_role, child_version in result.descendants:
                 print(f"  {child_role} v{child_version} is now built on a revoked parent")
         _warn(result.warnings)
@@ -403,11 +410,12 @@ def gc(c: Context, keep: int = 3, dry_run: bool = False, json: bool = False) -> 
     """Delete old artifacts no channel needs; their records stay in the registry."""
     from kiln import lifecycle
     from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
 
     with cli(), open_registry(project()) as registry:
         result = lifecycle.gc(registry, keep=keep, dry_run=dry_run)
         if json:
-            emit_json(lifecycle.as_json(result))
+            emit_json(lifecycle_text.as_json(result))
             return
         verb = "would delete" if dry_run else "deleted"
         for item in result.deleted:
@@ -432,13 +440,14 @@ def outdated(c: Context, bake: bool = False, target: str = "docker", json: bool 
     """List roles whose newest version was baked from a superseded or revoked parent."""
     from kiln import lifecycle
     from kiln.bake import Baker, open_registry
+    from kiln.cli import lifecycle_text
     from kiln.commands import print_bake_summary
     from kiln.console import Reporter
 
     with cli(), open_registry(project()) as registry:
         found = lifecycle.outdated(registry)
         if json and not bake:
-            emit_json([lifecycle.as_json(o) for o in found])
+            emit_json([lifecycle_text.as_json(o) for o in found])
             return
         if not json:
             for o in found:

@@ -18,12 +18,12 @@ import pytest
 from kiln import acceptance, lint
 from kiln.acceptance import AcceptanceResult, TestCase
 from kiln.bake import Baker, _idempotence_failure
+from kiln.docker import Instance
 from kiln.errors import BuildError, DefinitionError, ProvisionError, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Project
 from kiln.packer import PackerRun
 from kiln.registry import Artifact, Registry, Version
-from kiln.targets.docker import Instance
 
 NOOP_TASKS = "---\n- name: Say hello\n  ansible.builtin.debug:\n    msg: hello\n"
 VERIFY = "---\n- name: Verify\n  hosts: all\n  tasks:\n    - name: Look\n      ansible.builtin.stat:\n        path: /etc\n"  # noqa: E501

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kiln import lifecycle
+from kiln.cli import lifecycle_text
 from kiln.errors import RegistryError
 from kiln.lifecycle import FileEntry
 from kiln.model import Project
@@ -65,9 +66,9 @@ def test_history_lists_newest_first_with_channels_and_labels(reg: Registry) -> N
     assert result.versions[0].status_label == "tested (built on revoked parent)"
     assert result.channel_log[0]["to_version"] == 2
     assert result.deployments == []
-    data = lifecycle.as_json(result)
+    data = lifecycle_text.as_json(result)
     assert data["versions"][0]["status_label"] == "tested (built on revoked parent)"
-    assert any("built on revoked parent" in line for line in lifecycle.format_history(result))
+    assert any("built on revoked parent" in line for line in lifecycle_text.format_history(result))
 
 
 def test_history_of_an_unknown_role_says_what_to_do(reg: Registry) -> None:
@@ -108,7 +109,7 @@ def test_show_masks_secrets_digests_roles_and_follows_ancestry(reg: Registry) ->
     ]
     assert details.packages == [Package("nginx", "1.22", "amd64")]
     assert details.test_runs[0]["summary"] == "3 passed"
-    text = "\n".join(lifecycle.format_show(details))
+    text = "\n".join(lifecycle_text.format_show(details))
     assert "api_token = ********" in text and "env:API_TOKEN" not in text
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kiln import tools
-from kiln.errors import BuildError, TestFailure
+from kiln.docker import INIT, SYSTEMD_RUN_FLAGS
+from kiln.docker import throwaway_instance as throwaway_instance  # re-exported: test_bake.py
+from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
 from kiln.registry import Artifact
@@ -26,22 +23,6 @@ from kiln.targets.base import (
     ansible_env_vars,
 )
 
-# How every kiln container runs (builder, test instance, deployed server): systemd as PID 1, so
-# that services start as on a server. --privileged does not work on every host; these caps do.
-# SYS_PTRACE: a unit with User= and PrivateUsers= under ProtectProc=invisible (hidepid) has its
-# (sd-userns) helper write the service's uid_map, which /proc hides from it without the cap
-# ("Failed to set up user namespacing", 217/USER). It grants nothing SYS_ADMIN does not already.
-SYSTEMD_RUN_FLAGS: tuple[str, ...] = (
-    "--cap-add", "SYS_ADMIN",
-    "--cap-add", "SYS_PTRACE",
-    "--security-opt", "seccomp=unconfined",
-    "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run",
-    "--tmpfs", "/run/lock",
-    "--stop-signal", "SIGRTMIN+3",
-)  # fmt: skip
-INIT = "/sbin/init"
 BAKE_LABEL = "kiln.bake"
 NAMESPACE_LABEL = "kiln.namespace"  # whose builder it is: see reap_builders
 # The shared apt cache (see apt_cache.py): a named volume, mounted in builders only, under the
@@ -87,87 +68,6 @@ def apt_cache_flags() -> tuple[str, ...]:
     if volume in ("", "off", "0", "false", "no"):
         return ()
     return ("-v", f"{volume}:{APT_CACHE_MOUNT}")
-
-
-def run_command_line(image: str) -> str:
-    """The one-line way to start an instance of image the way kiln documents it."""
-    return " ".join(["docker run -d", *SYSTEMD_RUN_FLAGS, image])
-
-
-@dataclass(frozen=True)
-class Instance:
-    """A running container started from an image."""
-
-    name: str
-    image: str
-
-    def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return tools.run(["docker", "exec", self.name, *argv], check=False, timeout=timeout)
-
-
-def start_instance(
-    image: str,
-    *,
-    name: str,
-    labels: Mapping[str, str] | None = None,
-    extra_flags: tuple[str, ...] = (),
-) -> Instance:
-    """Start a container from image with systemd as init; no ports are published."""
-    label_args = [
-        arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")
-    ]
-    tools.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            *label_args,
-            *SYSTEMD_RUN_FLAGS,
-            *extra_flags,
-            "--",
-            image,
-            INIT,
-        ],
-        timeout=60,
-    )
-    return Instance(name=name, image=image)
-
-
-def wait_until_booted(instance: Instance, timeout_s: float = 60) -> str:
-    """Wait until systemd in the instance reports running (or degraded); returns the state."""
-    deadline = time.monotonic() + timeout_s
-    state = ""
-    while time.monotonic() < deadline:
-        state = instance.exec("systemctl", "is-system-running").stdout.strip()
-        if state in ("running", "degraded"):
-            return state
-        time.sleep(0.3)
-    raise TestFailure(
-        f"instance {instance.name} of {instance.image} did not boot within {timeout_s:.0f} s "
-        f"(systemd state: {state or 'unknown'})"
-    )
-
-
-def remove_instance(name: str) -> None:
-    tools.run(["docker", "rm", "-f", "-v", name], check=False, timeout=60)
-
-
-@contextmanager
-def throwaway_instance(
-    image: str, *, purpose: str, labels: Mapping[str, str] | None = None
-) -> Iterator[Instance]:
-    """A container from image that is always removed, whatever happens inside the block."""
-    name = f"kiln-{purpose}-{uuid.uuid4().hex[:10]}"
-    try:
-        instance = start_instance(
-            image, name=name, labels={"kiln.purpose": purpose, **(labels or {})}
-        )
-        wait_until_booted(instance)
-        yield instance
-    finally:
-        remove_instance(name)
 
 
 class DockerTarget(Target):

@@ -1,0 +1,1 @@
+"""The command-line layer: text and JSON output of kiln's tasks."""

@@ -1,0 +1,61 @@
+"""Image versions as a lifecycle; every verb reads or changes the registry and returns data.
+
+- `_history`: history, show, ancestry and VersionDetails;
+- `_diff`: diff of packages, recorded inputs and image files;
+- `_channels`: check_channel, channels, channel_stack, promote, rollback and revoke;
+- `_gc`: gc and gc_plan;
+- `_outdated`: outdated and bake_outdated;
+- `_lookup`: `require`, the version lookup they share.
+
+Refusals are RegistryErrors that say what to do next; the command-line layer prints results.
+"""
+
+from kiln.docker import FileEntry
+from kiln.lifecycle._channels import (
+    ChannelChange,
+    channel_stack,
+    channels,
+    promote,
+    revoke,
+    rollback,
+)
+from kiln.lifecycle._diff import PackageChange, VersionDiff, diff, diff_filesystems, diff_packages
+from kiln.lifecycle._gc import gc, gc_plan
+from kiln.lifecycle._history import (
+    MASK,
+    AnsibleRoleDigest,
+    History,
+    HistoryEntry,
+    VersionDetails,
+    history,
+    role_files_digest,
+    show,
+)
+from kiln.lifecycle._outdated import bake_outdated, outdated
+
+__all__ = [
+    "MASK",
+    "AnsibleRoleDigest",
+    "ChannelChange",
+    "FileEntry",
+    "History",
+    "HistoryEntry",
+    "PackageChange",
+    "VersionDetails",
+    "VersionDiff",
+    "bake_outdated",
+    "channel_stack",
+    "channels",
+    "diff",
+    "diff_filesystems",
+    "diff_packages",
+    "gc",
+    "gc_plan",
+    "history",
+    "outdated",
+    "promote",
+    "revoke",
+    "role_files_digest",
+    "rollback",
+    "show",
+]

@@ -1,0 +1,256 @@
+"""Channels: `promote`, `rollback` and `revoke` move them; `channels` lists them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiln.errors import RegistryError
+from kiln.lifecycle._lookup import require
+from kiln.registry import Registry, Version, actor
+
+CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+#: Statuses a channel may be moved back to by rollback (revoke is stricter: tested only).
+ROLLBACK_OK = frozenset({"baked", "untested", "tested"})
+
+
+@dataclass(frozen=True)
+class ChannelChange:
+    role: str
+    channel: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    actor: str
+    reason: str | None = None
+    forced: bool = False
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    channel: str
+    version: int | None
+    status: str | None
+    updated_at: str
+
+
+def check_channel(channel: str) -> None:
+    if not CHANNEL_RE.match(channel):
+        raise RegistryError(
+            f"channel {channel!r} is invalid: use 1-32 lowercase letters, digits and '-', "
+            "starting with a letter (for example dev, staging, prod)"
+        )
+
+
+def channels(registry: Registry, role: str) -> list[ChannelState]:
+    """The channels of role, the version each points at and that version's status."""
+    statuses = {r.version: r.status for r in registry.version_summaries(role)}
+    return [
+        ChannelState(e["channel"], e["version"], statuses.get(e["version"]), e["updated_at"])
+        for e in registry.channel_entries(role)
+    ]
+
+
+def channel_stack(log: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The versions a channel held, oldest first, with rolled-back ones popped off.
+
+    log is the channel's audit log in any order; promote pushes, rollback and revoke pop back to
+    the version they moved to, so rolling back twice goes two steps back, never forth.
+    """
+    stack: list[int] = []
+    for entry in sorted(log, key=lambda e: int(e["id"])):
+        to = entry["to_version"]
+        if to is None:
+            stack.clear()
+        elif entry["action"] in ("rollback", "revoke") and to in stack:
+            while stack[-1] != to:
+                stack.pop()
+        elif not stack or stack[-1] != to:
+            stack.append(int(to))
+    return stack
+
+
+def _status_label(version: Version) -> str:
+    return version.status + (" on a revoked parent" if version.parent_revoked else "")
+
+
+def _refusal(version: Version) -> str | None:
+    """Why version may not be promoted without --force, or None."""
+    if version.status == "revoked":
+        return f"{version.label} is revoked ({version.status_reason or 'no reason recorded'})"
+    if version.status == "failed":
+        return f"{version.label} is failed ({version.status_reason or 'no reason recorded'})"
+    if version.parent_revoked:
+        return (
+            f"{version.label} was built on a revoked parent "
+            f"({version.parent_role} v{version.parent_version}); rebake it"
+        )
+    if version.status != "tested":
+        return (
+            f"{version.label} is {version.status}, not tested; "
+            f"run its acceptance tests first (`invoke test {version.role}`)"
+        )
+    return None
+
+
+def promote(
+    registry: Registry,
+    role: str,
+    version: int,
+    *,
+    channel: str,
+    force: bool = False,
+    reason: str | None = None,
+    who: str | None = None,
+) -> ChannelChange:
+    """Point channel at version. Only tested versions, unless force with a recorded reason."""
+    check_channel(channel)
+    if force and not (reason or "").strip():
+        raise RegistryError(
+            "--force needs --reason '...': the reason is recorded in the channel's audit log"
+        )
+    who = who or actor()
+    with registry.transaction() as conn:
+        # Read under the write lock, so a concurrent revoke cannot slip in between.
+        found = require(registry, role, version)
+        artifact = found.artifact()
+        if artifact is None or artifact.deleted_at is not None:
+            raise RegistryError(
+                f"{found.label} has no artifact left (deleted by gc); it cannot be deployed, "
+                f"so it cannot be promoted: bake a new version with `invoke bake {role}`"
+            )
+        refusal = _refusal(found)
+        if refusal is not None and not force:
+            raise RegistryError(f"{refusal}; promote it with --force --reason '...' if you must")
+        current = registry.channels(role).get(channel)
+        if current == version:
+            return ChannelChange(role, channel, current, version, "promote", who, changed=False)
+        previous = registry.set_channel(
+            conn, role=role, channel=channel, version=version, action="promote", actor=who,
+            reason=reason, forced=force and refusal is not None,
+        )  # fmt: skip
+    return ChannelChange(
+        role, channel, previous, version, "promote", who, reason, force and refusal is not None
+    )
+
+
+def rollback(
+    registry: Registry,
+    role: str,
+    *,
+    channel: str,
+    reason: str | None = None,
+    who: str | None = None,
+) -> ChannelChange:
+    """Move channel back to the version it held before, skipping revoked and failed ones."""
+    check_channel(channel)
+    who = who or actor()
+    with registry.transaction() as conn:
+        current = registry.channels(role).get(channel)
+        if current is None:
+            raise RegistryError(
+                f"channel {channel} of {role} points at nothing; promote a version with "
+                f"`invoke promote {role} VERSION --channel {channel}`"
+            )
+        stack = channel_stack(registry.channel_log(role, channel))
+        while stack and stack[-1] == current:
+            stack.pop()
+        skipped: list[str] = []
+        target: int | None = None
+        for candidate in reversed(stack):
+            found = registry.get(role, candidate)
+            if candidate == current or found is None:
+                continue
+            if found.status not in ROLLBACK_OK or found.parent_revoked:
+                skipped.append(f"v{candidate} ({_status_label(found)})")
+                continue
+            target = candidate
+            break
+        if target is None:
+            detail = f" (skipped {', '.join(skipped)})" if skipped else ""
+            raise RegistryError(
+                f"channel {channel} of {role} has no earlier version to roll back to{detail}; "
+                f"promote one with `invoke promote {role} VERSION --channel {channel}`"
+            )
+        previous = registry.set_channel(
+            conn, role=role, channel=channel, version=target, action="rollback", actor=who,
+            reason=reason,
+        )  # fmt: skip
+    return ChannelChange(role, channel, previous, target, "rollback", who, reason)
+
+
+# -- revoke ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RevokeResult:
+    role: str
+    version: int
+    reason: str
+    moved: list[ChannelChange]
+    emptied: list[str]
+    descendants: list[tuple[str, int]]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _good_fallback(registry: Registry, role: str, stack: list[int], revoked: int) -> int | None:
+    for candidate in reversed(stack):
+        if candidate == revoked:
+            continue
+        found = registry.get(role, candidate)
+        if found is not None and found.status == "tested" and not found.parent_revoked:
+            return candidate
+    return None
+
+
+def revoke(
+    registry: Registry, role: str, version: int, *, reason: str, who: str | None = None
+) -> RevokeResult:
+    """Revoke a version in one transaction: status, channels moved back, descendants flagged.
+
+    A channel pointing at it moves back to the previous tested version it held, or is emptied.
+    """
+    if not reason.strip():
+        raise RegistryError("revoke needs --reason '...': it is recorded with the version")
+    who = who or actor()
+    moved: list[ChannelChange] = []
+    emptied: list[str] = []
+    warnings: list[str] = []
+    with registry.transaction() as conn:
+        found = require(registry, role, version)
+        if found.status == "revoked":
+            raise RegistryError(
+                f"{found.label} is already revoked ({found.status_reason or 'no reason'})"
+            )
+        registry.set_status(role, version, "revoked", reason, conn=conn)
+        for channel in registry.channels_pointing_at(role, version):
+            stack = channel_stack(registry.channel_log(role, channel))
+            target = _good_fallback(registry, role, stack, version)
+            registry.set_channel(
+                conn, role=role, channel=channel, version=target, action="revoke", actor=who,
+                reason=reason,
+            )  # fmt: skip
+            moved.append(ChannelChange(role, channel, version, target, "revoke", who, reason))
+            if target is None:
+                emptied.append(channel)
+                warnings.append(
+                    f"channel {channel} of {role} is now EMPTY: it held no earlier tested "
+                    f"version; promote one with `invoke promote {role} VERSION "
+                    f"--channel {channel}`"
+                )
+        descendants = registry.descendants(role, version)
+        registry.mark_parent_revoked(conn, descendants)
+        for child_role, child_version in descendants:
+            for channel in registry.channels_pointing_at(child_role, child_version):
+                warnings.append(
+                    f"channel {channel} of {child_role} points at v{child_version}, built on "
+                    f"revoked {found.label}; rebake with `invoke bake {child_role} --outdated`"
+                )
+        registry.log_event(
+            role, version, "revoke",
+            {"reason": reason, "channels": {c.channel: c.to_version for c in moved},
+             "descendants": [f"{r} v{v}" for r, v in descendants]},
+            who, conn=conn,
+        )  # fmt: skip
+    return RevokeResult(role, version, reason, moved, emptied, descendants, warnings)

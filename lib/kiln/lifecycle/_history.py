@@ -1,0 +1,198 @@
+"""`history` and `show`: every version of a role, and everything recorded about one."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from kiln.errors import RegistryError
+from kiln.fingerprint import canonical_json
+from kiln.lifecycle._lookup import require
+from kiln.registry import Artifact, Package, Registry, Version, VersionSummary
+
+MASK = "********"
+
+
+class HistoryEntry(NamedTuple):
+    """One version as history lists it: its summary and the channels pointing at it.
+
+    A tuple rather than a dataclass: history builds one per version, ten thousand at a time.
+    """
+
+    role: str
+    version: int
+    kind: str
+    target: str
+    fingerprint: str
+    parent_role: str | None
+    parent_version: int | None
+    status: str
+    status_reason: str | None
+    parent_revoked: bool
+    git_commit: str
+    git_dirty: bool
+    bake_seconds: float
+    created_at: str
+    channels: tuple[str, ...] = ()
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def status_label(self) -> str:
+        return self.status + (" (built on revoked parent)" if self.parent_revoked else "")
+
+    @property
+    def parent_label(self) -> str:
+        return f"{self.parent_role} v{self.parent_version}" if self.parent_role else "-"
+
+    def json_extras(self) -> dict[str, str]:
+        return {"short_fingerprint": self.short_fingerprint, "status_label": self.status_label}
+
+
+@dataclass(frozen=True)
+class History:
+    """Every version of a role, newest first, with its channel audit log and deployments."""
+
+    role: str
+    versions: list[HistoryEntry]
+    channel_log: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+
+
+def _summary(version: Version) -> VersionSummary:
+    return VersionSummary(
+        version.role, version.version, version.kind, version.target, version.fingerprint,
+        version.parent_role, version.parent_version, version.status, version.status_reason,
+        version.parent_revoked, version.git_commit, version.git_dirty, version.bake_seconds,
+        version.created_at,
+    )  # fmt: skip
+
+
+def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
+    out: dict[int, tuple[str, ...]] = {}
+    for channel, version in registry.channels(role).items():
+        if version is not None:
+            out[version] = (*out.get(version, ()), channel)
+    return out
+
+
+def history(registry: Registry, role: str) -> History:
+    """Every recorded version of role, newest first, plus its channel log and deployments."""
+    rows = registry.version_summaries(role)
+    if not rows:
+        raise RegistryError(f"{role} has no recorded versions; run `invoke bake {role}` first")
+    channels = _channels_by_version(registry, role)
+    return History(
+        role=role,
+        versions=[HistoryEntry._make((*row, channels.get(row.version, ()))) for row in rows],
+        channel_log=registry.channel_log(role),
+        deployments=registry.deployments(role),
+    )
+
+
+# -- show -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnsibleRoleDigest:
+    """An applied Ansible role and one digest over its recorded file map."""
+
+    name: str
+    digest: str
+    files: int
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    role: str
+    version: int
+    kind: str
+    status: str
+    fingerprint: str
+    parent_revoked: bool
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """Everything recorded about one version; secret values never appear, only MASK."""
+
+    summary: HistoryEntry
+    kind: str
+    target: str
+    definition: dict[str, Any]
+    variables: dict[str, Any]
+    ansible_roles: list[AnsibleRoleDigest]
+    templates: dict[str, str]
+    tools: dict[str, str]
+    ancestry: list[Ancestor]
+    artifacts: list[Artifact]
+    packages: list[Package]
+    test_runs: list[dict[str, Any]]
+    timings: dict[str, float]
+    #: What lint reported when the version was baked: profile, warning counts by rule, findings.
+    lint: dict[str, Any] = field(default_factory=dict)
+    #: Roles and collections from requirements.lock that the bake ran with (type:name -> sha256).
+    requirements: dict[str, str] = field(default_factory=dict)
+
+
+def role_files_digest(files: Mapping[str, str]) -> str:
+    """One digest for an Ansible role's {path: sha256} map, as show prints it."""
+    return hashlib.sha256(canonical_json(dict(files)).encode()).hexdigest()
+
+
+def masked_variables(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain variables as recorded, secret ones as MASK (the record holds only their source)."""
+    out = dict(definition.get("variables") or {})
+    for name in definition.get("secrets") or {}:
+        out[name] = MASK
+    return dict(sorted(out.items()))
+
+
+def ancestry(registry: Registry, version: Version) -> list[Ancestor]:
+    """version and the versions it was baked from, down to its base."""
+    chain: list[Ancestor] = []
+    node: Version | None = version
+    seen: set[tuple[str, int]] = set()
+    while node is not None and (node.role, node.version) not in seen:
+        seen.add((node.role, node.version))
+        chain.append(
+            Ancestor(
+                node.role, node.version, node.kind, node.status, node.fingerprint,
+                node.parent_revoked,
+            )
+        )  # fmt: skip
+        if node.parent_role is None or node.parent_version is None:
+            break
+        node = registry.get(node.parent_role, node.parent_version)
+    return chain
+
+
+def show(registry: Registry, role: str, version: int | None = None) -> VersionDetails:
+    """One version's inputs, Ansible roles, ancestry, artifacts, packages and test runs."""
+    found = require(registry, role, version)
+    inputs = dict(found.inputs)
+    definition = dict(inputs.get("definition") or {})
+    files = inputs.get("ansible_role_files") or {}
+    channels = _channels_by_version(registry, role)
+    return VersionDetails(
+        summary=HistoryEntry(*_summary(found), channels.get(found.version, ())),
+        kind=found.kind,
+        target=found.target,
+        definition={k: v for k, v in definition.items() if k not in ("variables", "secrets")},
+        variables=masked_variables(definition),
+        ansible_roles=[
+            AnsibleRoleDigest(name, role_files_digest(role_files), len(role_files))
+            for name, role_files in files.items()
+        ],
+        templates=dict(inputs.get("templates") or {}),
+        tools=dict(found.tools),
+        ancestry=ancestry(registry, found),
+        artifacts=list(found.artifacts),
+        packages=registry.packages(role, found.version),
+        test_runs=registry.test_runs(role, found.version),
+        timings=dict(found.timings),
+        lint=dict(inputs.get("lint") or {}),
+        requirements=dict(inputs.get("requirements") or {}),
+    )
