@@ -1,8 +1,8 @@
-"""Benchmark: four independent roles baked with `-j 1` and with `-j 2`, alternated.
+"""Benchmark: four independent roles baked with `-p 1` and with `-p 2`, alternated.
 
 A scratch project (the integration tests' sandbox) defines four nginx roles on `base`; base is
 baked once first (not timed), then `invoke bake web-a,web-b,web-c,web-d --force --skip-tests` runs
-with -j 1 and -j 2 in turn. Prints each run, the medians and the ratio (-j 2 / -j 1).
+with -p 1 and -p 2 in turn. Prints each run, the medians and the ratio (-p 2 / -p 1).
 
 Run from the repository root: .venv/bin/python bench/parallel.py [--runs 1]
 It bakes 8 images per run pair: run it alone, on an otherwise idle machine if you can.
@@ -40,15 +40,15 @@ def main() -> int:
             for index in range(args.runs):
                 for jobs in (1, 2):
                     argv = [*invoke, "bake", ",".join(ROLES), "--force", "--skip-tests",
-                            "-j", str(jobs)]  # fmt: skip
+                            "-p", str(jobs)]  # fmt: skip
                     seconds = timed(argv, cwd=box.root, env=box.env())
                     results[jobs].append(seconds)
-                    print(f"run {index + 1}: -j {jobs}: {seconds:.1f} s ({load()})", flush=True)
+                    print(f"run {index + 1}: -p {jobs}: {seconds:.1f} s ({load()})", flush=True)
         finally:
             box.cleanup()
     one, two = median(results[1]), median(results[2])
-    print(f"four independent roles, median of {args.runs}: -j 1 {one:.1f} s, -j 2 {two:.1f} s")
-    print(f"ratio -j 2 / -j 1: {two / one:.2f} ({one / two:.2f}x faster with -j 2)")
+    print(f"four independent roles, median of {args.runs}: -p 1 {one:.1f} s, -p 2 {two:.1f} s")
+    print(f"ratio -p 2 / -p 1: {two / one:.2f} ({one / two:.2f}x faster with -p 2)")
     return 0
 
 

@@ -6,6 +6,7 @@ Each task parses its arguments, calls one library function, prints, and turns a 
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.program import Program
 from invoke.tasks import task
 
 from kiln.errors import KilnError
@@ -78,7 +80,7 @@ def emit_json(value: Any) -> None:
 @task(
     help={
         "role": "the role to bake, several as web,worker, or all (stale ancestors bake first)",
-        "jobs": "bake up to N independent roles at once (default: the number of CPUs)",
+        "parallel": "bake up to N independent roles at once (default: the number of CPUs)",
         "force": "bake even if an identical version exists",
         "target": "where to bake: docker (default) or qemu (a bootable qcow2)",
         "accel": "qemu only: kvm or tcg (default: probe whether KVM really boots a kernel)",
@@ -92,7 +94,7 @@ def emit_json(value: Any) -> None:
 def bake(
     c: Context,
     role: str,
-    jobs: int = 0,
+    parallel: int = 0,
     force: bool = False,
     target: str = "docker",
     accel: str = "",
@@ -104,7 +106,7 @@ def bake(
 ) -> None:
     """Bake roles' images (and stale parents) in dependency order, or report them up to date.
 
-    `invoke bake web`, `invoke bake web,worker -j 2` or `invoke bake all`: invoke reads a second
+    `invoke bake web`, `invoke bake web,worker -p 2` or `invoke bake all`: invoke reads a second
     bare word as another task, so several roles are one comma-separated argument.
     """
     from kiln.bake import Baker, open_registry
@@ -118,12 +120,12 @@ def bake(
         )  # fmt: skip
 
     with cli(), make_reporter(json_mode=json, verbose=verbose) as reporter:
-        from kiln import parallel
+        from kiln import parallel as many
 
         if outdated:  # `invoke bake all --outdated`: every role `invoke outdated` lists
             from kiln.lifecycle import bake_outdated
 
-            wanted, everything = parallel.parse_role_spec(role, project())
+            wanted, everything = many.parse_role_spec(role, project())
             baker = Baker(
                 project(), target=target, reporter=reporter,
                 skip_tests=skip_tests, check_idempotence=check_idempotence, accel=accel or None,
@@ -135,15 +137,15 @@ def bake(
                 reporter.message(role, "nothing outdated; nothing baked")
             return
 
-        names, every = parallel.parse_role_spec(role, project())
-        roles = parallel.select_roles(project(), names, all_roles=every)
-        result = parallel.bake_many(
-            project(), roles, jobs=jobs or None, force=force, target=target, reporter=reporter,
+        names, every = many.parse_role_spec(role, project())
+        roles = many.select_roles(project(), names, all_roles=every)
+        result = many.bake_many(
+            project(), roles, jobs=parallel or None, force=force, target=target, reporter=reporter,
             baker_factory=make_baker,
         )  # fmt: skip
         reporter.close()
-        parallel.report(reporter, result, roles)
-        error = parallel.failure(result)
+        many.report(reporter, result, roles)
+        error = many.failure(result)
         if error is not None:
             raise error
 
@@ -689,4 +691,27 @@ def collection(proj: Project) -> Collection:
         ns.add_task(item)
     for item in LIFECYCLE_TASKS:
         ns.add_task(item)
+    for name in ns.task_names:
+        _answer_help_in_positionals(ns, name)
     return ns
+
+
+_HELP_WORDS = frozenset({"--help", "-h"})
+
+
+def _answer_help_in_positionals(ns: Collection, name: str) -> None:
+    """`invoke show --help`: invoke hands `--help` to a task's missing positional as its value,
+    so the task itself answers with invoke's own help for it instead of reading it as a role."""
+    item = ns[name]
+    body = getattr(item.body, "__wrapped__", item.body)
+
+    @functools.wraps(body)
+    def answer_help_first(c: Context, *args: Any, **kwargs: Any) -> Any:
+        given = [*args, *(kwargs.get(arg) for arg in item.positional)]
+        if any(isinstance(value, str) and value in _HELP_WORDS for value in given):
+            Program(namespace=ns, binary="invoke").run(["invoke", "--help", name], exit=False)
+            return None
+        return body(c, *args, **kwargs)
+
+    if item.positional:
+        item.body = answer_help_first

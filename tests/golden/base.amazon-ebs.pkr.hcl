@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/cloud.pkr.hcl.j2 for role base on amazon-ebs.
-# Do not edit: change the role definition and run `invoke render base --target amazon-ebs`.
+# Do not edit: change the role definition and run `invoke render --role base --target amazon-ebs`.
 # Bake it where the cloud account is reachable: packer build packer/base.amazon-ebs.pkr.hcl
 
 variable "version" {

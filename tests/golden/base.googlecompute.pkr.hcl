@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/cloud.pkr.hcl.j2 for role base on googlecompute.
-# Do not edit: change the role definition and run `invoke render base --target googlecompute`.
+# Do not edit: change the role definition and run `invoke render --role base --target googlecompute`.
 # Bake it where the cloud account is reachable: packer build packer/base.googlecompute.pkr.hcl
 
 variable "version" {

@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/docker.pkr.hcl.j2 for role base. Do not edit:
-# change the role definition and run `invoke render base`.
+# change the role definition and run `invoke render --role base`.
 # By hand, from the repository root: packer build packer/base.pkr.hcl
 
 variable "version" {

@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/cloud.pkr.hcl.j2 for role web on amazon-ebs.
-# Do not edit: change the role definition and run `invoke render web --target amazon-ebs`.
+# Do not edit: change the role definition and run `invoke render --role web --target amazon-ebs`.
 # Bake it where the cloud account is reachable: packer build packer/web.amazon-ebs.pkr.hcl
 
 variable "version" {

@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/cloud.pkr.hcl.j2 for role web on googlecompute.
-# Do not edit: change the role definition and run `invoke render web --target googlecompute`.
+# Do not edit: change the role definition and run `invoke render --role web --target googlecompute`.
 # Bake it where the cloud account is reachable: packer build packer/web.googlecompute.pkr.hcl
 
 variable "version" {

@@ -1,5 +1,5 @@
 # Rendered by kiln from templates/docker.pkr.hcl.j2 for role web. Do not edit:
-# change the role definition and run `invoke render web`.
+# change the role definition and run `invoke render --role web`.
 # By hand, from the repository root: packer build packer/web.pkr.hcl
 
 variable "version" {

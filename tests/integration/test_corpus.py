@@ -302,7 +302,7 @@ def corpus(
         deps = box.invoke("deps", timeout=300)
         after_deps = time.monotonic()
         images = ",".join(case.image for case in CASES)
-        bake = box.invoke("bake", images, "--jobs", str(JOBS), timeout=1800)
+        bake = box.invoke("bake", images, "--parallel", str(JOBS), timeout=1800)
         after_bake = time.monotonic()
         corpus = Corpus(box=box, deps=deps, bake=bake, containers={}, started=started)
         for case in CASES:

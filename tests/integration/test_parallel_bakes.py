@@ -86,7 +86,7 @@ def span(box: Sandbox, role: str, version: int) -> tuple[float, float]:
 
 
 def test_two_independent_roles_bake_side_by_side(box: Sandbox) -> None:
-    proc = box.invoke("bake", "alpha,beta", "-j", "2", "--skip-tests", "--json")
+    proc = box.invoke("bake", "alpha,beta", "-p", "2", "--skip-tests", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = summary_rows(proc)
     assert {role: rows[role]["state"] for role in ("alpha", "beta")} == {
@@ -107,7 +107,7 @@ def test_two_independent_roles_bake_side_by_side(box: Sandbox) -> None:
 
 def test_a_failed_role_stops_its_descendants_only(box: Sandbox) -> None:
     proc = box.invoke(
-        "bake", "broken,broken-child,alpha-child", "-j", "2", "--skip-tests", "--json"
+        "bake", "broken,broken-child,alpha-child", "-p", "2", "--skip-tests", "--json"
     )
     assert proc.returncode != 0
     rows = summary_rows(proc)

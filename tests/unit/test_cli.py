@@ -39,3 +39,25 @@ def test_every_argument_has_help(name: str) -> None:
     missing = [a.name for a in args if not a.help]
     assert not missing, f"task {name}: arguments without help: {missing}"
     assert (task.__doc__ or "").strip().splitlines()[0].endswith(".")
+
+
+@pytest.mark.parametrize("name", sorted(collection().task_names))
+def test_the_json_flag_is_dash_j_on_every_task(name: str) -> None:
+    flags = {a.name: set(a.names) for a in collection()[name].get_arguments()}
+    if "json" in flags:
+        assert flags["json"] == {"json", "j"}, f"task {name}: JSON is {sorted(flags['json'])}"
+
+
+@pytest.mark.parametrize("name", ["show", "bake", "history"])
+def test_help_after_a_task_with_a_positional_is_its_help_not_a_role(name: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", name, "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: invoke [--core-opts] {name} [--options]")
+    assert "Options:" in proc.stdout and "role" not in proc.stderr
