@@ -187,8 +187,11 @@ def test_a_failing_role_leaves_no_container_and_no_version(baked_clone: Sandbox)
     with sandbox.registry() as registry:
         assert registry.history("broken") == []
         assert registry.integrity_check() == "ok"
-    labels = sandbox.docker("ps", "-a", "--format", '{{.Label "kiln.bake"}}').split()
-    assert not [label for label in labels if label.startswith("broken:")]
+    builders = sandbox.docker(
+        "ps", "-a", "--filter", f"label=kiln.namespace={sandbox.namespace}",
+        "--format", '{{.Label "kiln.bake"}}',
+    ).split()  # fmt: skip
+    assert not [label for label in builders if label.startswith("broken:")]
     assert not sandbox.containers()
     assert sandbox.docker("images", "-q", f"{sandbox.namespace}/broken") == ""
 
