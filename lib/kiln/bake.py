@@ -8,20 +8,26 @@ second bake waits and then finds the first one's version.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln import lint, requirements, tools
 from kiln.console import NullReporter, Reporter
-from kiln.errors import BuildError, GuardError, ProvisionError, RegistryError, TestFailure
+from kiln.errors import (
+    BuildError,
+    GuardError,
+    Interrupted,
+    ProvisionError,
+    RegistryError,
+    TestFailure,
+)
 from kiln.fingerprint import (
     Fingerprint,
     FingerprintMemo,
@@ -37,6 +43,7 @@ from kiln.guard import (
     check_single_host_inventory,
     raise_for_findings,
 )
+from kiln.locks import file_lock
 from kiln.model import Base, Node, Project, Role
 from kiln.packer import PackerRun, run_packer
 from kiln.redact import Redactor
@@ -44,8 +51,6 @@ from kiln.registry import Package, Registry, Version, utc_now
 from kiln.render import write_if_changed
 from kiln.targets import get_target
 from kiln.targets.base import PLAYBOOK_TEMPLATE, BakePlan, Target, secret_vars_file
-
-INTERRUPTED_EXIT = 130
 
 
 @dataclass(frozen=True)
@@ -58,29 +63,18 @@ class BakeOutcome:
     log_dir: Path | None = None
 
 
-def registry_path(project: Project) -> Path:
-    return project.state_path / "registry.db"
-
-
 def open_registry(project: Project) -> Registry:
-    return Registry(registry_path(project))
+    return Registry(project.registry_path)
 
 
-@contextmanager
-def role_lock(project: Project, role: str, reporter: Reporter) -> Iterator[None]:
-    """Serialise bakes of one role across processes; the OS drops the lock if the holder dies."""
-    lock_dir = project.state_path / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{role}.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            reporter.message(role, "another bake of this role is running; waiting for it")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContextManager[None]:
+    """Serialise bakes of one role across processes."""
+    return file_lock(
+        project.state_path / "locks" / f"{role}.lock",
+        on_wait=lambda: reporter.message(
+            role, "another bake of this role is running; waiting for it"
+        ),
+    )
 
 
 class Baker:
@@ -672,9 +666,7 @@ def _failure(
     tail = "The builder was removed and no version was recorded."
     where = f"Full logs: {logs}/packer.log"
     if run.interrupted:
-        err = BuildError(f"bake of {role.name} v{version} was interrupted. {tail}\n{where}")
-        err.exit_code = INTERRUPTED_EXIT
-        return err
+        return Interrupted(f"bake of {role.name} v{version} was interrupted. {tail}\n{where}")
     failed = run.failed_tasks
     if failed:
         event = failed[-1]

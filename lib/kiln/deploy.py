@@ -8,21 +8,20 @@ own read-only health check. tests/unit/test_deploy.py holds it to that.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from kiln import tools
 from kiln.docker import remove_instance, start_instance
 from kiln.errors import DeployError, KilnError
+from kiln.locks import file_lock
 from kiln.model import HealthCheck, Project, Role
 from kiln.registry import Registry, Version, actor, utc_now
 
@@ -444,26 +443,12 @@ def _cleanup(rollout: _Rollout) -> Iterator[None]:
         rollout.discard(list(rollout.pending))
 
 
-def registry_path(project: Project) -> Path:
-    # Same file as kiln.bake.registry_path (a unit test pins it); deploy does not import bake.
-    return project.state_path / "registry.db"
-
-
-@contextmanager
-def deploy_lock(project: Project, role: str, log: LogSink) -> Iterator[None]:
-    """One deploy per role at a time, across processes; the OS drops the lock if we die."""
-    lock_dir = project.state_path / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"deploy-{role}.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another deploy of {role} is running; waiting for it")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def deploy_lock(project: Project, role: str, log: LogSink) -> AbstractContextManager[None]:
+    """One deploy per role at a time, across processes."""
+    return file_lock(
+        project.state_path / "locks" / f"deploy-{role}.lock",
+        on_wait=lambda: log(f"another deploy of {role} is running; waiting for it"),
+    )
 
 
 def deployable_version(registry: Registry, role: str, channel: str) -> Version:
@@ -531,7 +516,7 @@ def deploy(
     say = log or (lambda line: None)
     deployment = uuid.uuid4().hex[:12]
     started_at, clock = utc_now(), time.monotonic()
-    with Registry(registry_path(project)) as registry, deploy_lock(project, role.name, say):
+    with Registry(project.registry_path) as registry, deploy_lock(project, role.name, say):
 
         def finish(result: DeployResult) -> DeployResult:
             final = replace(result, duration_s=round(time.monotonic() - clock, 3))
@@ -696,7 +681,7 @@ def servers(
     engine = engine or DockerEngine()
     found = engine.servers(project.image_namespace, role)
     statuses: list[ServerStatus] = []
-    with Registry(registry_path(project)) as registry:
+    with Registry(project.registry_path) as registry:
         for server in found:
             statuses.append(
                 ServerStatus(
@@ -743,7 +728,7 @@ def drift(
         project.role_named(role)
     engine = engine or DockerEngine()
     report: list[InstanceDrift] = []
-    with Registry(registry_path(project)) as registry:
+    with Registry(project.registry_path) as registry:
         for server in engine.servers(project.image_namespace, role):
             problems: list[str] = []
             try:

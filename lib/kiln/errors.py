@@ -2,13 +2,16 @@
 
     KilnError
     ├── DefinitionError     a role definition is malformed (bad name, unknown parent...)
+    │   └── LintError       a role fails the syntax check or the blocking ansible-lint rules
     ├── RenderError         a template failed, or the rendered HCL does not match the model
     ├── ToolError           a tool is missing or too old, or dockerd is not running
-    ├── BuildError          packer failed outside Ansible, or a bake was interrupted
-    │   └── ProvisionError  an Ansible task failed in the builder
+    ├── BuildError          packer failed outside Ansible
+    │   ├── ProvisionError  an Ansible task failed in the builder
+    │   └── Interrupted     Ctrl-C or SIGTERM stopped a bake; exit code 130
     ├── RegistryError       the registry is unreadable, or a lifecycle rule refused an operation
     ├── GuardError          a role would make Ansible touch something other than the builder
     ├── TestFailure         acceptance or role tests failed
+    │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
     └── DeployError         a deploy failed or was refused
 
 Third-party failures (subprocess, sqlite3, lark, ansible-runner) are translated at the boundary
@@ -16,6 +19,12 @@ with ``raise ... from exc`` so that a user never sees a raw traceback.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kiln.roletest import RoleTestReport
 
 
 class KilnError(Exception):
@@ -26,6 +35,10 @@ class KilnError(Exception):
 
 class DefinitionError(KilnError):
     """A role definition is invalid. Raised at definition time, naming the role."""
+
+
+class LintError(DefinitionError):
+    """A role applied by a bake fails the syntax check or ansible-lint (and may not bake)."""
 
 
 class RenderError(KilnError):
@@ -44,6 +57,12 @@ class ProvisionError(BuildError):
     """An Ansible task failed while provisioning the builder."""
 
 
+class Interrupted(BuildError):
+    """Ctrl-C or SIGTERM stopped a bake; its builders were removed and nothing was recorded."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C stopped
+
+
 class RegistryError(KilnError):
     """The registry cannot be read or written, or a lifecycle rule refused an operation."""
 
@@ -56,6 +75,14 @@ class TestFailure(KilnError):
     """Acceptance tests or role tests failed."""
 
     __test__ = False  # not a pytest test class
+
+
+class RoleTestFailure(TestFailure):
+    """One or more role scenarios failed; ``reports`` holds the report of every scenario run."""
+
+    def __init__(self, message: str, reports: Sequence[RoleTestReport]) -> None:
+        super().__init__(message)
+        self.reports = tuple(reports)
 
 
 class DeployError(KilnError):

@@ -26,7 +26,7 @@ import yaml
 from kiln import tools
 from kiln.ansible_content import AnsibleRole
 from kiln.console import Reporter
-from kiln.errors import DefinitionError, ToolError
+from kiln.errors import LintError, ToolError
 from kiln.fingerprint import canonical_json, file_digest, tree_digests
 from kiln.guard import ansible_environment
 from kiln.model import Project, Role
@@ -58,10 +58,6 @@ CONFIG_FILES = (
     ".config/ansible-lint.yml",
 )
 TIMEOUT_S = 600
-
-
-class LintError(DefinitionError):
-    """A role applied by a bake fails the syntax check or ansible-lint (and may not bake)."""
 
 
 @dataclass(frozen=True)

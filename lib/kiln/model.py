@@ -214,6 +214,8 @@ class Project:
         self.templates_path = TEMPLATES_DIR
         self.packer_path = self.root / "packer"
         self.state_path = self.root / ".kiln"
+        #: The SQLite registry every bake, lifecycle verb and deploy of this project shares.
+        self.registry_path = self.state_path / "registry.db"
         self._nodes: dict[str, Node] = {}
 
     def _roles_paths(self, roles_path: Sequence[Path | str]) -> tuple[Path, ...]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from kiln.bake import BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
-from kiln.errors import DefinitionError, KilnError
+from kiln.errors import DefinitionError, Interrupted, KilnError
 from kiln.fingerprint import FingerprintMemo
 from kiln.model import Project, Role
 from kiln.registry import Version
@@ -380,9 +380,7 @@ def report(reporter: Reporter, result: BatchResult, requested: Sequence[Role]) -
 def failure(result: BatchResult) -> KilnError | None:
     """The error a command exits with: the failure itself if there is one, else a count."""
     if result.interrupted:
-        err = KilnError("interrupted; running bakes were stopped and their builders removed")
-        err.exit_code = 130
-        return err
+        return Interrupted("interrupted; running bakes were stopped and their builders removed")
     if len(result.failed) == 1 and not result.skipped:
         return result.failed[0].error
     if result.failed or result.skipped:

@@ -25,7 +25,7 @@ from typing import TypeVar
 import yaml
 
 from kiln import role_scenarios as shipped
-from kiln.errors import DefinitionError, TestFailure, ToolError
+from kiln.errors import DefinitionError, RoleTestFailure, ToolError
 from kiln.molecule_output import ANSI, StepTracker
 from kiln.resources import MOLECULE_SHARED_DIR
 from kiln.role_scaffold import new_role
@@ -80,14 +80,6 @@ class RoleTestReport:
     def label(self) -> str:
         """The role, and the role-shipped scenario if one ran: ``web``, ``acme.chrony:default``."""
         return self.name if self.scenario is None else f"{self.name}:{self.scenario}"
-
-
-class RoleTestFailure(TestFailure):
-    """One or more role scenarios failed; ``reports`` holds the report of every scenario run."""
-
-    def __init__(self, message: str, reports: Sequence[RoleTestReport]) -> None:
-        super().__init__(message)
-        self.reports = tuple(reports)
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     base = project.base("debian-bookworm")
     project.role("base", parent=base, ansible_roles=["common"])
     project.role("web", parent="base", health_check=FAST_CHECK)
-    registry = Registry(kd.registry_path(project))
+    registry = Registry(project.registry_path)
     for number in (1, 2, 3):
         registry.record_version(version_record(number, "tested"))
     world = World(project, registry, FakeEngine())
@@ -557,12 +557,6 @@ def test_server_from_inspect_reads_labels_ports_and_state() -> None:
 
 def test_format_age() -> None:
     assert [kd.format_age(s) for s in (5, 65, 7200, 200000)] == ["5s", "1m", "2h", "2d"]
-
-
-def test_registry_path_is_the_bakes_registry(world: World) -> None:
-    from kiln.bake import registry_path
-
-    assert kd.registry_path(world.project) == registry_path(world.project)
 
 
 def test_deploy_tasks_are_thin_and_speak_json() -> None:
