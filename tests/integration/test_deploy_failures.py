@@ -19,7 +19,9 @@ Docker engine and real health checks, through the real `invoke deploy`:
   (before the same fix, the deploy failed with one v2 server left among the v1 ones);
 - scaling 3 replicas down to 1 leaves exactly one server, serving the channel's version;
 - the capacity promise, "never fewer instances serving than when the deploy began", holds when
-  measured by sampling every server's page from the host during a rolling deploy of 3.
+  measured by sampling every server's page from the host during a rolling deploy of 3;
+- an image whose tag was moved to another image, and a version whose parent was revoked, are
+  refused before anything starts.
 
 Only one thing is staged: which instance is unhealthy. A test's health check also requires a
 verdict file that a watcher thread writes into each new container (`ok`, or `sick` for the one
@@ -568,3 +570,38 @@ def test_ctrl_c_while_an_old_server_stops_keeps_three_serving(box: Sandbox, port
     record = last_deployment(box)
     assert record["result"] == "interrupted"
     assert f"new instances kept: {new.name}" in str(record["detail"])
+
+
+def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_starts(
+    baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, port: int
+) -> None:
+    """On a fresh clone (web v1 on base v1, tested): the image tag moved to another image, then
+    the parent revoked. Each deploy is refused with its reason, is recorded as refused and
+    starts nothing."""
+    box = clone_sandbox(baked_sandbox, tmp_path_factory.mktemp("refusals"))
+    try:
+        with box.registry() as registry, registry.transaction() as conn:
+            registry.set_channel(
+                conn, role="web", channel="stable", version=1, action="promote", actor=actor()
+            )
+        ref = f"{box.namespace}/web:1"
+        recorded = box.docker("image", "inspect", "--format", "{{.Id}}", ref)
+        box.docker("tag", f"{box.namespace}/base:1", ref)  # the tag now names another image
+        args = ("--channel", "stable", "--replicas", "1", "--port", str(port))
+
+        retagged = deploy_cli(box, *args)
+
+        assert retagged.returncode == 1, retagged.stdout + retagged.stderr
+        assert "missing or no longer the recorded" in retagged.stderr
+        assert deployed(box) == {} and last_deployment(box)["result"] == "refused"
+
+        box.docker("tag", recorded, ref)
+        box.invoke("revoke", "base", "1", "--reason", "a bad CA bundle", check=True)
+
+        revoked = deploy_cli(box, *args)
+
+        assert revoked.returncode == 1, revoked.stdout + revoked.stderr
+        assert "revoked parent" in revoked.stderr
+        assert deployed(box) == {} and last_deployment(box)["result"] == "refused"
+    finally:
+        box.cleanup()
