@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from kiln import DefinitionError, Project, Secret
 from kiln.ansible_content import AnsibleContent
 from kiln.fingerprint import (
+    FINGERPRINT_SCHEMA,
+    RACY_S,
     FingerprintMemo,
     canonical_json,
+    file_digest,
+    fingerprint_base,
     fingerprint_chain,
+    read_secret,
     secret_key,
     tree_digests,
 )
+from kiln.guard import TaskException
+from kiln.model import Base
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"packer": "1.6.6", "ansible-core": "2.19.14"}
@@ -157,3 +166,158 @@ def test_tree_digests_cover_every_file_by_path(root: Path) -> None:
     files = tree_digests(root / "roles" / "web")
     assert "tasks/main.yml" in files and "templates/index.html.j2" in files
     assert all(len(d.removesuffix("+x")) == 64 for d in files.values())
+
+
+def chain_for(project: Project, root: Path, role: str = "web") -> dict[str, str]:
+    chain = fingerprint_chain(
+        project.role_named(role),
+        content=AnsibleContent((root / "roles",)),
+        templates_for={},
+        recipe={},
+        target="docker",
+        tools=TOOLS,
+        secret_values={"web": {"token": "t"}},
+        key=b"k" * 32,
+    )
+    return {name: fp.digest for name, fp in chain.items()}
+
+
+def test_what_is_only_recorded_does_not_change_the_fingerprint(root: Path) -> None:
+    """Audit exceptions, lint settings: they change no byte of the image, so no rebake."""
+    plain = make_project(root)
+    relaxed = Project(root)
+    relaxed.base("debian-bookworm")
+    allow = TaskException("common", "t", "add-host", "a reason")
+    relaxed.role("base", parent="debian-bookworm", ansible_roles=["common"], lint_allowed=True,
+                 lint_profile="min", audit_exceptions=[allow])  # fmt: skip
+    relaxed.role("web", parent="base", variables={"web_title": "Hello"},
+                 secrets={"token": Secret(env="KILN_FP_TOKEN")})  # fmt: skip
+    assert chain_for(relaxed, root) == chain_for(plain, root)
+
+
+def test_a_change_to_the_base_changes_every_fingerprint_below_it(root: Path) -> None:
+    before = chain_for(make_project(root), root)
+    other = Project(root)
+    other.base("debian-bookworm", packages=["curl"])
+    other.role("base", parent="debian-bookworm", ansible_roles=["common"])
+    other.role("web", parent="base", variables={"web_title": "Hello"},
+               secrets={"token": Secret(env="KILN_FP_TOKEN")})  # fmt: skip
+    after = chain_for(other, root)
+    assert all(after[name] != before[name] for name in ("debian-bookworm", "base", "web"))
+
+
+def test_the_recorded_inputs_name_the_parent_and_the_short_form(root: Path) -> None:
+    project = make_project(root)
+    chain = fingerprint_chain(
+        project.role_named("web"), content=AnsibleContent((root / "roles",)),
+        templates_for={}, recipe={"seal": ["x"]}, target="qemu", tools=TOOLS,
+        secret_values={"web": {"token": "t"}}, key=b"k" * 32,
+    )  # fmt: skip
+    web = chain["web"]
+    assert web.inputs["parent"] == {"name": "base", "fingerprint": chain["base"].digest}
+    assert web.inputs["target"] == "qemu" and web.inputs["recipe"] == {"seal": ["x"]}
+    assert web.inputs["tools"] == TOOLS and "requirements" not in web.inputs
+    assert set(web.inputs["ansible_role_files"]) == {"web"}
+    assert set(chain["base"].inputs["ansible_role_files"]) == {"common"}
+    assert web.short == web.digest[:12] and len(web.digest) == 64
+    base = chain["debian-bookworm"].inputs
+    assert base["target"] == "qemu" and base["definition"]["kind"] == "base"
+
+
+def test_the_secret_key_is_made_once_and_then_reused(tmp_path: Path) -> None:
+    key = secret_key(tmp_path / "state")
+    assert len(key) == 32
+    assert secret_key(tmp_path / "state") == key
+    assert secret_key(tmp_path / "other") != key
+    (tmp_path / "kiln-state").mkdir()  # .kiln/ made by the registry before any secret
+    assert len(secret_key(tmp_path / "kiln-state")) == 32
+    assert len(secret_key(tmp_path / "not" / "yet" / "made")) == 32
+
+
+def test_secrets_are_read_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KILN_FP_READ", "from-env\n")
+    assert read_secret("web", "token", Secret(env="KILN_FP_READ"), tmp_path) == "from-env\n"
+    # Only the file's trailing newlines go: spaces and letters are part of the secret.
+    for text, value in (("from-file\n\n", "from-file"), ("é X \n", "é X "), ("tokenX\n", "tokenX")):
+        (tmp_path / "token.txt").write_text(text, encoding="utf-8")
+        assert read_secret("web", "token", Secret(file="token.txt"), tmp_path) == value
+    with pytest.raises(DefinitionError, match=r"role 'web': secret 'token' needs environment"):
+        read_secret("web", "token", Secret(env="KILN_FP_SURELY_UNSET"), tmp_path)
+    with pytest.raises(DefinitionError, match=r"cannot be read from .*absent: No such file"):
+        read_secret("web", "token", Secret(file="absent"), tmp_path)
+
+
+def test_ignored_files_and_linked_directories_are_left_out(root: Path) -> None:
+    web = root / "roles" / "web"
+    before = tree_digests(web)
+    for name in ("x.retry", "x.swp", "x~", ".DS_Store"):
+        (web / "tasks" / name).write_text("debris")
+    for name in (".git", "__pycache__", ".pytest_cache"):
+        (web / name).mkdir()
+        (web / name / "f").write_text("debris")
+    (web / "linked").symlink_to(root / "roles" / "common", target_is_directory=True)
+    assert tree_digests(web) == before
+    (web / "tasks" / "extra.yml").write_text("---\n")
+    (web / "tasks" / "sub").mkdir()
+    (web / "tasks" / "sub" / "deeper.yml").write_text("---\n")
+    after = tree_digests(web)
+    assert set(after) - set(before) == {"tasks/extra.yml", "tasks/sub/deeper.yml"}
+
+
+def test_file_digests_are_sha256_of_the_contents(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    data = bytes(range(256)) * 8193  # more than one read's worth
+    big.write_bytes(data)
+    assert file_digest(big) == hashlib.sha256(data).hexdigest()
+    assert tree_digests(tmp_path) == {"big": hashlib.sha256(data).hexdigest()}
+    os.chmod(big, 0o755)  # the executable bit counts, and so do the contents of an executable
+    assert tree_digests(tmp_path) == {"big": hashlib.sha256(data).hexdigest() + "+x"}
+
+
+def test_the_fingerprint_of_a_base_is_pinned() -> None:
+    """Every recorded version compares against this: a change rebakes every image, so make it on
+    purpose, with FINGERPRINT_SCHEMA bumped, and update the digest here."""
+    fingerprint = fingerprint_base(Base("debian-bookworm"), target="docker")
+    assert fingerprint.inputs["schema"] == FINGERPRINT_SCHEMA
+    assert fingerprint.digest == "9605c10daf381e972d93ab08126cccb55fa6024fc6e0cf033a42e2f3611a44a2"
+
+
+def test_a_role_s_inputs_name_its_templates_and_a_missing_ansible_role(root: Path) -> None:
+    project = make_project(root)
+    template = root / "templates" / "docker.pkr.hcl.j2"
+    chain = fingerprint_chain(
+        project.role_named("web"), content=AnsibleContent((root / "roles",)),
+        templates_for={"hcl": template}, recipe={}, target="docker", tools=TOOLS,
+        secret_values={"web": {"token": "t"}}, key=b"k" * 32,
+    )  # fmt: skip
+    assert chain["web"].inputs["schema"] == FINGERPRINT_SCHEMA
+    assert chain["web"].inputs["templates"] == {"hcl": file_digest(template)}
+    (root / "elsewhere").mkdir()  # content that lacks the role's Ansible roles
+    with pytest.raises(DefinitionError, match=r"^role 'base': Ansible role 'common' was not"):
+        fingerprint_chain(
+            project.role_named("web"), content=AnsibleContent((root / "elsewhere",)),
+            templates_for={}, recipe={}, target="docker", tools=TOOLS, secret_values={},
+            key=b"k" * 32,
+        )  # fmt: skip
+
+
+def test_settled_files_are_cached_by_their_own_identity(tmp_path: Path) -> None:
+    """Digests and listings are remembered only for files and directories older than the racy
+    window; once remembered, each must still answer for its own file (two seconds of waiting)."""
+    for name, text in (("a", "one"), ("b", "two")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f.yml").write_text(text)
+        (tmp_path / name / "sub").mkdir()
+    (tmp_path / "b" / "sub" / "g.yml").write_text("three")
+    time.sleep(RACY_S + 0.2)
+    want = {name: tree_digests(tmp_path / name) for name in ("a", "b")}  # now cached
+    assert want["a"] == {"f.yml": hashlib.sha256(b"one").hexdigest()}
+    assert want["b"] == {
+        "f.yml": hashlib.sha256(b"two").hexdigest(),
+        "sub/g.yml": hashlib.sha256(b"three").hexdigest(),
+    }
+    assert {name: tree_digests(tmp_path / name) for name in ("a", "b")} == want
+    (tmp_path / "a" / "f.yml").write_text("changed")
+    assert tree_digests(tmp_path / "a") == {"f.yml": hashlib.sha256(b"changed").hexdigest()}

@@ -173,3 +173,32 @@ def test_events_are_redacted_in_every_string_they_hold() -> None:
     assert redacted["task"] == f"Print {MASK}"
     assert redacted["res"]["cmd"] == ["echo", MASK]
     assert redacted["time"] == 1.5 and redacted["event"] == "task_start"
+
+
+@pytest.mark.parametrize("name", list(ENCODINGS))
+@pytest.mark.parametrize("secret", [SECRET, CONTROL, "plain-secret-value"])
+def test_nothing_of_the_secret_is_left_beside_the_mask(name: str, secret: str) -> None:
+    """The whole encoded form is masked, not all but its first or last characters."""
+    redacted = Redactor([secret])(f"<{ENCODINGS[name](secret)}>")
+    # A repr keeps its quotes around the mask; nothing else of the encoding may stay.
+    assert redacted.replace(MASK, "") in {"<>", "<''>", '<"">'}, redacted
+
+
+def test_a_secret_with_a_slash_is_masked_in_a_fully_quoted_url_path() -> None:
+    """quote(safe="") encodes "/" too, unlike the default quote(): both forms are masked."""
+    secret = "Xy/pa ss/wörd"
+    text = f"https://example.invalid/{urllib.parse.quote(secret, safe='')}/x"
+    assert urllib.parse.quote(secret, safe="") not in urllib.parse.quote(secret)  # the control
+    assert Redactor([secret])(text) == f"https://example.invalid/{MASK}/x"
+    plain = f"https://example.invalid/{urllib.parse.quote(secret)}?x"
+    assert Redactor([secret])(plain) == f"https://example.invalid/{MASK}?x"
+
+
+def test_a_base64_run_of_exactly_the_minimum_length_is_masked() -> None:
+    """Seven bytes one byte into a 3-byte group leave exactly eight characters all their own."""
+    secret = "7bytes!"
+    blob = base64.b64encode(b"P" + secret.encode() + b"S" * 9).decode()
+    assert base64.b64encode(secret.encode()).decode() not in blob  # only the run can match
+    redacted = Redactor([secret])(blob)
+    assert MASK in redacted
+    assert len(redacted) == len(blob) - 8 + len(MASK)

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from conftest import parent_version
 from kiln import Registry, RegistryError
-from kiln.registry import MIGRATIONS, Artifact, Package
+from kiln.registry import (
+    MIGRATIONS,
+    Artifact,
+    Package,
+    Version,
+    VersionSummary,
+    _statements,
+    actor,
+)
 
 
 def test_versions_are_monotonic_and_never_reused(tmp_path: Path) -> None:
@@ -83,3 +91,192 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RegistryError, match="newer than this kiln understands"):
         Registry(path)
+
+
+def recorded(registry: Registry, role: str, version: int, **changes: object) -> Version:
+    """A version of role recorded in registry, with a docker artifact named after it."""
+    base = replace(parent_version(role, version), **changes)  # type: ignore[arg-type]
+    registry.record_version(base)
+    return base
+
+
+def test_a_recorded_version_reads_back_whole(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        version = replace(
+            parent_version("web", 3),
+            parent_role="base", parent_version=7, git_dirty=True, tools={"packer": "1.6.6"},
+            inputs={"definition": {"name": "web"}}, timings={"ansible": 1.25}, bake_seconds=9.5,
+        )  # fmt: skip
+        registry.record_version(version, packages=[Package("zlib", "1.2", "amd64"),
+                                                   Package("bash", "5.2", "amd64")])  # fmt: skip
+        got = registry.get("web", 3)
+        assert got == version
+        assert got is not None and got.label == "web v3" and got.git_dirty is True
+        assert registry.get("web", 4) is None and registry.get("db", 3) is None
+        assert [p.name for p in registry.packages("web", 3)] == ["bash", "zlib"]
+        assert registry.roles() == ["web"]
+
+
+def test_latest_history_and_reuse_pick_the_right_rows(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        for number, target, status in ((1, "docker", "tested"), (2, "qemu", "untested"),
+                                       (3, "docker", "revoked")):  # fmt: skip
+            recorded(registry, "web", number, target=target, status=status)
+        recorded(registry, "base", 9)
+        assert registry.latest("web").version == 3  # type: ignore[union-attr]
+        assert registry.latest("web", target="qemu").version == 2  # type: ignore[union-attr]
+        assert registry.latest("db") is None
+        assert [v.version for v in registry.history("web")] == [3, 2, 1]
+        assert [v.version for v in registry.history("web", limit=2)] == [3, 2]
+        fingerprint = "f" * 64
+        assert registry.find_reusable("web", fingerprint, "docker").version == 1  # type: ignore[union-attr]
+        assert registry.find_reusable("web", fingerprint, "qemu").version == 2  # type: ignore[union-attr]
+        assert registry.find_reusable("web", "0" * 64, "docker") is None
+        assert registry.roles() == ["base", "web"]
+        # Each version gets its own artifacts, even when several rows are read at once.
+        assert [v.artifacts[0].ref for v in registry.history("web")] == [
+            "kiln/web:3", "kiln/web:2", "kiln/web:1",
+        ]  # fmt: skip
+
+
+def test_statuses_are_checked_and_recorded_with_their_reason(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 1)
+        with pytest.raises(RegistryError, match=r"unknown status 'broken' \(known: baked, "):
+            registry.set_status("web", 1, "broken")
+        registry.set_status("web", 1, "revoked", "CVE-2026-1")
+        got = registry.get("web", 1)
+        assert got is not None and (got.status, got.status_reason) == ("revoked", "CVE-2026-1")
+
+
+def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        with registry.transaction() as conn:
+            first = registry.set_channel(conn, role="web", channel="prod", version=1,
+                                         action="promote", actor="ann")  # fmt: skip
+            second = registry.set_channel(conn, role="web", channel="prod", version=2,
+                                          action="promote", actor="bob", reason="fix",
+                                          forced=True)  # fmt: skip
+            registry.set_channel(conn, role="web", channel="canary", version=2,
+                                 action="promote", actor="bob")  # fmt: skip
+            registry.set_channel(conn, role="db", channel="prod", version=5,
+                                 action="promote", actor="bob")  # fmt: skip
+        assert (first, second) == (None, 1)
+        assert registry.channels("web") == {"canary": 2, "prod": 2}
+        assert registry.channels_pointing_at("web", 2) == ["canary", "prod"]
+        assert registry.channels_pointing_at("web", 1) == []
+        log = registry.channel_log("web", "prod")
+        assert [(e["from_version"], e["to_version"], e["actor"]) for e in log] == [
+            (1, 2, "bob"), (None, 1, "ann"),
+        ]  # fmt: skip
+        assert (log[0]["reason"], log[0]["forced"], log[1]["forced"]) == ("fix", 1, 0)
+        assert len(registry.channel_log("web")) == 3
+        assert [(e["role"], e["channel"]) for e in registry.channel_entries()] == [
+            ("db", "prod"), ("web", "canary"), ("web", "prod"),
+        ]  # fmt: skip
+        assert [e["channel"] for e in registry.channel_entries("web")] == ["canary", "prod"]
+
+
+def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 1, status="baked")
+        recorded(registry, "web", 2, status="baked")
+        run = {"suite": "acceptance", "output": "...", "started_at": "t", "duration_s": 2.5}
+        registry.record_test_run("web", 1, passed=False, summary="1 failed", status="failed", **run)  # type: ignore[arg-type]
+        registry.record_test_run("web", 2, passed=True, summary="3 passed", status="tested", **run)  # type: ignore[arg-type]
+        registry.record_test_run("web", 2, passed=True, summary="again", **run)  # type: ignore[arg-type]
+        one, two = registry.get("web", 1), registry.get("web", 2)
+        assert one is not None and (one.status, one.status_reason) == ("failed", "1 failed")
+        assert two is not None and (two.status, two.status_reason) == ("tested", None)
+        assert [(r["version"], r["passed"]) for r in registry.test_runs("web")] == [
+            (1, 0), (2, 1), (2, 1),
+        ]  # fmt: skip
+        assert [r["summary"] for r in registry.test_runs("web", 2)] == ["3 passed", "again"]
+
+
+def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 1)
+        with pytest.raises(KeyError), registry.transaction() as conn:
+            registry.set_status("web", 1, "revoked", "x", conn=conn)
+            registry.log_event("web", 1, "revoke", {"why": "x"}, "ann", conn=conn)
+            raise KeyError("interrupted")
+        assert registry.get("web", 1).status == "tested"  # type: ignore[union-attr]
+        assert registry.events("web") == []
+
+
+def test_deployments_and_events_read_back_newest_first(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        for role, result in (("web", "ok"), ("db", "ok"), ("web", "failed")):
+            registry.record_deployment(
+                deployment="d", role=role, version=1, channel="prod", strategy="rolling",
+                replicas=2, result=result, detail="", actor="ann", started_at="t", duration_s=1.0,
+            )  # fmt: skip
+        assert [d["result"] for d in registry.deployments("web")] == ["failed", "ok"]
+        assert [d["role"] for d in registry.deployments()] == ["web", "db", "web"]
+        registry.log_event("web", 1, "promote", {"channel": "prod", "to": 1}, "ann")
+        registry.log_event("web", None, "note", {}, "bob")
+        registry.log_event("db", 1, "promote", {}, "bob")
+        events = registry.events("web")
+        assert [(e["kind"], e["version"], e["actor"]) for e in events] == [
+            ("note", None, "bob"), ("promote", 1, "ann"),
+        ]  # fmt: skip
+        assert events[1]["detail"] == {"channel": "prod", "to": 1}
+
+
+def test_gc_marks_artifacts_deleted_and_keeps_the_rest_live(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 1)
+        image = Artifact("qemu", "web-2.qcow2", "sha256:" + "b" * 64, "c" * 64, 4096)
+        recorded(registry, "web", 2, artifacts=(image,))
+        registry.mark_artifact_deleted("web", 1, "docker")
+        assert registry.live_artifacts() == [("web", 2, image)]
+        deleted = registry.get("web", 1).artifact("docker")  # type: ignore[union-attr]
+        assert deleted is not None and deleted.deleted_at is not None
+        assert registry.get("web", 1).artifact("qemu") is None  # type: ignore[union-attr]
+        assert registry.get("web", 2).artifact() == image  # type: ignore[union-attr]
+
+
+def test_summaries_descendants_and_revoked_parents(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "base", 1)
+        recorded(registry, "web", 1, parent_role="base", parent_version=1, git_dirty=True)
+        recorded(registry, "api", 4, parent_role="web", parent_version=1)
+        recorded(registry, "web", 2, parent_role="base", parent_version=2)
+        assert registry.descendants("base", 1) == [("api", 4), ("web", 1)]
+        assert registry.descendants("web", 2) == []
+        with registry.transaction() as conn:
+            registry.mark_parent_revoked(conn, [("web", 1), ("api", 4)])
+        registry.set_status("web", 2, "failed", "smoke test")
+        summaries = registry.version_summaries()
+        assert [(s.role, s.version) for s in summaries] == [
+            ("web", 2), ("web", 1), ("base", 1), ("api", 4),
+        ]  # fmt: skip
+        web1 = summaries[1]
+        assert web1 == VersionSummary(
+            "web", 1, "role", "docker", "f" * 64, "base", 1, "tested", None, True, "0" * 40,
+            True, 1.0, "2026-01-01T00:00:00.000000Z",
+        )  # fmt: skip
+        assert summaries[0] == VersionSummary(
+            "web", 2, "role", "docker", "f" * 64, "base", 2, "failed", "smoke test", False,
+            "0" * 40, False, 1.0, "2026-01-01T00:00:00.000000Z",
+        )  # fmt: skip
+        assert [s.version for s in registry.version_summaries("web")] == [2, 1]
+        assert registry.get("api", 4).parent_revoked is True  # type: ignore[union-attr]
+        assert registry.get("web", 2).parent_revoked is False  # type: ignore[union-attr]
+
+
+def test_actor_names_who_acts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KILN_ACTOR", "ci-bot")
+    assert actor() == "ci-bot"
+    monkeypatch.delenv("KILN_ACTOR")
+    assert "@" in actor()
+
+
+def test_a_trigger_body_stays_one_statement() -> None:
+    script = "CREATE TABLE t (x);\nCREATE TRIGGER g BEFORE UPDATE ON t\nBEGIN\n  SELECT 1;\nEND;\n"
+    assert _statements(script) == [
+        "CREATE TABLE t (x);",
+        "CREATE TRIGGER g BEFORE UPDATE ON t\nBEGIN\n  SELECT 1;\nEND;",
+    ]
+    assert _statements("SELECT 1;\nSELECT 2") == ["SELECT 1;", "SELECT 2"]

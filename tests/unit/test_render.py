@@ -11,13 +11,20 @@ import pytest
 from conftest import plan_for
 from kiln import Project, RenderError
 from kiln.render import (
+    Interpolated,
+    RenderedFile,
     check_values,
+    decode_hcl,
     decode_hcl_string,
+    hcl_body,
     hcl_string,
     hcl_value,
+    lookup,
     parse_hcl,
     render_template,
+    write_if_changed,
 )
+from kiln.resources import TEMPLATES_DIR
 from kiln.targets import get_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,3 +124,125 @@ def test_golden_files_pass_packer_fmt_and_validate(tmp_path: Path, golden: str) 
     validate = subprocess.run([packer, "validate", "-syntax-only", golden], cwd=tmp_path,
                               capture_output=True, text=True, check=False)  # fmt: skip
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
+@pytest.mark.parametrize("literal", ["", '"', "plain", '"open', 'close"', "'single'"])
+def test_decode_hcl_string_refuses_what_is_not_a_quoted_string(literal: str) -> None:
+    with pytest.raises(RenderError, match="expected a quoted HCL string"):
+        decode_hcl_string(literal)
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ('""', ""),
+        ('"$${var.x}"', "${var.x}"),  # HCL's own escapes, as a hand-written file has them
+        ('"%%{ if x }"', "%{ if x }"),
+        ('"a{b}"', "a{b}"),
+        ('"\\U0001F600 \\u00e9"', "😀 é"),
+        ('"\\"q\\" \\\\ \\n\\r\\t"', '"q" \\ \n\r\t'),
+    ],
+)
+def test_decode_hcl_string_undoes_every_hcl_escape(literal: str, value: str) -> None:
+    assert decode_hcl_string(literal) == value
+
+
+def test_hcl_value_renders_scalars_and_refuses_other_types() -> None:
+    assert [hcl_value(v) for v in (True, False, None, 3, 1.5)] == [
+        "true",
+        "false",
+        "null",
+        "3",
+        "1.5",
+    ]
+    assert hcl_value([]) == "[]" and hcl_value(["one"]) == '["one"]' and hcl_value({}) == "{\n}"
+    with pytest.raises(RenderError, match="cannot render a set into HCL"):
+        hcl_value({"a"})
+
+
+def test_multi_line_values_are_laid_out_as_packer_fmt_does() -> None:
+    value = {"k": ["a", "b"], "longer": {"x": 1}}
+    assert hcl_value(value, 1) == (
+        "{\n"
+        '    "k"      = [\n'
+        '      "a",\n'
+        '      "b",\n'
+        "    ]\n"
+        '    "longer" = {\n'
+        '      "x" = 1\n'
+        "    }\n"
+        "  }"
+    )
+    assert parse_hcl(f"v = {hcl_value(value)}\n", source="t")["v"] == value
+
+
+def test_hcl_body_aligns_runs_and_sets_blocks_and_multi_line_values_apart() -> None:
+    body = hcl_body(
+        {"a": 1, "long_name": "x", "list": ["p", "q"], "b": True, "inner": {"k": "v"}},
+        blocks=("inner",),
+    )
+    assert body == (
+        "  a         = 1\n"
+        '  long_name = "x"\n'
+        "  list = [\n"
+        '    "p",\n'
+        '    "q",\n'
+        "  ]\n"
+        "  b = true\n"
+        "  inner {\n"
+        '    k = "v"\n'
+        "  }"
+    )
+    parsed = parse_hcl(f'block "x" {{\n{body}\n}}\n', source="t")
+    assert parsed == {
+        "block": [
+            {"x": {"a": 1, "long_name": "x", "list": ["p", "q"], "b": True, "inner": [{"k": "v"}]}}
+        ]
+    }
+
+
+def test_interpolated_strings_keep_their_interpolations() -> None:
+    assert hcl_value(Interpolated('${build.ID} "q" \\')) == '"${build.ID} \\"q\\" \\\\"'
+    assert hcl_value("${build.ID}") == '"\\u0024{build.ID}"'
+
+
+def test_decode_hcl_drops_python_hcl2_bookkeeping_keys() -> None:
+    tree = {'"k"': '"v"', "__is_block__": True, "__comments__": ["# c"], "n": [1, '"s"']}
+    assert decode_hcl(tree) == {"k": "v", "n": [1, "s"]}
+
+
+def test_lookup_follows_blocks_and_misses_quietly() -> None:
+    tree = {"build": [{"other": 1}, {"provisioner": [{"shell": {"inline": ["x"]}}]}], "n": 3}
+    assert lookup(tree, "build.provisioner.shell.inline") == ["x"]
+    assert lookup(tree, "build.missing") is None
+    assert lookup(tree, "n.deeper") is None
+    assert lookup(tree, "nothing.here") is None
+
+
+def test_parse_error_of_a_file_off_the_fast_path_names_its_source() -> None:
+    with pytest.raises(RenderError, match=r"^bad\.pkr\.hcl: rendered HCL does not parse"):
+        parse_hcl("x = <<EOF\nunterminated\n", source="bad.pkr.hcl")
+
+
+def test_template_errors_name_the_template(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match=r"template 'absent\.j2' not found in .*$") as missing:
+        render_template(tmp_path, "absent.j2", {})
+    assert "reinstall" not in str(missing.value)  # the hint is for kiln's own templates only
+    with pytest.raises(RenderError, match="lacks its templates: reinstall it from a full wheel"):
+        render_template(TEMPLATES_DIR, "absent.j2", {})
+    (tmp_path / "bad.j2").write_text("line one\n{% if %}\n")
+    with pytest.raises(RenderError, match=r"^template \S*bad\.j2:2: Expected an expression"):
+        render_template(tmp_path, "bad.j2", {})
+
+
+def test_write_if_changed_writes_new_and_changed_files_only(tmp_path: Path) -> None:
+    first = RenderedFile(tmp_path / "sub" / "a.pkr.hcl", "a = 1\n")
+    second = RenderedFile(tmp_path / "b.pkr.hcl", "b = 1\n")
+    assert write_if_changed([first, second]) == [first.path, second.path]
+    assert first.path.read_text() == "a = 1\n"
+    before = first.path.stat().st_mtime_ns
+    changed = RenderedFile(second.path, "b = 2\n")
+    assert write_if_changed([first, changed]) == [second.path]
+    assert first.path.stat().st_mtime_ns == before
+    assert second.path.read_text() == "b = 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pkr.hcl", "sub"]  # no temp files
