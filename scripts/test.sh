@@ -31,9 +31,12 @@ stop_vm_tests() {
 trap stop_vm_tests EXIT
 trap 'exit 130' INT TERM
 
-echo "==> pytest -m 'not vm'"
+# Two workers (pytest-xdist), each taking whole test files: a bake waits on apt, dpkg and
+# Docker for much of its time, so two side by side finish sooner even on two cores (see
+# bench/parallel.py), and a file's module fixtures (baked sandboxes) are built once.
+echo "==> pytest -m 'not vm', two workers"
 status=0
-.venv/bin/pytest -ra -p no:cacheprovider -m "not vm" "$@" tests || status=$?
+.venv/bin/pytest -ra -p no:cacheprovider -m "not vm" -n 2 --dist loadfile "$@" tests || status=$?
 
 echo "==> pytest -m vm (waiting for it to finish)"
 vm_status=0
