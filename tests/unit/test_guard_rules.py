@@ -10,31 +10,14 @@ import pytest
 from kiln.errors import DefinitionError, GuardError
 from kiln.guard import (
     RULES,
-    AuditReport,
     TaskException,
     audit_playbook,
-    audit_roles,
     check_single_host_inventory,
     raise_for_findings,
 )
+from test_guard import REPO, ROLES, WORK_DIR, audit
 
-REPO = Path(__file__).resolve().parents[2]
-ROLES = REPO / "tests" / "fixtures" / "guard" / "roles"
-WORK_DIR = Path("/srv/kiln-work")
-PRODUCTION = ("prod.example.com", "10.9.8.7")
-SECRETS = ("db_password", "api_token")
-
-
-def audit(*roles: str, **kwargs: object) -> AuditReport:
-    """audit_roles with test_guard.py's settings: fixture roles, a work dir, prod hosts, secrets."""
-    options: dict[str, object] = {
-        "roles_path": ROLES,
-        "work_dir": WORK_DIR,
-        "production_hosts": PRODUCTION,
-        "secret_vars": SECRETS,
-    }
-    options.update(kwargs)
-    return audit_roles(list(roles), **options)  # type: ignore[arg-type]
+# audit() is test_guard.py's: the fixture roles, a work dir, production hosts and secrets.
 
 
 # --- one rule at a time, on tasks written for the test ------------------------------------
