@@ -221,37 +221,7 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
 
 
 def print_bake_summary(reporter: Reporter, outcomes: list[BakeOutcome]) -> None:
-    """The closing lines of a bake: what was baked or reused, and the time per phase."""
-    leaf = outcomes[-1]
-    version = leaf.version
-    artifact = version.artifacts[0] if version.artifacts else None
-    size = f"{artifact.size_bytes / 1e6:.1f} MB" if artifact and artifact.size_bytes else "-"
-    chain = ", ".join(
-        f"{o.version.role} v{o.version.version} ({'baked' if o.baked else 'cached'})"
-        for o in outcomes
-    )
-    lines = [
-        ("version", f"{version.role} v{version.version} ({version.status})"),
-        ("fingerprint", version.fingerprint[:12]),
-        (
-            "parent",
-            f"{version.parent_role} v{version.parent_version}" if version.parent_role else "-",
-        ),
-        ("artifact", f"{artifact.ref} {artifact.image_id[:19]}" if artifact else "-"),
-        ("size", size),
-        ("chain", chain),
-    ]
-    linted = version.inputs.get("lint")
-    if isinstance(linted, dict):
-        rules = ", ".join(f"{rule} {n}" for rule, n in linted.get("by_rule", {}).items())
-        lines.append(
-            ("lint", f"{linted.get('warnings', 0)} warning(s)" + (f": {rules}" if rules else ""))
-        )
-    for outcome in outcomes:
-        if outcome.baked:
-            phases = ", ".join(f"{k} {v:.1f}s" for k, v in outcome.timings.items())
-            lines.append((f"{outcome.version.role} time", phases))
-    reporter.summary(version.role, lines, outcomes=[
-        {"role": o.version.role, "version": o.version.version, "baked": o.baked,
-         "fingerprint": o.version.fingerprint, "timings": dict(o.timings)} for o in outcomes
-    ])  # fmt: skip
+    """The closing lines of a bake; kept for old callers, the text lives in kiln.cli.bake_text."""
+    from kiln.cli.bake_text import print_bake_summary as print_summary
+
+    print_summary(reporter, outcomes)

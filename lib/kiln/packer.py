@@ -96,6 +96,44 @@ class _EventTail:
             self._handle.close()
 
 
+class _LivePackers:
+    """The packer processes this process started and has not reaped yet (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[str]] = set()
+
+    def add(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def interrupt(self) -> int:
+        """Send one SIGINT to each one's process group; returns how many were asked."""
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            # A process is discarded only once reaped, so its pid cannot have been reused.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGINT)
+        return len(procs)
+
+
+_LIVE = _LivePackers()
+
+
+def interrupt_running() -> int:
+    """Forward one SIGINT to every packer run_packer started that is still running.
+
+    Ctrl-C reaches only the main thread, and packer, in its own session, would not see it: a
+    parallel bake calls this so that each packer removes its builder.
+    """
+    return _LIVE.interrupt()
+
+
 def run_packer(
     argv: Sequence[str],
     *,
@@ -111,11 +149,35 @@ def run_packer(
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
-        )  # fmt: skip
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
     except FileNotFoundError as exc:
         raise BuildError(f"{argv[0]} is not installed; run scripts/setup.sh") from exc
+    _LIVE.add(proc)
+    try:
+        result = _follow(proc, _EventTail(events_path), log, on_line, on_event, redact)
+    finally:
+        _LIVE.discard(proc)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _follow(
+    proc: subprocess.Popen[str],
+    tail: _EventTail,
+    log: TextIO,
+    on_line: LineSink,
+    on_event: EventSink,
+    redact: Redactor,
+) -> PackerRun:
+    """Stream proc's lines and tail's events until proc exits; Ctrl-C asks it to clean up."""
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -127,7 +189,6 @@ def run_packer(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     result = PackerRun(returncode=-1)
-    tail = _EventTail(events_path)
     interrupt_deadline: float | None = None
     done = False
     try:
@@ -164,7 +225,6 @@ def run_packer(
         result.events.append(event)
         on_event(event)
     tail.close()
-    result.duration_s = time.monotonic() - started
     return result
 
 

@@ -8,21 +8,18 @@ roles that share a stale base, and the second finds the first one's version when
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from kiln.bake import BakeOutcome, Baker, open_registry
+from kiln import packer
+from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, Interrupted, KilnError
 from kiln.fingerprint import FingerprintMemo
 from kiln.model import Project, Role
-from kiln.registry import Version
+from kiln.registry import Registry, Version
 
 INTERRUPT_GRACE_S = 150
 
@@ -108,6 +105,9 @@ def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+BakerFactory = Callable[[Project, str, Reporter], Baker]
+
+
 def bake_many(
     project: Project,
     roles: Sequence[Role],
@@ -115,51 +115,80 @@ def bake_many(
     jobs: int | None = None,
     force: bool = False,
     target: str = "docker",
+    accel: str | None = None,
     reporter: Reporter,
-    options: Mapping[str, Any] | None = None,
-    baker_factory: Callable[[Project, str, Reporter], Baker] | None = None,
+    options: BakeOptions | None = None,
+    baker_factory: BakerFactory | None = None,
 ) -> BatchResult:
     """Bake roles in dependency order, up to `jobs` at a time; never raises for a failed role.
 
     Requested roles that are up to date are reported as cached without starting anything, which
     keeps `invoke bake web` with nothing changed as fast as one registry look-up. Each job gets
     its Baker from baker_factory(project, target, reporter), with a registry connection of its
-    own; by default a Baker with options (skip_tests, check_idempotence...).
+    own; by default a Baker with options (skip_tests, check_idempotence) and accel.
     """
-    workers = max(1, jobs or default_jobs())
-    settings = dict(options or {})
+    options = options or BakeOptions()
 
-    def make_baker() -> Baker:
-        if baker_factory is not None:
-            return baker_factory(project, target, reporter)
-        # One registry connection per thread: sqlite3 connections must stay on their own thread.
-        registry = open_registry(project)
-        return Baker(project, target=target, registry=registry, reporter=reporter, **settings)
+    def make_baker(registry: Registry | None = None) -> Baker:
+        return Baker(
+            project,
+            target=target,
+            # One registry connection per thread: sqlite3 connections stay on their own thread.
+            registry=registry or open_registry(project),
+            reporter=reporter,
+            skip_tests=options.skip_tests,
+            check_idempotence=options.check_idempotence,
+            accel=accel,
+        )
 
-    result = BatchResult(jobs=[])
-    stale: list[Role] = []
     with open_registry(project) as registry:
-        probe = Baker(project, target=target, registry=registry, reporter=reporter, **settings)
-        memo = FingerprintMemo()  # the roles share ancestors: fingerprint each once
-        for role in roles:
-            hit = None if force else _up_to_date(probe, role, memo)
-            if hit is None:
-                stale.append(role)
-                continue
-            outcome = BakeOutcome(version=hit, baked=False)
-            job = Job(role, False, True, None, state="cached", outcomes=[outcome])
-            result.jobs.append(job)
-            reporter.finished(
-                role.name, "cached", f"up to date at version {hit.version} "
-                f"(fingerprint {hit.fingerprint[:12]}); nothing baked",
-            )  # fmt: skip
+        stale, cached = _split_cached(make_baker(registry), roles, force=force, reporter=reporter)
     from kiln.targets import get_target
 
     planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain)
-    result.jobs = planned + result.jobs
-    if not planned:
-        return result
+    result = BatchResult(jobs=planned + cached)
+    if planned:
 
+        def job_baker() -> Baker:
+            if baker_factory is not None:
+                return baker_factory(project, target, reporter)
+            return make_baker()
+
+        _run_jobs(result, planned, job_baker, reporter, max(1, jobs or default_jobs()))
+    return result
+
+
+def _split_cached(
+    probe: Baker, roles: Sequence[Role], *, force: bool, reporter: Reporter
+) -> tuple[list[Role], list[Job]]:
+    """The roles to bake, and a finished job for each requested role that is up to date."""
+    stale: list[Role] = []
+    cached: list[Job] = []
+    memo = FingerprintMemo()  # the roles share ancestors: fingerprint each once
+    for role in roles:
+        hit = None if force else _up_to_date(probe, role, memo)
+        if hit is None:
+            stale.append(role)
+            continue
+        outcome = BakeOutcome(version=hit, baked=False)
+        cached.append(Job(role, False, True, None, state="cached", outcomes=[outcome]))
+        reporter.finished(
+            role.name,
+            "cached",
+            f"up to date at version {hit.version} (fingerprint {hit.fingerprint[:12]}); "
+            "nothing baked",
+        )
+    return stale, cached
+
+
+def _run_jobs(
+    result: BatchResult,
+    planned: list[Job],
+    make_baker: Callable[[], Baker],
+    reporter: Reporter,
+    workers: int,
+) -> None:
+    """Run planned jobs on up to workers threads, parents first; Ctrl-C stops every packer."""
     by_name = {j.name: j for j in planned}
     for job in planned:
         reporter.waiting(job.name)
@@ -183,9 +212,7 @@ def bake_many(
     try:
         while True:
             if not result.interrupted:
-                for job in ready():
-                    if len(running) >= workers:
-                        break
+                for job in ready()[: max(0, workers - len(running))]:
                     job.state = "running"
                     running[pool.submit(run, job)] = job
             if not running:
@@ -196,7 +223,7 @@ def bake_many(
     except KeyboardInterrupt:
         result.interrupted = True
         reporter.message("kiln", "interrupted: asking every running packer to remove its builder")
-        _interrupt_packers()
+        packer.interrupt_running()
         wait(running, timeout=INTERRUPT_GRACE_S)
         for future, job in running.items():
             if future.done():
@@ -207,7 +234,6 @@ def bake_many(
         if job.state in ("pending", "running"):
             job.state = "skipped"
             reporter.finished(job.name, "skipped", "interrupted")
-    return result
 
 
 OK_STATES = ("baked", "cached")
@@ -255,26 +281,6 @@ def _descendants(name: str, jobs: dict[str, Job]) -> list[Job]:
     return out
 
 
-def _interrupt_packers() -> None:
-    """Forward one SIGINT to each packer this process started (each runs in its own session).
-
-    Ctrl-C reaches only the main thread; packer, started with start_new_session, would not see it.
-    """
-    me = os.getpid()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after ')'.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) >= 4 and int(fields[1]) == me and int(fields[3]) == int(proc.name):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(proc.name), signal.SIGINT)
-
-
 def summary_rows(result: BatchResult) -> list[dict[str, object]]:
     """One row per job for the closing table (and --json)."""
     rows: list[dict[str, object]] = []
@@ -304,37 +310,6 @@ def summary_rows(result: BatchResult) -> list[dict[str, object]]:
     return rows
 
 
-def summary_table(result: BatchResult) -> str:
-    """The closing lines of a multi-role bake: one row per role, then each failure in full."""
-    rows = summary_rows(result)
-    head = ("role", "result", "version", "fingerprint", "parent", "artifact", "size", "time")
-    table: list[tuple[str, ...]] = [head]
-    for row in rows:
-        size = row["size_bytes"]
-        table.append(
-            (
-                str(row["role"]),
-                str(row["state"]),
-                f"v{row['version']}" if row["version"] else "-",
-                str(row["fingerprint"] or "-")[:12],
-                str(row["parent"] or "-"),
-                str(row["artifact"] or "-"),
-                f"{size / 1e6:.1f} MB" if isinstance(size, int) else "-",
-                f"{row['seconds']:.1f}s" if row["seconds"] else "-",
-            )
-        )
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    for row in rows:
-        timings = row["timings"]
-        if row["state"] == "baked" and isinstance(timings, dict) and timings:
-            phases = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-            lines.append(f"{row['role']} time: {phases}")
-    for job in result.failed:
-        lines += ["", f"{job.name} failed:", str(job.error)]
-    return "\n".join(lines)
-
-
 def parse_role_spec(spec: str, project: Project) -> tuple[list[str], bool]:
     """`web`, `web,worker` or `all` as (names, all roles). Invoke has no variadic positionals."""
     names = [n.strip() for n in spec.replace(" ", ",").split(",") if n.strip()]
@@ -358,23 +333,6 @@ def chain_outcomes(result: BatchResult, role: str) -> list[BakeOutcome]:
     if leaf is None or leaf.outcome is None:
         return []
     return [found[n.name] for n in leaf.role.ancestry() if n.name in found]
-
-
-def report(reporter: Reporter, result: BatchResult, requested: Sequence[Role]) -> None:
-    """The closing summary: the detailed one for a single role, a table for several."""
-    from kiln.commands import print_bake_summary
-
-    if len(requested) == 1 and not result.failed and not result.skipped:
-        outcomes = chain_outcomes(result, requested[0].name)
-        if outcomes:
-            print_bake_summary(reporter, outcomes)
-        return
-    if len(requested) == 1 and len(result.failed) == 1 and not result.skipped:
-        return  # the command exits with that one failure and its whole message
-    if reporter.json_mode:
-        reporter.summary("kiln", [], roles=summary_rows(result))
-    else:
-        reporter.text(summary_table(result))
 
 
 def failure(result: BatchResult) -> KilnError | None:

@@ -109,16 +109,11 @@ def bake(
     `invoke bake web`, `invoke bake web,worker -p 2` or `invoke bake all`: invoke reads a second
     bare word as another task, so several roles are one comma-separated argument.
     """
-    from kiln.bake import Baker, open_registry
-    from kiln.commands import print_bake_summary
-    from kiln.console import Reporter, make_reporter
+    from kiln.bake import BakeOptions, Baker
+    from kiln.cli.bake_text import print_bake_summary, report
+    from kiln.console import make_reporter
 
-    def make_baker(proj: Project, tgt: str, rep: Reporter) -> Baker:
-        return Baker(
-            proj, target=tgt, registry=open_registry(proj), reporter=rep,
-            skip_tests=skip_tests, check_idempotence=check_idempotence, accel=accel or None,
-        )  # fmt: skip
-
+    options = BakeOptions(skip_tests=skip_tests, check_idempotence=check_idempotence)
     with cli(), make_reporter(json_mode=json, verbose=verbose) as reporter:
         from kiln import parallel as many
 
@@ -127,24 +122,36 @@ def bake(
 
             wanted, everything = many.parse_role_spec(role, project())
             baker = Baker(
-                project(), target=target, reporter=reporter,
-                skip_tests=skip_tests, check_idempotence=check_idempotence, accel=accel or None,
-            )  # fmt: skip
-            if not bake_outdated(
-                baker, within=None if everything else wanted,
+                project(),
+                target=target,
+                reporter=reporter,
+                skip_tests=options.skip_tests,
+                check_idempotence=options.check_idempotence,
+                accel=accel or None,
+            )
+            baked = bake_outdated(
+                baker,
+                within=None if everything else wanted,
                 on_bake=lambda _name, outcomes: print_bake_summary(reporter, outcomes),
-            ):  # fmt: skip
+            )
+            if not baked:
                 reporter.message(role, "nothing outdated; nothing baked")
             return
 
         names, every = many.parse_role_spec(role, project())
         roles = many.select_roles(project(), names, all_roles=every)
         result = many.bake_many(
-            project(), roles, jobs=parallel or None, force=force, target=target, reporter=reporter,
-            baker_factory=make_baker,
-        )  # fmt: skip
+            project(),
+            roles,
+            jobs=parallel or None,
+            force=force,
+            target=target,
+            accel=accel or None,
+            reporter=reporter,
+            options=options,
+        )
         reporter.close()
-        many.report(reporter, result, roles)
+        report(reporter, result, roles)
         error = many.failure(result)
         if error is not None:
             raise error

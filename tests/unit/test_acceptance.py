@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from kiln import acceptance, lint
 from kiln.acceptance import AcceptanceResult, TestCase
-from kiln.bake import Baker, _idempotence_failure
+from kiln.bake import Baker
+from kiln.bake.failures import idempotence_failure as _idempotence_failure
 from kiln.docker import Instance
 from kiln.errors import BuildError, DefinitionError, ProvisionError, TestFailure
 from kiln.fingerprint import Fingerprint

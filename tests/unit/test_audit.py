@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kiln.bake import _inventory_refusal
+from kiln.bake.failures import inventory_refusal as _inventory_refusal
 from kiln.commands import audit_lines, audit_project
 from kiln.guard import TaskException
 from kiln.model import Project, Secret

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kiln import parallel
 from kiln.bake import BakeOutcome
+from kiln.cli import bake_text
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, ProvisionError
 from kiln.model import Project
@@ -122,7 +123,7 @@ def test_a_failure_stops_descendants_but_not_unrelated_roles(
     assert "shop: skipped - its ancestor web failed" in out
     error = parallel.failure(result)
     assert error is not None and "1 role(s) failed (web)" in str(error)
-    table = parallel.summary_table(result)
+    table = bake_text.summary_table(result)
     assert "web failed:" in table and "Ansible task 'x' failed" in table
 
 
@@ -156,3 +157,47 @@ def test_a_single_failure_is_the_commands_error(
     )
     error = parallel.failure(result)
     assert isinstance(error, ProvisionError)
+
+
+def test_an_interrupt_reaches_every_packer_run_packer_started(tmp_path: Path) -> None:
+    """Ctrl-C reaches the main thread only: parallel asks kiln.packer to forward it."""
+    import sys
+
+    from kiln import packer
+    from kiln.redact import Redactor
+
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(3))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    ready = threading.Event()
+    runs: list[packer.PackerRun] = []
+
+    def on_line(line: str) -> None:
+        if line == "ready":
+            ready.set()
+
+    def start() -> None:
+        with (tmp_path / "packer.log").open("w") as log:
+            runs.append(
+                packer.run_packer(
+                    [sys.executable, "-c", script],
+                    cwd=tmp_path,
+                    env={"PATH": "/usr/bin:/bin"},
+                    events_path=tmp_path / "events.jsonl",
+                    log=log,
+                    on_line=on_line,
+                    on_event=lambda _event: None,
+                    redact=Redactor([]),
+                )
+            )
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    assert ready.wait(10)
+    assert packer.interrupt_running() == 1
+    worker.join(10)
+    assert runs and runs[0].returncode == 3
+    assert packer.interrupt_running() == 0  # a finished packer is forgotten

@@ -1,0 +1,254 @@
+"""Baker: a bake's orchestration, node by node: the cache, the lock, the build, the gate.
+
+It decides what to build; how to build one node is kiln.bake.node, and the rules, the record,
+the gate and the errors live in the other sibling modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from kiln import lint, tools
+from kiln.bake.audit import audit_rendered_playbook, audit_role
+from kiln.bake.gate import AcceptanceGate
+from kiln.bake.inputs import Secrets, chain_fingerprints
+from kiln.bake.invocation import packer_env
+from kiln.bake.node import NodeBake
+from kiln.bake.options import BakeOptions, BakeOutcome
+from kiln.bake.policy import BakePolicy
+from kiln.bake.record import GitState
+from kiln.bake.scope import role_lock
+from kiln.console import NullReporter, Reporter
+from kiln.fingerprint import (
+    Fingerprint,
+    FingerprintMemo,
+)
+from kiln.guard import AuditReport
+from kiln.model import Base, Node, Project, Role
+from kiln.redact import Redactor
+from kiln.registry import Registry, Version
+from kiln.targets import get_target
+from kiln.targets.base import Target
+
+
+def open_registry(project: Project) -> Registry:
+    return Registry(project.registry_path)
+
+
+class Baker:
+    """Bakes roles of one project on one target, recording versions in its registry."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        target: str = "docker",
+        registry: Registry | None = None,
+        reporter: Reporter | None = None,
+        skip_tests: bool = False,
+        check_idempotence: bool = False,
+        accel: str | None = None,
+    ) -> None:
+        self.project = project
+        #: The defaults of every bake() call; a call's overrides never change them.
+        self.options = BakeOptions(skip_tests=skip_tests, check_idempotence=check_idempotence)
+        self.target_name = target
+        self.target: Target = get_target(target, accel=accel)
+        self.registry = registry or open_registry(project)
+        self.reporter = reporter or NullReporter()
+        self._git: GitState | None = None
+        #: Lint verdicts of the roles this Baker is about to build, recorded with their versions.
+        self._lint: dict[str, lint.LintVerdict] = {}
+
+    # -- public -----------------------------------------------------------------------------
+    def fingerprints(
+        self, role: Role, memo: FingerprintMemo | None = None
+    ) -> tuple[dict[str, Fingerprint], Secrets]:
+        """Fingerprints of role and its ancestors, and the secret values read for them.
+
+        memo (see fingerprint_chain) spares a run over many roles the work they share. Refuses
+        to go on when what `invoke deps` installed differs from requirements.lock.
+        """
+        return chain_fingerprints(self.project, role, self.target, self.target_name, memo)
+
+    def bake(
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        skip_tests: bool | None = None,
+        check_idempotence: bool | None = None,
+    ) -> list[BakeOutcome]:
+        """Bake role name and any stale ancestor; returns one outcome per node, base first.
+
+        Every new version passes the acceptance gate (or is recorded untested with skip_tests);
+        skip_tests and check_idempotence override this Baker's options for this call only.
+        """
+        options = self.options.overridden(
+            skip_tests=skip_tests, check_idempotence=check_idempotence
+        )
+        policy = self.policy(options)
+        role = self.project.role_named(name)
+        if not force:
+            policy.refuse_revoked_ancestors(role)
+        fingerprints, secrets = self.fingerprints(role)
+        hit = None if force else policy.cached_version(role, fingerprints[name])
+        if hit is not None:
+            self.reporter.message(
+                name,
+                f"up to date at version {hit.version} (fingerprint {hit.fingerprint[:12]}); "
+                "nothing baked",
+            )
+            return [BakeOutcome(version=hit, baked=False)]
+        # The guard first: it is static and fast, and nothing (not even a parent) is baked for a
+        # role it refuses. Its warnings are printed by the audit just before the role's builder.
+        self.audit(role, self.project.state_path / "work" / role.name, warn=False)
+        self._before_builders(role, fingerprints, policy, force=force)
+        chain = role.ancestry()
+        if self.target.flattens_chain:  # one bake on the base applies every layer's Ansible
+            chain = [chain[0], role]
+            secrets = {role.name: {k: v for values in secrets.values() for k, v in values.items()}}
+        outcomes: list[BakeOutcome] = []
+        parent: Version | None = None
+        for node in chain:
+            forced = force and node is role
+            secret_values = secrets.get(node.name, {})
+            outcome = self._ensure(
+                node, fingerprints[node.name], parent, options, forced, secret_values
+            )
+            outcomes.append(outcome)
+            parent = outcome.version
+        return outcomes
+
+    def policy(self, options: BakeOptions | None = None) -> BakePolicy:
+        """The reuse and refusal rules under options (by default this Baker's)."""
+        skip_tests = (options or self.options).skip_tests
+        return BakePolicy(self.registry, self.target, self.target_name, skip_tests=skip_tests)
+
+    def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
+        """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
+        return self.policy().cached_version(node, fingerprint)
+
+    def audit(self, role: Role, work_dir: Path | None = None, *, warn: bool = True) -> AuditReport:
+        """Refuse to bake a role whose Ansible could reach anything but the builder."""
+        return audit_role(self.project, role, self.reporter, work_dir, warn=warn)
+
+    def audit_playbook(self, role: Role, playbook: Path, work_dir: Path) -> AuditReport:
+        """Audit the playbook kiln rendered for role, as it will run; its roles were audited."""
+        return audit_rendered_playbook(self.project, role, playbook, work_dir)
+
+    # -- one node ---------------------------------------------------------------------------
+    def _ensure(
+        self,
+        node: Node,
+        fingerprint: Fingerprint,
+        parent: Version | None,
+        options: BakeOptions,
+        force: bool,
+        secrets: Mapping[str, str],
+    ) -> BakeOutcome:
+        policy = self.policy(options)
+        with role_lock(self.project, node.name, self.reporter):
+            if not force:
+                hit = policy.cached_version(node, fingerprint)
+                if hit is not None:
+                    self.reporter.message(node.name, f"up to date at version {hit.version}")
+                    return BakeOutcome(version=hit, baked=False)
+                untested = policy.untested(node, fingerprint)
+                if untested is not None:  # recorded, but its gate was interrupted: finish it
+                    self.reporter.message(node.name, f"{untested.label} is baked but not tested")
+                    return self._gate(
+                        node, untested, baked=False, timings={}, log_dir=None, options=options
+                    )
+            self.target.preflight()
+            namespace = self.project.image_namespace
+            reaped = self.target.reap_builders(role=node.name, namespace=namespace)
+            if reaped:
+                self.reporter.warning(
+                    node.name, f"removed {len(reaped)} builder(s) left by an interrupted bake"
+                )
+            bake = self._node_bake(options)
+            if isinstance(node, Base):
+                built = bake.bootstrap(node, fingerprint)
+            else:
+                assert parent is not None
+                lint_verdict = self._lint.get(node.name)
+                built = bake.role(node, fingerprint, parent, secrets, lint=lint_verdict)
+            return self._gate(
+                node,
+                built.record,
+                baked=True,
+                timings=built.record.timings,
+                log_dir=built.log_dir,
+                redact=built.redact,
+                options=options,
+            )
+
+    def _node_bake(self, options: BakeOptions) -> NodeBake:
+        return NodeBake(
+            project=self.project,
+            target=self.target,
+            target_name=self.target_name,
+            registry=self.registry,
+            reporter=self.reporter,
+            git_state=self._git_state,
+            status=self.policy(options).new_status(),
+            check_idempotence=options.check_idempotence,
+        )
+
+    def _before_builders(
+        self,
+        role: Role,
+        fingerprints: Mapping[str, Fingerprint],
+        policy: BakePolicy,
+        *,
+        force: bool,
+    ) -> None:
+        """Checks that need no builder, for every node this bake may build: failed twins, lint."""
+        for node in role.ancestry():
+            forced = force and node is role
+            fingerprint = fingerprints[node.name]
+            if not forced and (
+                policy.cached_version(node, fingerprint) or policy.untested(node, fingerprint)
+            ):
+                continue
+            if not forced:
+                policy.refuse_failed_twin(node, fingerprint, role)
+            if isinstance(node, Role):
+                self._lint[node.name] = lint.check_role(self.project, node, reporter=self.reporter)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _gate(
+        self,
+        node: Node,
+        version: Version,
+        *,
+        baked: bool,
+        timings: Mapping[str, float],
+        log_dir: Path | None,
+        redact: Redactor | None = None,
+        options: BakeOptions | None = None,
+    ) -> BakeOutcome:
+        """Run version's acceptance tests and record the verdict; a failure raises TestFailure."""
+        skip_tests = (options or self.options).skip_tests
+        gate = AcceptanceGate(
+            self.project, self.registry, self.target, self.target_name, self.reporter, skip_tests
+        )
+        return gate.check(
+            node, version, baked=baked, timings=timings, log_dir=log_dir, redact=redact
+        )
+
+    def _new_status(self) -> str:
+        return self.policy().new_status()
+
+    def _refuse_failed_twin(self, node: Node, fingerprint: Fingerprint, leaf: Role) -> None:
+        self.policy().refuse_failed_twin(node, fingerprint, leaf)
+
+    def _packer_env(self) -> dict[str, str]:
+        return packer_env(self.project, self.reporter)
+
+    def _git_state(self) -> GitState:
+        if self._git is None:
+            self._git = tools.git_state(self.project.root)
+        return self._git

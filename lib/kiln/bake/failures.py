@@ -1,0 +1,143 @@
+"""Turning a Packer run that went wrong into one actionable error: what failed, where, what next."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from kiln.errors import BuildError, GuardError, Interrupted, ProvisionError
+from kiln.guard import check_single_host_inventory
+from kiln.model import Role
+from kiln.packer import PackerRun
+from kiln.redact import Redactor
+
+NOTHING_RECORDED = "The builder was removed and no version was recorded."
+
+
+def raise_for_run(
+    role: Role,
+    version: int,
+    run: PackerRun,
+    *,
+    log_dir: Path,
+    root: Path,
+    redact: Redactor,
+    check_idempotence: bool,
+) -> None:
+    """Raise the error of a run that must not be recorded: refused, failed or not idempotent."""
+    refused = inventory_refusal(run, required=not (run.interrupted or run.returncode))
+    if refused:
+        raise GuardError(f"bake of {role.name} v{version}: {refused}")
+    if run.interrupted or run.returncode != 0:
+        raise failure(role, version, run, log_dir, root, redact)
+    if check_idempotence:
+        problem = idempotence_failure(role, version, run, log_dir, root)
+        if problem is not None:  # nothing is recorded: the image goes, like the builder
+            raise problem
+
+
+def inventory_refusal(run: PackerRun, *, required: bool) -> str | None:
+    """Why Ansible's own report of its inventory does not prove it held only the builder.
+
+    kiln's callback reports every inventory source (packer's temporary `-i` file) and the hosts
+    Ansible parsed from it, and stops Ansible before its first task if they are not one host.
+    """
+    reports = [e for e in run.events if e.get("event") == "inventory"]
+    refused = [e for e in run.events if e.get("event") == "guard"]
+    if refused:
+        return f"the guard stopped Ansible: {refused[0].get('message', '')}"
+    if not reports:
+        if required:
+            return (
+                "Ansible did not report its inventory, so kiln cannot prove it held only the "
+                "builder; no version was recorded (is the kiln_events callback enabled?)"
+            )
+        return None
+    for event in reports:
+        hosts = event.get("hosts") or []
+        try:
+            if len(hosts) != 1:
+                raise GuardError(f"Ansible parsed {len(hosts)} host(s): {', '.join(hosts[:5])}")
+            for source in event.get("sources") or []:
+                check_single_host_inventory(str(source.get("content", "")))
+        except GuardError as exc:
+            return f"the inventory Ansible was given is not the builder alone: {exc}"
+    return None
+
+
+def write_failure(role: Role, version: int, exc: OSError, path: Path, root: Path) -> BuildError:
+    """A write that failed during a bake, with errno's name (ENOSPC) so that it can be searched."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    reason = exc.strerror or str(exc)
+    where = relative_path(str(exc.filename or path), root)
+    advice = "Free some disk space and bake again. " if exc.errno == errno.ENOSPC else ""
+    return BuildError(
+        f"bake of {role.name} v{version} failed: cannot write {where}: {reason}"
+        f"{f' ({code})' if code else ''}. {advice}{NOTHING_RECORDED}"
+    )
+
+
+def idempotence_failure(
+    role: Role, version: int, run: PackerRun, log_dir: Path, root: Path
+) -> ProvisionError | BuildError | None:
+    """The error for a second Ansible pass that changed something (or never ran), else None."""
+    second = [e for e in run.events if str(e.get("ansible_pass")) == "2"]
+    if not any(e.get("event") == "task_result" for e in second):
+        return BuildError(
+            f"bake of {role.name} v{version}: --check-idempotence found no second Ansible pass "
+            "in the events (does this target's template render it?). No version was recorded."
+        )
+    changed = [e for e in second if e.get("event") == "task_result" and e.get("changed")]
+    if not changed:
+        return None
+    lines = []
+    for event in changed:
+        where = relative_path(str(event.get("path", "")), root)
+        owner = str(event.get("role") or "")
+        task = str(event.get("task", "")).removeprefix(f"{owner} : ")  # Ansible's "role : name"
+        lines.append(f"  {task!r} of role {owner or '?'} at {where}")
+    return ProvisionError(
+        f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
+        "changes in a second Ansible pass over the finished builder:\n"
+        + "\n".join(lines)
+        + "\nMake them report changes only when they make one (changed_when, creates, a module "
+        "instead of a command). The image was deleted and no version was recorded.\n"
+        f"Full logs: {relative_path(str(log_dir), root)}/ansible-events.jsonl"
+    )
+
+
+def failure(
+    role: Role, version: int, run: PackerRun, log_dir: Path, root: Path, redact: Redactor
+) -> BuildError:
+    """The error of an interrupted run, a failed Ansible task, or packer's own failure."""
+    where = f"Full logs: {relative_path(str(log_dir), root)}/packer.log"
+    if run.interrupted:
+        return Interrupted(
+            f"bake of {role.name} v{version} was interrupted. {NOTHING_RECORDED}\n{where}"
+        )
+    failed = run.failed_tasks
+    if failed:
+        event = failed[-1]
+        parts = ("msg", "module_stderr", "stderr", "stdout")
+        output = "\n".join(event[part] for part in parts if event.get(part))
+        lines = redact(output).splitlines()[-20:]
+        body = "\n".join(f"    {line}" for line in lines)
+        return ProvisionError(
+            f"bake of {role.name} v{version} failed: Ansible task {event.get('task')!r} "
+            f"of role {event.get('role') or '?'} failed\n"
+            f"  at {relative_path(event.get('path', ''), root)}\n"
+            f"  output (last {len(lines)} lines):\n{body}\n"
+            f"{NOTHING_RECORDED}\n{where}"
+        )
+    errors = "\n".join(f"    {line}" for line in run.errors[-20:]) or "    (no error output)"
+    return BuildError(
+        f"bake of {role.name} v{version} failed: packer exited with {run.returncode}\n"
+        f"{errors}\n{NOTHING_RECORDED}\n{where}"
+    )
+
+
+def relative_path(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path

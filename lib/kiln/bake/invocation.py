@@ -1,0 +1,80 @@
+"""The Packer command line of one bake, and the environment Packer (and Ansible) run in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.console import Reporter
+from kiln.guard import ansible_environment
+from kiln.model import Project
+from kiln.redact import Redactor
+from kiln.targets.base import BakePlan
+
+
+@dataclass(frozen=True)
+class PackerInvocation:
+    """`packer build` of one plan as one version: its -var list and its HCL file."""
+
+    packer: str
+    plan: BakePlan
+    version: int
+    bake_id: str
+    source_commit: str
+    work: Path
+    #: The JSON file of secret values, when the plan has secrets.
+    secret_file: Path | None = None
+
+    @property
+    def events_path(self) -> Path:
+        return self.work / "events.jsonl"
+
+    def variables(self, session_vars: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        """The -var values in order: kiln's, the secrets file, then the target's session."""
+        values = [
+            ("version", str(self.version)),
+            ("source_commit", self.source_commit),
+            ("bake_id", self.bake_id),
+            ("manifest_file", self.plan.relative(self.work / "packages.tsv")),
+            ("events_file", str(self.events_path.resolve())),
+        ]
+        if self.secret_file is not None:
+            values.append(("secret_vars_file", str(self.secret_file.resolve())))
+        return values + list((session_vars or {}).items())
+
+    def argv(self, session_vars: Mapping[str, str] | None = None) -> list[str]:
+        argv = [self.packer, "build", "-machine-readable"]
+        for name, value in self.variables(session_vars):
+            argv += ["-var", f"{name}={value}"]
+        return [*argv, self.plan.relative(self.plan.hcl_path)]
+
+
+def packer_env(project: Project, reporter: Reporter) -> dict[str, str]:
+    """kiln's environment without variables that could point Ansible elsewhere than the builder."""
+    env, dropped = ansible_environment(os.environ)
+    for name in dropped:
+        reporter.warning(
+            "kiln", f"ignoring {name}: Ansible only ever targets the throwaway builder"
+        )
+    # ansible-playbook comes from the same environment as kiln, venv or not.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(
+        CHECKPOINT_DISABLE="1",  # packer would otherwise call home on every run
+        PACKER_NO_COLOR="1",
+        PACKER_CACHE_DIR=str(project.state_path / "packer_cache"),
+    )
+    return env
+
+
+def keep_events(work: Path, log_dir: Path, redact: Redactor, reporter: Reporter) -> None:
+    """Move Ansible's events of a run into its log directory, redacted."""
+    events = work / "events.jsonl"
+    if events.exists():
+        try:
+            (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
+        except OSError as exc:  # runs in a finally: never hide the bake's own error
+            reporter.warning("kiln", f"cannot keep the Ansible events in {log_dir}: {exc}")
+        events.unlink()

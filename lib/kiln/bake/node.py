@@ -1,0 +1,233 @@
+"""Baking one node once the Baker has decided it must: bootstrap a base, or run Packer for a role.
+
+Each runs inside nested context managers (work directory, pending artifact): whatever fails, no
+artifact and no work files are left, and only a recorded version keeps its artifact.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from kiln import tools
+from kiln.bake.audit import audit_rendered_playbook, audit_role
+from kiln.bake.failures import raise_for_run, write_failure
+from kiln.bake.invocation import PackerInvocation, keep_events, packer_env
+from kiln.bake.policy import BakePolicy
+from kiln.bake.record import (
+    GitState,
+    base_record,
+    packer_phases,
+    read_manifest,
+    record_version,
+    role_record,
+)
+from kiln.bake.scope import PendingArtifact, pending_artifact, workspace
+from kiln.console import Reporter
+from kiln.fingerprint import Fingerprint
+from kiln.lint import LintVerdict
+from kiln.model import Base, Project, Role
+from kiln.packer import PackerRun, run_packer
+from kiln.redact import Redactor
+from kiln.registry import Registry, Version
+from kiln.render import write_if_changed
+from kiln.targets.base import BakePlan, Target, secret_vars_file
+
+
+@dataclass(frozen=True)
+class Built:
+    """A version baked and recorded, not yet through its acceptance gate."""
+
+    record: Version
+    log_dir: Path
+    redact: Redactor | None = None
+
+
+@dataclass(frozen=True)
+class NodeBake:
+    """Bakes and records one node on one target; the new versions get status."""
+
+    project: Project
+    target: Target
+    target_name: str
+    registry: Registry
+    reporter: Reporter
+    git_state: Callable[[], GitState]
+    status: str
+    check_idempotence: bool = False
+
+    def bootstrap(self, base: Base, fingerprint: Fingerprint) -> Built:
+        started = time.monotonic()
+        version = self.registry.allocate_version(base.name)
+        log_dir = self._log_dir(base.name, version)
+        self.reporter.phase(base.name, "base", f"bootstrapping {base.suite} as version {version}")
+        with pending_artifact(self.target, None, version) as pending:
+            with (log_dir / "bootstrap.log").open("w") as log:
+                artifact = self.target.bootstrap_base(
+                    self.project, base, version, fingerprint.digest, partial(print, file=log)
+                )
+            pending.hold(artifact)
+            took = time.monotonic() - started
+            record = base_record(
+                base,
+                version,
+                fingerprint,
+                target=self.target_name,
+                status=self.status,
+                git=self.git_state(),
+                took=took,
+                artifact=artifact,
+            )
+            record_version(self.registry, record, [])
+            pending.keep()
+        self.reporter.phase(base.name, "base", f"version {version} ready in {took:.1f}s")
+        return Built(record, log_dir)
+
+    def role(
+        self,
+        role: Role,
+        fingerprint: Fingerprint,
+        parent: Version,
+        secrets: Mapping[str, str],
+        *,
+        lint: LintVerdict | None,
+    ) -> Built:
+        started = time.monotonic()
+        packer = tools.which("packer")
+        version = self.registry.allocate_version(role.name)
+        log_dir = self._log_dir(role.name, version)
+        redact = Redactor(list(secrets.values()))
+        plan = BakePlan(
+            self.project,
+            role,
+            fingerprint,
+            parent,
+            self.target_name,
+            check_idempotence=self.check_idempotence,
+            flatten=self.target.flattens_chain,
+        )
+        with workspace(self.project.state_path / "work" / role.name / str(version)) as work:
+            self._render(plan, version, work)
+            timings = {"render": time.monotonic() - started}
+            invocation = self._invocation(packer, plan, version, work, secrets)
+            with pending_artifact(self.target, plan, version) as pending:
+                run = self._run_packer(invocation, log_dir, redact, timings)
+                raise_for_run(
+                    role,
+                    version,
+                    run,
+                    log_dir=log_dir,
+                    root=self.project.root,
+                    redact=redact,
+                    check_idempotence=self.check_idempotence,
+                )
+                record = self._record_role(invocation, pending, timings, started, lint)
+                pending.keep()  # before the gate: a version that fails its tests keeps its image
+        return Built(record, log_dir, redact)
+
+    def _render(self, plan: BakePlan, version: int, work: Path) -> None:
+        """Audit the role, refuse a bad parent, render its files and audit the playbook."""
+        role, parent = plan.role, plan.parent
+        assert parent is not None
+        audit_role(self.project, role, self.reporter, work, warn=True)
+        BakePolicy.refuse_unusable_parent(role, parent)
+        self.reporter.phase(
+            role.name, "render", f"version {version} on {parent.role} v{parent.version}"
+        )
+        write_if_changed(self.target.render(plan))
+        audit_rendered_playbook(self.project, role, plan.playbook_path, work)
+
+    def _invocation(
+        self, packer: str, plan: BakePlan, version: int, work: Path, secrets: Mapping[str, str]
+    ) -> PackerInvocation:
+        commit, dirty = self.git_state()
+        return PackerInvocation(
+            packer=packer,
+            plan=plan,
+            version=version,
+            bake_id=f"{plan.role.name}:{version}:{uuid.uuid4().hex[:8]}",
+            source_commit=f"{commit}{'-dirty' if dirty else ''}",
+            work=work,
+            secret_file=(
+                secret_vars_file(work / "secrets.json", secrets) if plan.secrets else None
+            ),
+        )
+
+    def _run_packer(
+        self,
+        invocation: PackerInvocation,
+        log_dir: Path,
+        redact: Redactor,
+        timings: dict[str, float],
+    ) -> PackerRun:
+        """Run packer in the target's bake session; adds its phases to timings."""
+        plan, work, role = invocation.plan, invocation.work, invocation.plan.role.name
+        self.reporter.phase(role, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
+        started = time.monotonic()
+        try:
+            with (
+                self.target.bake_session(plan, work) as session_vars,
+                (log_dir / "packer.log").open("w") as log,
+            ):
+                run = run_packer(
+                    invocation.argv(session_vars),
+                    cwd=self.project.root,
+                    env=packer_env(self.project, self.reporter),
+                    events_path=invocation.events_path,
+                    log=log,
+                    on_line=partial(self.reporter.packer_line, role),
+                    on_event=partial(self.reporter.ansible_event, role),
+                    redact=redact,
+                )
+        except OSError as exc:  # the log's disk is full: packer was stopped before this
+            where = log_dir / "packer.log"
+            version = invocation.version
+            raise write_failure(plan.role, version, exc, where, self.project.root) from exc
+        finally:
+            (work / "secrets.json").unlink(missing_ok=True)
+            self.target.reap_builders(role=role, bake_id=invocation.bake_id)
+            keep_events(work, log_dir, redact, self.reporter)
+        timings.update(packer_phases(run, started))
+        return run
+
+    def _record_role(
+        self,
+        invocation: PackerInvocation,
+        pending: PendingArtifact,
+        timings: dict[str, float],
+        started: float,
+        lint: LintVerdict | None,
+    ) -> Version:
+        """Collect the artifact and the package manifest, and record the new version."""
+        plan, version = invocation.plan, invocation.version
+        assert plan.parent is not None
+        record_started = time.monotonic()
+        self.reporter.phase(plan.role.name, "record", f"version {version}")
+        artifact = self.target.collect_artifact(plan, version)
+        pending.hold(artifact)
+        packages = read_manifest(invocation.work / "packages.tsv")
+        timings["record"] = time.monotonic() - record_started
+        record = role_record(
+            plan.role,
+            version,
+            plan.fingerprint,
+            plan.parent,
+            target=self.target_name,
+            status=self.status,
+            git=self.git_state(),
+            timings=timings,
+            took=time.monotonic() - started,
+            artifact=artifact,
+            lint=lint,
+        )
+        record_version(self.registry, record, packages)
+        return record
+
+    def _log_dir(self, role: str, version: int) -> Path:
+        path = self.project.state_path / "logs" / role / str(version)
+        path.mkdir(parents=True, exist_ok=True)
+        return path

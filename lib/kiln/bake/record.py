@@ -1,0 +1,125 @@
+"""The Version record of a bake (base or role), its package manifest, and writing it down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from kiln.errors import BuildError, RegistryError
+from kiln.fingerprint import Fingerprint
+from kiln.lint import LintVerdict
+from kiln.model import Base, Role
+from kiln.packer import PackerRun
+from kiln.registry import Artifact, Package, Registry, Version, utc_now
+
+#: (commit, dirty) of the project's git checkout.
+GitState = tuple[str, bool]
+
+
+def base_record(
+    base: Base,
+    version: int,
+    fingerprint: Fingerprint,
+    *,
+    target: str,
+    status: str,
+    git: GitState,
+    took: float,
+    artifact: Artifact,
+) -> Version:
+    commit, dirty = git
+    return Version(
+        role=base.name,
+        version=version,
+        kind="base",
+        target=target,
+        fingerprint=fingerprint.digest,
+        parent_role=None,
+        parent_version=None,
+        status=status,
+        git_commit=commit,
+        git_dirty=dirty,
+        tools={},
+        inputs=dict(fingerprint.inputs),
+        timings={"base": round(took, 3)},
+        bake_seconds=round(took, 3),
+        created_at=utc_now(),
+        artifacts=(artifact,),
+    )
+
+
+def role_record(
+    role: Role,
+    version: int,
+    fingerprint: Fingerprint,
+    parent: Version,
+    *,
+    target: str,
+    status: str,
+    git: GitState,
+    timings: Mapping[str, float],
+    took: float,
+    artifact: Artifact,
+    lint: LintVerdict | None,
+) -> Version:
+    commit, dirty = git
+    # What was fingerprinted (secrets as keyed digests), plus the audit exceptions and lint.
+    inputs = {
+        **fingerprint.inputs,
+        "definition": {**role.inputs(), **fingerprint.inputs["definition"]},
+        **({"lint": lint.record()} if lint is not None else {}),
+    }
+    return Version(
+        role=role.name,
+        version=version,
+        kind="role",
+        target=target,
+        fingerprint=fingerprint.digest,
+        parent_role=parent.role,
+        parent_version=parent.version,
+        status=status,
+        git_commit=commit,
+        git_dirty=dirty,
+        tools=dict(fingerprint.inputs.get("tools", {})),
+        inputs=inputs,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        bake_seconds=round(took, 3),
+        created_at=utc_now(),
+        artifacts=(artifact,),
+    )
+
+
+def read_manifest(path: Path) -> list[Package]:
+    """The packages the builder listed (name, version, architecture per tab-separated line)."""
+    if not path.exists():
+        raise BuildError(f"the package manifest {path} was not captured from the builder")
+    packages = []
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0]:
+            packages.append(Package(parts[0], parts[1], parts[2]))
+    return packages
+
+
+def record_version(registry: Registry, record: Version, packages: list[Package]) -> None:
+    """Record a version; the caller's pending artifact goes if this raises."""
+    try:
+        registry.record_version(record, packages=packages)
+    except OSError as exc:
+        raise RegistryError(f"cannot record {record.label}: {exc}") from exc
+
+
+def packer_phases(run: PackerRun, started: float) -> dict[str, float]:
+    """Split packer's wall time into builder start, provision and capture from event times."""
+    wall_started = time.time() - (time.monotonic() - started)
+    times = [float(e["time"]) for e in run.events if "time" in e]
+    if not times:
+        return {"packer": run.duration_s}
+    first, last = min(times), max(times)
+    end = wall_started + run.duration_s
+    return {
+        "builder start": max(0.0, first - wall_started),
+        "provision": max(0.0, last - first),
+        "capture and commit": max(0.0, end - last),
+    }

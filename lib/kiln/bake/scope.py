@@ -1,0 +1,83 @@
+"""What a bake runs inside: the role's lock, its work directory, and an artifact not yet recorded.
+
+Nested as `with role_lock(...), workspace(...) as work, pending_artifact(...) as pending:`, they
+undo a failed bake in one place, whatever the failure (a KeyboardInterrupt included).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from kiln.console import Reporter
+from kiln.errors import BuildError
+from kiln.locks import file_lock
+from kiln.model import Project
+from kiln.registry import Artifact
+from kiln.targets.base import BakePlan, Target
+
+
+def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContextManager[None]:
+    """Serialise bakes of one role across processes."""
+    return file_lock(
+        project.state_path / "locks" / f"{role}.lock",
+        on_wait=lambda: reporter.message(
+            role, "another bake of this role is running; waiting for it"
+        ),
+    )
+
+
+@contextmanager
+def workspace(path: Path) -> Iterator[Path]:
+    """A bake's work directory (manifest, events, secrets file), removed however the bake ends."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class PendingArtifact:
+    """The artifact of a bake that is not recorded yet: deleted unless keep() is called."""
+
+    def __init__(self, target: Target, plan: BakePlan | None, version: int) -> None:
+        self._target = target
+        self._plan = plan
+        self._version = version
+        self.artifact: Artifact | None = None
+        self.kept = False
+
+    def hold(self, artifact: Artifact) -> None:
+        """The artifact is known: discard deletes this one instead of looking for it."""
+        self.artifact = artifact
+
+    def keep(self) -> None:
+        """The version is recorded: its artifact now belongs to the registry."""
+        self.kept = True
+
+    def discard(self) -> None:
+        """Remove whatever artifact the bake managed to produce (for a plan, packer's image)."""
+        artifact = self.artifact
+        if artifact is None:
+            if self._plan is None:
+                return
+            try:
+                artifact = self._target.collect_artifact(self._plan, self._version)
+            except BuildError:
+                return  # packer produced nothing
+        self._target.delete_artifact(artifact)
+
+
+@contextmanager
+def pending_artifact(
+    target: Target, plan: BakePlan | None, version: int
+) -> Iterator[PendingArtifact]:
+    """Delete the bake's artifact when the block ends without pending.keep(), even by Ctrl-C."""
+    pending = PendingArtifact(target, plan, version)
+    try:
+        yield pending
+    finally:
+        if not pending.kept:
+            pending.discard()
