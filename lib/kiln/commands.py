@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import tools
-from kiln.bake import BakeOutcome, Baker, open_registry
-from kiln.console import Reporter
+from kiln.bake import Baker, open_registry
 from kiln.docker import run_command_line, start_instance, wait_until_booted
 from kiln.errors import DefinitionError, RegistryError
 from kiln.fingerprint import FingerprintMemo
@@ -218,10 +217,3 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
         f"  stop it:   docker rm -f {name}\n"
         f"  (started as: {run_command_line(artifact.ref)})"
     )
-
-
-def print_bake_summary(reporter: Reporter, outcomes: list[BakeOutcome]) -> None:
-    """The closing lines of a bake; kept for old callers, the text lives in kiln.cli.bake_text."""
-    from kiln.cli.bake_text import print_bake_summary as print_summary
-
-    print_summary(reporter, outcomes)

@@ -450,7 +450,7 @@ def outdated(c: Context, bake: bool = False, target: str = "docker", json: bool 
     from kiln import lifecycle
     from kiln.bake import Baker, open_registry
     from kiln.cli import lifecycle_text
-    from kiln.commands import print_bake_summary
+    from kiln.cli.bake_text import print_bake_summary
     from kiln.console import Reporter
 
     with cli(), open_registry(project()) as registry:
