@@ -126,6 +126,22 @@ BASE_RECIPE_VERSION = 1
 PACKER_USER = "packer"
 QEMU_BINARY = "qemu-system-x86_64"
 ACCELERATORS = ("kvm", "tcg")
+#: vCPUs of a builder or booted VM unless KILN_VM_CPUS says otherwise.
+DEFAULT_CPUS = 2
+
+
+def vm_cpus() -> int:
+    """vCPUs for a VM kiln starts: KILN_VM_CPUS, else DEFAULT_CPUS.
+
+    On a busy host without KVM one vCPU is often faster: a second one under TCG mostly spins on
+    guest locks while the host has no core to give it.
+    """
+    raw = os.environ.get("KILN_VM_CPUS", "").strip()
+    if not raw:
+        return DEFAULT_CPUS
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise BuildError(f"KILN_VM_CPUS must be a whole number from 1 to 64, not {raw!r}")
+    return int(raw)
 
 
 # --- running tools ------------------------------------------------------------------------------
@@ -546,7 +562,7 @@ def booted_vm(
     accel: str,
     forwards: Mapping[int, int] | None = None,
     memory_mb: int = 1024,
-    cpus: int = 2,
+    cpus: int | None = None,
     restrict: bool = True,
 ) -> Iterator[RunningVm]:
     """Boot a throwaway copy-on-write overlay of ``image`` headless; always kill it and delete it.
@@ -554,6 +570,7 @@ def booted_vm(
     ``forwards`` maps guest port -> host port (0 picks a free one); every forward listens on
     127.0.0.1 only. ``restrict`` cuts the guest off from every network but those forwards.
     Returns as soon as qemu runs: wait for the guest with wait_for_http() or the serial log.
+    ``cpus`` defaults to vm_cpus().
     """
     if accel not in ACCELERATORS:
         raise BuildError(f"unknown accelerator {accel!r}: use one of {', '.join(ACCELERATORS)}")
@@ -598,7 +615,7 @@ def booted_vm(
             "-m",
             str(memory_mb),
             "-smp",
-            str(cpus),
+            str(cpus or vm_cpus()),
             "-nodefaults",
             "-display",
             "none",

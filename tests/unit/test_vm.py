@@ -72,6 +72,7 @@ def test_template_renders_and_parses(rendered: str) -> None:
     assert source["disk_image"] is True
     assert source["headless"] is True
     assert source["accelerator"] == "${var.accelerator}"
+    assert source["cpus"] == "${var.cpus}"
     assert source["format"] == "qcow2"
     assert source["cd_label"] == "cidata"
     assert source["cd_files"] == ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data"]
@@ -118,6 +119,19 @@ def test_template_seals_in_shutdown_command(rendered: str) -> None:
     ):
         assert step in command
     assert command.rstrip("'\"").endswith("poweroff")
+
+
+def test_vm_cpus_come_from_the_environment_and_bad_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KILN_VM_CPUS", raising=False)
+    assert vm.vm_cpus() == vm.DEFAULT_CPUS == 2
+    monkeypatch.setenv("KILN_VM_CPUS", " 1 ")
+    assert vm.vm_cpus() == 1
+    for bad in ("0", "65", "two", "-1", "1.5"):
+        monkeypatch.setenv("KILN_VM_CPUS", bad)
+        with pytest.raises(BuildError, match=f"KILN_VM_CPUS must be .* not '{re.escape(bad)}'"):
+            vm.vm_cpus()
 
 
 def test_every_hostfwd_is_on_loopback(rendered: str) -> None:

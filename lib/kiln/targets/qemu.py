@@ -135,6 +135,7 @@ class QemuTarget(Target):
         with vm.bake_access(work) as access:
             yield {
                 "accelerator": accel,
+                "cpus": str(vm.vm_cpus()),
                 "ssh_key_file": str(access.private_key.resolve()),
                 "seed_dir": str(access.seed_dir.resolve()),
                 "output_dir": str(output.resolve()),
