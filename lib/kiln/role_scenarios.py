@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from molecule.constants import DEFAULT_CONFIG as MOLECULE_DEFAULTS
 
 from kiln.errors import DefinitionError
 
@@ -41,6 +42,10 @@ IMAGE_REF = "${KILN_TEST_IMAGE:-kiln/debian-bookworm:latest}"
 KEPT_PLATFORM_KEYS = ("name", "groups", "children")
 #: Steps that would need the network (Galaxy) or tools kiln does not run; dropped from sequences.
 DROPPED_STEPS = frozenset({"dependency", "lint"})
+#: Steps a test sequence runs before `create` to clear a previous run's instances. kiln names
+#: every instance for its run alone and its create playbook removes a leftover of that name, so
+#: they would only start ansible-playbook for nothing.
+CLEARING_STEPS = frozenset({"cleanup", "destroy"})
 #: Docker accepts longer names, but a bounded one stays readable in `docker ps`.
 MAX_CONTAINER_NAME = 63
 #: Role entries never mirrored into the temporary project: VCS data and tool caches.
@@ -61,6 +66,8 @@ class Adaptation:
     driver: str
     #: Steps removed from the scenario's sequences (they need Galaxy or a linter).
     dropped_steps: tuple[str, ...] = ()
+    #: Steps removed from the start of the test sequence (nothing to clear: see CLEARING_STEPS).
+    skipped_clearing: tuple[str, ...] = ()
 
     def notes(self, image: str) -> list[str]:
         """One line per change, image being the kiln image that replaced the platforms' own."""
@@ -68,6 +75,9 @@ class Adaptation:
         lines += [f"platform {name}: {old} -> {image}" for name, old in self.replaced_images]
         if self.dropped_steps:
             lines.append(f"offline: skipped {', '.join(self.dropped_steps)}")
+        if self.skipped_clearing:
+            steps = ", ".join(self.skipped_clearing)
+            lines.append(f"new instances for this run: skipped {steps} before create")
         return lines
 
 
@@ -173,8 +183,9 @@ def adapt_molecule_config(
     adapted["platforms"] = platforms
     _set_playbooks(adapted, create=create_playbook, destroy=destroy_playbook)
     _prepend_roles_path(adapted, roles_path)
+    clearing = _skip_clearing_steps(adapted)
     dropped = _drop_offline_steps(adapted)
-    return adapted, Adaptation(tuple(replaced), driver_name, tuple(dropped))
+    return adapted, Adaptation(tuple(replaced), driver_name, tuple(dropped), tuple(clearing))
 
 
 def _adapt_platforms(platforms: object) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -232,6 +243,29 @@ def _drop_offline_steps(config: dict[str, Any]) -> list[str]:
             dropped.update(step for step in steps if step in DROPPED_STEPS)
             scenario[key] = [step for step in steps if step not in DROPPED_STEPS]
     return sorted(dropped)
+
+
+def _skip_clearing_steps(config: dict[str, Any]) -> list[str]:
+    """Drop cleanup and destroy before the test sequence's first real step; returns them.
+
+    A scenario without a test sequence gets Molecule's own default, so that only those go.
+    """
+    scenario = config.setdefault("scenario", {})
+    if not isinstance(scenario, dict):
+        raise DefinitionError("molecule.yml: scenario must be a mapping")
+    steps = scenario.get("test_sequence", MOLECULE_DEFAULTS["scenario"]["test_sequence"])
+    if not isinstance(steps, list):
+        return []
+    kept: list[Any] = []
+    skipped: list[str] = []
+    for step in steps:
+        started = any(s not in CLEARING_STEPS | DROPPED_STEPS for s in kept)
+        if step in CLEARING_STEPS and not started:
+            skipped.append(str(step))
+        else:
+            kept.append(step)
+    scenario["test_sequence"] = kept
+    return skipped
 
 
 def prepare_scenario(

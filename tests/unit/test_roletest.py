@@ -481,14 +481,45 @@ def test_adapt_replaces_driver_images_and_galaxy_and_keeps_the_rest() -> None:
     assert provisioner["config_options"] == COMMUNITY_CONFIG["provisioner"]["config_options"]
     assert adapted["verifier"] == COMMUNITY_CONFIG["verifier"]
     assert adapted["role_name_check"] == 1
-    assert adapted["scenario"]["test_sequence"] == ["destroy", "create", "converge"]
+    assert adapted["scenario"]["test_sequence"] == ["create", "converge"]
     assert adaptation.driver == "docker"
     assert adaptation.dropped_steps == ("dependency", "lint")
+    assert adaptation.skipped_clearing == ("destroy",)
     assert adaptation.replaced_images == (
         ("instance", "geerlingguy/docker-${MOLECULE_DISTRO:-debian12}-ansible:latest"),
         ("second", "ubuntu:24.04"),
     )
     assert "platform second: ubuntu:24.04 -> kiln/x:1" in adaptation.notes("kiln/x:1")
+
+
+def test_adapt_gives_a_scenario_without_a_sequence_molecules_default_minus_clearing() -> None:
+    from molecule.constants import DEFAULT_CONFIG
+
+    config = {"platforms": [{"name": "instance", "image": "x"}]}
+
+    adapted, adaptation = role_scenarios.adapt_molecule_config(config, roles_path="/r", **ADAPT)
+
+    default = DEFAULT_CONFIG["scenario"]["test_sequence"]
+    assert default[:3] == ["dependency", "cleanup", "destroy"], "Molecule changed its default"
+    assert adapted["scenario"]["test_sequence"] == default[3:]
+    assert adapted["scenario"]["test_sequence"][-1] == "destroy", "the last destroy stays"
+    assert adaptation.skipped_clearing == ("cleanup", "destroy")
+    assert adaptation.dropped_steps == ("dependency",)
+    assert "new instances for this run: skipped cleanup, destroy before create" in (
+        adaptation.notes("kiln/x:1")
+    )
+
+
+def test_adapt_keeps_a_destroy_that_follows_a_real_step() -> None:
+    config = {
+        "platforms": [{"name": "instance", "image": "x"}],
+        "scenario": {"test_sequence": ["syntax", "destroy", "create", "verify", "destroy"]},
+    }
+
+    adapted, adaptation = role_scenarios.adapt_molecule_config(config, roles_path="/r", **ADAPT)
+
+    assert adapted["scenario"]["test_sequence"] == config["scenario"]["test_sequence"]
+    assert adaptation.skipped_clearing == ()
 
 
 def test_adapt_uses_the_ansible_section_when_the_provisioner_has_none() -> None:
@@ -506,7 +537,8 @@ def test_adapt_uses_the_ansible_section_when_the_provisioner_has_none() -> None:
         "create": "/k/create.yml",
         "destroy": "/k/destroy.yml",
     }
-    assert "provisioner" not in adapted and "scenario" not in adapted
+    assert "provisioner" not in adapted
+    assert set(adapted["scenario"]) == {"test_sequence"}  # Molecule's default, less its clearing
 
 
 def test_adapt_gives_a_scenario_without_platforms_one_instance() -> None:
