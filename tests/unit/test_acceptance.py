@@ -418,7 +418,7 @@ def test_the_gate_sets_the_status_and_times_itself(
     )
     web = registry.get("web", 1)
     assert web is not None
-    outcome = baker._gate(
+    outcome = baker.gate().check(
         project.get("web"), web, baked=True, timings={"record": 0.1}, log_dir=None
     )
     assert outcome.version.status == "tested"
@@ -435,7 +435,7 @@ def test_a_failing_gate_marks_the_version_and_fails_the_bake(
     web = registry.get("web", 1)
     assert web is not None
     with pytest.raises(TestFailure) as caught:
-        baker._gate(project.get("web"), web, baked=True, timings={}, log_dir=None)
+        baker.gate().check(project.get("web"), web, baked=True, timings={}, log_dir=None)
     assert "FAILED tests/images/web/test_web.py::test_page\n      lacks the title" in str(
         caught.value
     )
@@ -445,8 +445,8 @@ def test_a_failing_gate_marks_the_version_and_fails_the_bake(
 
 def test_skipping_tests_records_untested(tmp_path: Path, registry: Registry) -> None:
     baker = Baker(make_project(tmp_path), registry=registry, skip_tests=True)
-    assert baker._new_status() == "untested"
-    assert Baker(make_project(tmp_path / "b"), registry=registry)._new_status() == "baked"
+    assert baker.policy().new_status() == "untested"
+    assert Baker(make_project(tmp_path / "b"), registry=registry).policy().new_status() == "baked"
 
 
 def test_a_failed_twin_refuses_the_bake_with_what_to_do(tmp_path: Path, registry: Registry) -> None:
@@ -455,13 +455,13 @@ def test_a_failed_twin_refuses_the_bake_with_what_to_do(tmp_path: Path, registry
     registry.set_status("base", 1, "failed", "1 failed. Failed: test_no_build_user: left")
     same = Fingerprint(digest="f" * 64, inputs={})
     with pytest.raises(TestFailure) as caught:
-        baker._refuse_failed_twin(project.get("base"), same, project.role_named("web"))
+        baker.policy().refuse_failed_twin(project.get("base"), same, project.role_named("web"))
     text = str(caught.value)
     assert "cannot bake web: base v1 has the same inputs and failed its acceptance tests" in text
     assert "web is never baked on a failed parent" in text
     assert "invoke test base --version 1" in text
     other = Fingerprint(digest="0" * 64, inputs={})
-    baker._refuse_failed_twin(project.get("base"), other, project.role_named("web"))
+    baker.policy().refuse_failed_twin(project.get("base"), other, project.role_named("web"))
 
 
 # -- lint -------------------------------------------------------------------------------------

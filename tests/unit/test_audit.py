@@ -224,16 +224,14 @@ def test_packer_sees_docker_host_but_no_host_changing_ansible_variable(
 ) -> None:
     import io
 
-    from kiln.bake import Baker
+    from kiln.bake.invocation import packer_env
     from kiln.console import Reporter
-    from kiln.registry import Registry
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     monkeypatch.setenv("ANSIBLE_INVENTORY", "/etc/ansible/hosts")
     monkeypatch.setenv("ANSIBLE_CONFIG", "/etc/ansible/ansible.cfg")
     out = io.StringIO()
-    with Registry(tmp_path / "registry.db") as registry:
-        env = Baker(Project(tmp_path), registry=registry, reporter=Reporter(out))._packer_env()
+    env = packer_env(Project(tmp_path), Reporter(out))
     assert env["DOCKER_HOST"] == "unix:///nonexistent.sock"
     assert "ANSIBLE_INVENTORY" not in env and "ANSIBLE_CONFIG" not in env
     assert "ignoring ANSIBLE_INVENTORY: Ansible only ever targets the throwaway builder" in (

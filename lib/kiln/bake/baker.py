@@ -13,7 +13,6 @@ from kiln import lint, tools
 from kiln.bake.audit import audit_rendered_playbook, audit_role
 from kiln.bake.gate import AcceptanceGate
 from kiln.bake.inputs import Secrets, chain_fingerprints
-from kiln.bake.invocation import packer_env
 from kiln.bake.node import NodeBake
 from kiln.bake.options import BakeOptions, BakeOutcome
 from kiln.bake.policy import BakePolicy
@@ -26,7 +25,6 @@ from kiln.fingerprint import (
 )
 from kiln.guard import AuditReport
 from kiln.model import Base, Node, Project, Role
-from kiln.redact import Redactor
 from kiln.registry import Registry, Version
 from kiln.targets import get_target
 from kiln.targets.base import Target
@@ -126,6 +124,13 @@ class Baker:
         skip_tests = (options or self.options).skip_tests
         return BakePolicy(self.registry, self.target, self.target_name, skip_tests=skip_tests)
 
+    def gate(self, options: BakeOptions | None = None) -> AcceptanceGate:
+        """The acceptance gate a new or untested version passes under options."""
+        skip_tests = (options or self.options).skip_tests
+        return AcceptanceGate(
+            self.project, self.registry, self.target, self.target_name, self.reporter, skip_tests
+        )
+
     def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
         """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
         return self.policy().cached_version(node, fingerprint)
@@ -158,8 +163,8 @@ class Baker:
                 untested = policy.untested(node, fingerprint)
                 if untested is not None:  # recorded, but its gate was interrupted: finish it
                     self.reporter.message(node.name, f"{untested.label} is baked but not tested")
-                    return self._gate(
-                        node, untested, baked=False, timings={}, log_dir=None, options=options
+                    return self.gate(options).check(
+                        node, untested, baked=False, timings={}, log_dir=None
                     )
             self.target.preflight()
             namespace = self.project.image_namespace
@@ -175,14 +180,13 @@ class Baker:
                 assert parent is not None
                 lint_verdict = self._lint.get(node.name)
                 built = bake.role(node, fingerprint, parent, secrets, lint=lint_verdict)
-            return self._gate(
+            return self.gate(options).check(
                 node,
                 built.record,
                 baked=True,
                 timings=built.record.timings,
                 log_dir=built.log_dir,
                 redact=built.redact,
-                options=options,
             )
 
     def _node_bake(self, options: BakeOptions) -> NodeBake:
@@ -219,35 +223,6 @@ class Baker:
                 self._lint[node.name] = lint.check_role(self.project, node, reporter=self.reporter)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _gate(
-        self,
-        node: Node,
-        version: Version,
-        *,
-        baked: bool,
-        timings: Mapping[str, float],
-        log_dir: Path | None,
-        redact: Redactor | None = None,
-        options: BakeOptions | None = None,
-    ) -> BakeOutcome:
-        """Run version's acceptance tests and record the verdict; a failure raises TestFailure."""
-        skip_tests = (options or self.options).skip_tests
-        gate = AcceptanceGate(
-            self.project, self.registry, self.target, self.target_name, self.reporter, skip_tests
-        )
-        return gate.check(
-            node, version, baked=baked, timings=timings, log_dir=log_dir, redact=redact
-        )
-
-    def _new_status(self) -> str:
-        return self.policy().new_status()
-
-    def _refuse_failed_twin(self, node: Node, fingerprint: Fingerprint, leaf: Role) -> None:
-        self.policy().refuse_failed_twin(node, fingerprint, leaf)
-
-    def _packer_env(self) -> dict[str, str]:
-        return packer_env(self.project, self.reporter)
-
     def _git_state(self) -> GitState:
         if self._git is None:
             self._git = tools.git_state(self.project.root)
