@@ -24,11 +24,16 @@ from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
 from kiln.registry import Registry, Version
 
 if TYPE_CHECKING:
-    from kiln.bake import BakeOutcome, Baker, open_registry
+    from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
 
 # Baking pulls in packer and Ansible plumbing; `import kiln.deploy` (or any other submodule)
 # runs this file, and deploy must load none of it, so the bake names are resolved on first use.
-_LAZY = {"BakeOutcome": "kiln.bake", "Baker": "kiln.bake", "open_registry": "kiln.bake"}
+_LAZY = {
+    "BakeOptions": "kiln.bake",
+    "BakeOutcome": "kiln.bake",
+    "Baker": "kiln.bake",
+    "open_registry": "kiln.bake",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BakeOptions",
     "BakeOutcome",
     "Baker",
     "Base",

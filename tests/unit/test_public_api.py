@@ -7,10 +7,10 @@ import kiln
 
 def test_public_api_is_pinned() -> None:
     assert sorted(kiln.__all__) == [
-        "BakeOutcome", "Baker", "Base", "BuildError", "CloudSettings", "DefinitionError",
-        "DeployError", "GuardError", "HealthCheck", "KilnError", "Project", "ProvisionError",
-        "Registry", "RegistryError", "RenderError", "Role", "Secret", "TaskException",
-        "TestFailure", "ToolError", "Version", "open_registry",
+        "BakeOptions", "BakeOutcome", "Baker", "Base", "BuildError", "CloudSettings",
+        "DefinitionError", "DeployError", "GuardError", "HealthCheck", "KilnError", "Project",
+        "ProvisionError", "Registry", "RegistryError", "RenderError", "Role", "Secret",
+        "TaskException", "TestFailure", "ToolError", "Version", "open_registry",
     ]  # fmt: skip
     for name in kiln.__all__:
         assert getattr(kiln, name) is not None
