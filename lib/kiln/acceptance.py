@@ -127,11 +127,15 @@ class AcceptanceResult:
             "duration_s": round(self.duration_s, 3),
             "boot_s": round(self.boot_s, 3),
             "cases": [
-                {"name": c.name, "outcome": c.outcome, "message": c.message,
-                 "duration_s": round(c.duration_s, 3)}
+                {
+                    "name": c.name,
+                    "outcome": c.outcome,
+                    "message": c.message,
+                    "duration_s": round(c.duration_s, 3),
+                }
                 for c in self.cases
             ],
-        }  # fmt: skip
+        }
 
 
 def _first_line(text: str) -> str:
@@ -241,9 +245,10 @@ def run_acceptance(
                 boot_s = time.monotonic() - started
                 if reporter is not None:
                     reporter.phase(
-                        version.role, "tests",
+                        version.role,
+                        "tests",
                         f"{len(suites)} suite(s) on {instance.name} (booted in {boot_s:.1f}s)",
-                    )  # fmt: skip
+                    )
                 testinfra = [s for s in suites if s.kind == "testinfra"]
                 if testinfra:
                     got, text = _run_testinfra(project, testinfra, instance, env, work)
@@ -294,13 +299,30 @@ def _run_testinfra(
     # conftest.py files inside the declared test directories count; the project's own do not.
     confcut = Path(os.path.commonpath([p.parent for p in declared])) if declared else BATTERY_DIR
     argv = [
-        sys.executable, "-m", "pytest",
-        "-p", "testinfra.plugin", "-p", PLUGIN, "-p", "no:cacheprovider",
-        "-c", str(ini), "--rootdir", str(project.root), "--confcutdir", str(confcut),
-        "--import-mode=importlib", f"--hosts=docker://{instance.name}",
-        f"--junitxml={report}", "--tb=short", "-q", "-rfE", "--color=no",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "testinfra.plugin",
+        "-p",
+        PLUGIN,
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(project.root),
+        "--confcutdir",
+        str(confcut),
+        "--import-mode=importlib",
+        f"--hosts=docker://{instance.name}",
+        f"--junitxml={report}",
+        "--tb=short",
+        "-q",
+        "-rfE",
+        "--color=no",
         *[str(s.path) for s in suites],
-    ]  # fmt: skip
+    ]
     proc = tools.run(argv, check=False, timeout=TIMEOUT_S, cwd=project.root, env=env)
     output = f"$ pytest --hosts=docker://{instance.name} {' '.join(s.label for s in suites)}\n"
     output += proc.stdout + proc.stderr
@@ -386,13 +408,20 @@ def _run_playbook(
     )
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i", f"{instance.name},", "--limit", instance.name,
-        "-e", "ansible_connection=community.docker.docker",
-        "-e", "ansible_python_interpreter=/usr/bin/python3",
-        "-e", f"@{env['KILN_VARS_FILE']}",
-        "-e", json.dumps({"kiln_role": env["KILN_ROLE"], "kiln_version": int(env["KILN_VERSION"])}),
+        "-i",
+        f"{instance.name},",
+        "--limit",
+        instance.name,
+        "-e",
+        "ansible_connection=community.docker.docker",
+        "-e",
+        "ansible_python_interpreter=/usr/bin/python3",
+        "-e",
+        f"@{env['KILN_VARS_FILE']}",
+        "-e",
+        json.dumps({"kiln_role": env["KILN_ROLE"], "kiln_version": int(env["KILN_VERSION"])}),
         str(suite.path),
-    ]  # fmt: skip
+    ]
     started = time.monotonic()
     proc = tools.run(argv, check=False, timeout=TIMEOUT_S, cwd=project.root, env=playbook_env)
     took = time.monotonic() - started
@@ -401,9 +430,10 @@ def _run_playbook(
         return [TestCase(suite.label, "passed", "", took)], output
     events = _read_events(events_file)
     failed = [
-        e for e in events
+        e
+        for e in events
         if e.get("event") == "task_result" and e.get("status") in ("failed", "unreachable")
-    ]  # fmt: skip
+    ]
     if not failed:
         tail = "\n".join(output.strip().splitlines()[-MESSAGE_LINES:])
         return [TestCase(suite.label, "failed", f"exit {proc.returncode}\n{tail}", took)], output
@@ -442,10 +472,16 @@ def record_result(registry: Registry, version: Version, result: AcceptanceResult
     if version.status == "revoked":
         status = None
     registry.record_test_run(
-        version.role, version.version, suite=SUITE, passed=result.passed, summary=result.summary,
-        output=result.output, started_at=result.started_at, duration_s=round(result.duration_s, 3),
+        version.role,
+        version.version,
+        suite=SUITE,
+        passed=result.passed,
+        summary=result.summary,
+        output=result.output,
+        started_at=result.started_at,
+        duration_s=round(result.duration_s, 3),
         status=status,
-    )  # fmt: skip
+    )
     if status is None:
         return version
     return replace(version, status=status, status_reason=None if result.passed else result.summary)

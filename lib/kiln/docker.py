@@ -24,15 +24,22 @@ from kiln.errors import TestFailure, ToolError
 # (sd-userns) helper write the service's uid_map, which /proc hides from it without the cap
 # ("Failed to set up user namespacing", 217/USER). It grants nothing SYS_ADMIN does not already.
 SYSTEMD_RUN_FLAGS: tuple[str, ...] = (
-    "--cap-add", "SYS_ADMIN",
-    "--cap-add", "SYS_PTRACE",
-    "--security-opt", "seccomp=unconfined",
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cap-add",
+    "SYS_PTRACE",
+    "--security-opt",
+    "seccomp=unconfined",
     "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run",
-    "--tmpfs", "/run/lock",
-    "--stop-signal", "SIGRTMIN+3",
-)  # fmt: skip
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--stop-signal",
+    "SIGRTMIN+3",
+)
 INIT = "/sbin/init"
 #: Pseudo-filesystems that are mount points in a container, never image content.
 SKIPPED_TREES = ("proc", "sys", "dev")

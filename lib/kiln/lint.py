@@ -240,13 +240,19 @@ def _ansible_lint(
     ]
     argv = [
         str(Path(sys.executable).parent / "ansible-lint"),
-        "--offline", "--profile", PROFILE, "-f", "json", "--nocolor",
-        "--project-dir", str(project.root),
+        "--offline",
+        "--profile",
+        PROFILE,
+        "-f",
+        "json",
+        "--nocolor",
+        "--project-dir",
+        str(project.root),
         *[arg for path in excluded for arg in ("--exclude", path)],
         # --exclude takes several values: "--" ends them, or it would swallow the role paths.
         "--",
         *[_relative(role.path, project.root) for role in roles.values()],
-    ]  # fmt: skip
+    ]
     code, out, err = runner(argv, project.root, _content_env(project, env))
     if code not in (0, 2):
         tail = "\n".join((err or out).strip().splitlines()[-15:])

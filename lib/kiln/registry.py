@@ -609,11 +609,23 @@ class Registry:
             raise RegistryError(f"cannot read the registry {self.path}: {exc}") from exc
         return [
             VersionSummary(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10],
-                bool(r[11]), r[12], r[13],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                bool(r[9]),
+                r[10],
+                bool(r[11]),
+                r[12],
+                r[13],
             )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def descendants(self, role: str, version: int) -> list[tuple[str, int]]:
         """Every version (of any role) baked from role v<version>, directly or further down."""

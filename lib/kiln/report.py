@@ -274,8 +274,10 @@ def _details(role: RoleData, index: int, version: Version) -> str:
     ]
     tests = role.tests.get(version.version, [])
     if tests:
-        parts.append("<h4>Tests</h4><table><tr><th>suite</th><th>result</th><th>summary</th>"
-                     "<th>started</th><th>time</th></tr>")  # fmt: skip
+        parts.append(
+            "<h4>Tests</h4><table><tr><th>suite</th><th>result</th><th>summary</th>"
+            "<th>started</th><th>time</th></tr>"
+        )
         for run in tests:
             result = (
                 '<span class="status ok">passed</span>'

@@ -327,9 +327,13 @@ def promote(
         raise Exit("kiln: promote needs --channel NAME (for example --channel prod)", 2)
     with cli(), open_registry(project()) as registry:
         change = lifecycle.promote(
-            registry, role, _version_number(version), channel=channel, force=force,
+            registry,
+            role,
+            _version_number(version),
+            channel=channel,
+            force=force,
             reason=reason or None,
-        )  # fmt: skip
+        )
         if json:
             emit_json(lifecycle_text.as_json(change))
         else:
@@ -502,9 +506,15 @@ def deploy(
     with cli():
         reporter = Reporter(sys.stderr if json else sys.stdout)
         result = deploy_role(
-            project(), role, channel=channel, replicas=replicas, strategy=strategy,
-            port=port or None, recreate=recreate, log=lambda line: reporter.message(role, line),
-        )  # fmt: skip
+            project(),
+            role,
+            channel=channel,
+            replicas=replicas,
+            strategy=strategy,
+            port=port or None,
+            recreate=recreate,
+            log=lambda line: reporter.message(role, line),
+        )
         if json:
             emit_json(result.to_dict())
 
@@ -572,9 +582,13 @@ def test(c: Context, role: str, version: int = 0, json: bool = False) -> None:
     with cli(), open_registry(project()) as registry:
         reporter = Reporter(sys.stderr if json else sys.stdout)
         tested, result = retest(
-            project(), registry, role, _version_number(version) if version else None,
-            reporter=reporter, raise_on_failure=not json,
-        )  # fmt: skip
+            project(),
+            registry,
+            role,
+            _version_number(version) if version else None,
+            reporter=reporter,
+            raise_on_failure=not json,
+        )
         if json:
             emit_json({**result.as_dict(), "status": tested.status})
             if not result.passed:

@@ -111,9 +111,13 @@ def format_diff(d: VersionDiff) -> list[str]:
     lines.append(f"packages: {len(d.packages)} change(s)")
     mark = {"added": "+", "removed": "-", "changed": "~"}
     for p in d.packages:
-        versions = p.new if p.change == "added" else p.old if p.change == "removed" else (
-            f"{p.old} -> {p.new}"
-        )  # fmt: skip
+        versions = (
+            p.new
+            if p.change == "added"
+            else p.old
+            if p.change == "removed"
+            else (f"{p.old} -> {p.new}")
+        )
         lines.append(f"  {mark[p.change]} {p.name}:{p.arch} {versions}")
     lines.append(f"inputs: {len(d.inputs)} change(s)")
     for i in d.inputs:

@@ -129,9 +129,15 @@ def promote(
         if current == version:
             return ChannelChange(role, channel, current, version, "promote", who, changed=False)
         previous = registry.set_channel(
-            conn, role=role, channel=channel, version=version, action="promote", actor=who,
-            reason=reason, forced=force and refusal is not None,
-        )  # fmt: skip
+            conn,
+            role=role,
+            channel=channel,
+            version=version,
+            action="promote",
+            actor=who,
+            reason=reason,
+            forced=force and refusal is not None,
+        )
     return ChannelChange(
         role, channel, previous, version, "promote", who, reason, force and refusal is not None
     )
@@ -176,9 +182,14 @@ def rollback(
                 f"promote one with `invoke promote {role} VERSION --channel {channel}`"
             )
         previous = registry.set_channel(
-            conn, role=role, channel=channel, version=target, action="rollback", actor=who,
+            conn,
+            role=role,
+            channel=channel,
+            version=target,
+            action="rollback",
+            actor=who,
             reason=reason,
-        )  # fmt: skip
+        )
     return ChannelChange(role, channel, previous, target, "rollback", who, reason)
 
 
@@ -228,9 +239,14 @@ def revoke(
             stack = channel_stack(registry.channel_log(role, channel))
             target = _good_fallback(registry, role, stack, version)
             registry.set_channel(
-                conn, role=role, channel=channel, version=target, action="revoke", actor=who,
+                conn,
+                role=role,
+                channel=channel,
+                version=target,
+                action="revoke",
+                actor=who,
                 reason=reason,
-            )  # fmt: skip
+            )
             moved.append(ChannelChange(role, channel, version, target, "revoke", who, reason))
             if target is None:
                 emptied.append(channel)
@@ -248,9 +264,15 @@ def revoke(
                     f"revoked {found.label}; rebake with `invoke bake {child_role} --outdated`"
                 )
         registry.log_event(
-            role, version, "revoke",
-            {"reason": reason, "channels": {c.channel: c.to_version for c in moved},
-             "descendants": [f"{r} v{v}" for r, v in descendants]},
-            who, conn=conn,
-        )  # fmt: skip
+            role,
+            version,
+            "revoke",
+            {
+                "reason": reason,
+                "channels": {c.channel: c.to_version for c in moved},
+                "descendants": [f"{r} v{v}" for r, v in descendants],
+            },
+            who,
+            conn=conn,
+        )
     return RevokeResult(role, version, reason, moved, emptied, descendants, warnings)

@@ -109,11 +109,13 @@ def diff_inputs(a: Version, b: Version) -> list[InputChange]:
     if parent_a != parent_b:
         out.append(
             InputChange(
-                "parent", "version", "changed",
+                "parent",
+                "version",
+                "changed",
                 f"{a.parent_role} v{a.parent_version}" if a.parent_role else None,
                 f"{b.parent_role} v{b.parent_version}" if b.parent_role else None,
             )
-        )  # fmt: skip
+        )
     out += _map_changes("parent", ia.pop("parent", {}) or {}, ib.pop("parent", {}) or {})
     out += _map_changes("tool", ia.pop("tools", {}) or {}, ib.pop("tools", {}) or {})
     out += _map_changes("template", ia.pop("templates", {}) or {}, ib.pop("templates", {}) or {})

@@ -65,11 +65,21 @@ class History:
 
 def _summary(version: Version) -> VersionSummary:
     return VersionSummary(
-        version.role, version.version, version.kind, version.target, version.fingerprint,
-        version.parent_role, version.parent_version, version.status, version.status_reason,
-        version.parent_revoked, version.git_commit, version.git_dirty, version.bake_seconds,
+        version.role,
+        version.version,
+        version.kind,
+        version.target,
+        version.fingerprint,
+        version.parent_role,
+        version.parent_version,
+        version.status,
+        version.status_reason,
+        version.parent_revoked,
+        version.git_commit,
+        version.git_dirty,
+        version.bake_seconds,
         version.created_at,
-    )  # fmt: skip
+    )
 
 
 def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
@@ -159,10 +169,14 @@ def ancestry(registry: Registry, version: Version) -> list[Ancestor]:
         seen.add((node.role, node.version))
         chain.append(
             Ancestor(
-                node.role, node.version, node.kind, node.status, node.fingerprint,
+                node.role,
+                node.version,
+                node.kind,
+                node.status,
+                node.fingerprint,
                 node.parent_revoked,
             )
-        )  # fmt: skip
+        )
         if node.parent_role is None or node.parent_version is None:
             break
         node = registry.get(node.parent_role, node.parent_version)

@@ -42,9 +42,10 @@ def outdated(registry: Registry) -> list[Outdated]:
         parent_rows = by_role.get(parent_role, [])
         parent = next((r for r in parent_rows if r.version == parent_version), None)
         newer = [
-            r.version for r in parent_rows
+            r.version
+            for r in parent_rows
             if r.version > parent_version and r.status not in ("failed", "revoked")
-        ]  # fmt: skip
+        ]
         why = None
         if parent is not None and parent.status == "revoked":
             why = f"its parent {parent_role} v{parent_version} is revoked"
@@ -55,10 +56,14 @@ def outdated(registry: Registry) -> list[Outdated]:
         if why is not None:
             found.append(
                 Outdated(
-                    role, newest.version, parent_role, parent_version, why,
+                    role,
+                    newest.version,
+                    parent_role,
+                    parent_version,
+                    why,
                     max(newer) if newer else None,
                 )
-            )  # fmt: skip
+            )
     return found
 
 
@@ -88,10 +93,12 @@ def bake_outdated(
     baked: set[str] = set()
     while True:
         candidates = [
-            o.role for o in outdated(baker.registry)
-            if o.role not in baked and (allowed is None or o.role in allowed)
+            o.role
+            for o in outdated(baker.registry)
+            if o.role not in baked
+            and (allowed is None or o.role in allowed)
             and isinstance(_defined(project, o.role), Role)
-        ]  # fmt: skip
+        ]
         if not candidates:
             return done
         # Shallowest first: its rebake may make deeper roles outdated, which the next pass sees.
