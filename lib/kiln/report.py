@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kiln.lifecycle import PackageChange, diff_packages
 from kiln.model import Base, Project, Role
 from kiln.registry import Package, Registry, Version
 
@@ -84,21 +85,6 @@ def collect(project: Project, registry: Registry) -> list[RoleData]:
         for version in data.versions:
             data.packages[version.version] = registry.packages(data.name, version.version)
     return list(roles.values())
-
-
-def package_diff(old: Sequence[Package], new: Sequence[Package]) -> dict[str, list[str]]:
-    """Added, removed and changed packages between two manifests, by name and architecture."""
-    before = {(p.name, p.arch): p.version for p in old}
-    after = {(p.name, p.arch): p.version for p in new}
-    return {
-        "added": [f"{n} {v}" for (n, _a), v in sorted(after.items()) if (n, _a) not in before],
-        "removed": [f"{n} {v}" for (n, _a), v in sorted(before.items()) if (n, _a) not in after],
-        "changed": [
-            f"{n} {before[(n, a)]} → {v}"
-            for (n, a), v in sorted(after.items())
-            if (n, a) in before and before[(n, a)] != v
-        ],
-    }
 
 
 # -- HTML -------------------------------------------------------------------------------------
@@ -298,21 +284,32 @@ def _details(role: RoleData, index: int, version: Version) -> str:
     packages = role.packages.get(version.version, [])
     previous = role.versions[index - 1] if index > 0 else None
     if previous is not None:
-        diff = package_diff(role.packages.get(previous.version, []), packages)
-        total = sum(len(v) for v in diff.values())
+        changes = diff_packages(role.packages.get(previous.version, []), packages)
+        total = len(changes)
         parts.append(
             f"<h4>Packages: v{previous.version} → v{version.version}"
             f" ({total} change{'s' if total != 1 else ''})</h4>"
         )
         if total:
             parts.append('<ul class="pkgdiff">')
-            for kind, sign in (("added", "+"), ("removed", "−"), ("changed", "~")):
-                parts += [f'<li class="{kind}">{sign} {e(item)}</li>' for item in diff[kind]]
+            for kind in ("added", "removed", "changed"):
+                parts += [_package_item(c) for c in changes if c.change == kind]
             parts.append("</ul>")
     elif packages:
         parts.append(f"<h4>Packages</h4><p>{len(packages)} packages in the first version.</p>")
     parts.append("</details>")
     return "".join(parts)
+
+
+def _package_item(change: PackageChange) -> str:
+    """One line of a package diff: + added, − removed, ~ changed (old → new)."""
+    if change.change == "added":
+        text = f"+ {change.name} {change.new}"
+    elif change.change == "removed":
+        text = f"− {change.name} {change.old}"
+    else:
+        text = f"~ {change.name} {change.old} → {change.new}"
+    return f'<li class="{change.change}">{e(text)}</li>'
 
 
 def _role_section(role: RoleData) -> str:
