@@ -214,6 +214,20 @@ class VersionSummary(NamedTuple):
     git_dirty: bool
     bake_seconds: float
     created_at: str
+    #: The channels pointing at this version, where the caller asked (history and show do).
+    channels: tuple[str, ...] = ()
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def status_label(self) -> str:
+        return self.status + (" (built on revoked parent)" if self.parent_revoked else "")
+
+    @property
+    def parent_label(self) -> str:
+        return f"{self.parent_role} v{self.parent_version}" if self.parent_role else "-"
 
 
 def utc_now() -> str:

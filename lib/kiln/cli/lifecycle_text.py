@@ -6,13 +6,15 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from kiln.fingerprint import canonical_json
-from kiln.lifecycle import MASK, ChannelChange, History, HistoryEntry, VersionDetails, VersionDiff
+from kiln.lifecycle import MASK, ChannelChange, History, VersionDetails, VersionDiff
+from kiln.registry import VersionSummary
 
 
 def as_json(value: Any) -> Any:
     """A lifecycle result as JSON-ready data (with the labels the text output shows)."""
-    if isinstance(value, HistoryEntry):
-        return {**{k: as_json(v) for k, v in value._asdict().items()}, **value.json_extras()}
+    if isinstance(value, VersionSummary):
+        labels = {"short_fingerprint": value.short_fingerprint, "status_label": value.status_label}
+        return {**{k: as_json(v) for k, v in value._asdict().items()}, **labels}
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, list | tuple):

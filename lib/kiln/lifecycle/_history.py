@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from kiln.errors import RegistryError
 from kiln.fingerprint import canonical_json
@@ -15,50 +15,12 @@ from kiln.registry import Artifact, Package, Registry, Version, VersionSummary
 MASK = "********"
 
 
-class HistoryEntry(NamedTuple):
-    """One version as history lists it: its summary and the channels pointing at it.
-
-    A tuple rather than a dataclass: history builds one per version, ten thousand at a time.
-    """
-
-    role: str
-    version: int
-    kind: str
-    target: str
-    fingerprint: str
-    parent_role: str | None
-    parent_version: int | None
-    status: str
-    status_reason: str | None
-    parent_revoked: bool
-    git_commit: str
-    git_dirty: bool
-    bake_seconds: float
-    created_at: str
-    channels: tuple[str, ...] = ()
-
-    @property
-    def short_fingerprint(self) -> str:
-        return self.fingerprint[:12]
-
-    @property
-    def status_label(self) -> str:
-        return self.status + (" (built on revoked parent)" if self.parent_revoked else "")
-
-    @property
-    def parent_label(self) -> str:
-        return f"{self.parent_role} v{self.parent_version}" if self.parent_role else "-"
-
-    def json_extras(self) -> dict[str, str]:
-        return {"short_fingerprint": self.short_fingerprint, "status_label": self.status_label}
-
-
 @dataclass(frozen=True)
 class History:
     """Every version of a role, newest first, with its channel audit log and deployments."""
 
     role: str
-    versions: list[HistoryEntry]
+    versions: list[VersionSummary]
     channel_log: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
 
@@ -98,7 +60,7 @@ def history(registry: Registry, role: str) -> History:
     channels = _channels_by_version(registry, role)
     return History(
         role=role,
-        versions=[HistoryEntry._make((*row, channels.get(row.version, ()))) for row in rows],
+        versions=[row._replace(channels=channels.get(row.version, ())) for row in rows],
         channel_log=registry.channel_log(role),
         deployments=registry.deployments(role),
     )
@@ -128,7 +90,7 @@ class Ancestor:
 class VersionDetails:
     """Everything recorded about one version; secret values never appear, only MASK."""
 
-    summary: HistoryEntry
+    summary: VersionSummary
     kind: str
     target: str
     definition: dict[str, Any]
@@ -191,7 +153,7 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
     files = inputs.get("ansible_role_files") or {}
     channels = _channels_by_version(registry, role)
     return VersionDetails(
-        summary=HistoryEntry(*_summary(found), channels.get(found.version, ())),
+        summary=_summary(found)._replace(channels=channels.get(found.version, ())),
         kind=found.kind,
         target=found.target,
         definition={k: v for k, v in definition.items() if k not in ("variables", "secrets")},
