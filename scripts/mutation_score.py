@@ -19,10 +19,16 @@ from mutmut.stats import status_by_exit_code
 
 
 def statuses(stage: Path, module: str) -> dict[str, str]:
-    """Each mutant of lib/kiln/MODULE.py and its status: killed, survived, timeout, no tests..."""
-    meta = stage / "mutants" / "src" / "kiln" / f"{module}.py.meta"
-    exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
-    return {name: status_by_exit_code[code] for name, code in exit_codes.items()}
+    """Each mutant of lib/kiln/MODULE.py, or of every file of the package lib/kiln/MODULE/, and
+    its status: killed, survived, timeout, no tests..."""
+    kiln = stage / "mutants" / "src" / "kiln"
+    # mutmut writes one FILE.py.meta per mutated file: a package's results are spread over them.
+    metas = sorted((kiln / module).glob("*.py.meta")) if (kiln / module).is_dir() else []
+    result: dict[str, str] = {}
+    for meta in metas or [kiln / f"{module}.py.meta"]:
+        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        result.update({name: status_by_exit_code[code] for name, code in exit_codes.items()})
+    return result
 
 
 def survivors(stage: Path, modules: list[str], *, untested: bool = False) -> list[str]:

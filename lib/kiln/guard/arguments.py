@@ -1,0 +1,144 @@
+"""How a task names its module and arguments, including Ansible's free-form ``key=value`` form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+_KV_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
+_TEMPLATED_RE = re.compile(r"\{\{|\{%")
+_JINJA_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+# Keywords of a task, handler or block (ansible-core 2.19 Task/Handler/Block attributes);
+# the first other key of a task is its module.
+_TASK_KEYWORDS = frozenset(
+    {
+        "action", "always", "any_errors_fatal", "args", "async", "become", "become_exe",
+        "become_flags", "become_method", "become_user", "block", "changed_when", "check_mode",
+        "collections", "connection", "debugger", "delay", "delegate_facts", "delegate_to", "diff",
+        "environment", "failed_when", "ignore_errors", "ignore_unreachable", "listen",
+        "local_action", "loop", "loop_control", "module_defaults", "name", "no_log", "notify",
+        "poll", "port", "register", "remote_user", "rescue", "retries", "run_once", "tags",
+        "throttle", "timeout", "until", "vars", "when",
+    }
+)  # fmt: skip
+
+
+def _module_and_args(task: Mapping[Any, Any]) -> tuple[str, dict[Any, Any]]:
+    """The module a task calls and its arguments, for the plain, action and local_action forms."""
+    for key in ("local_action", "action"):
+        if key in task:
+            module, args = _action_value(task[key])
+            break
+    else:
+        module = next(
+            (
+                k
+                for k in task
+                if isinstance(k, str) and k not in _TASK_KEYWORDS and not k.startswith("with_")
+            ),
+            "",
+        )
+        args = _args_value(task.get(module)) if module else {}
+    extra = task.get("args")
+    if isinstance(extra, Mapping):
+        args = {**extra, **args}
+    return module, args
+
+
+def _action_value(value: object) -> tuple[str, dict[Any, Any]]:
+    if isinstance(value, str):
+        head, _, rest = value.strip().partition(" ")
+        return head, _parse_kv(rest)
+    if isinstance(value, Mapping):
+        args = {k: v for k, v in value.items() if k != "module"}
+        return str(value.get("module") or ""), args
+    return "", {}
+
+
+def _args_value(value: object) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        return _parse_kv(value)
+    return {"_raw_params": value}
+
+
+def _parse_kv(text: str) -> dict[Any, Any]:
+    """Ansible's free-form ``key=value`` arguments; the rest becomes ``_raw_params``."""
+    args: dict[Any, Any] = {}
+    raw: list[str] = []
+    for token in _split_args(text):
+        match = _KV_RE.match(token)
+        if match:
+            value = match.group(2)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            args[match.group(1)] = value
+        else:
+            raw.append(token)
+    if raw:
+        args["_raw_params"] = " ".join(raw)
+    return args
+
+
+def _split_args(text: str) -> list[str]:
+    """Split on whitespace outside quotes and Jinja delimiters."""
+    tokens: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    depth = 0
+    i = 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        char = text[i]
+        if quote is not None:
+            current.append(char)
+            if char == quote and text[i - 1] != "\\":
+                quote = None
+        elif pair in ("{{", "{%", "{#"):
+            depth += 1
+            current.append(pair)
+            i += 2
+            continue
+        elif pair in ("}}", "%}", "#}") and depth:
+            depth -= 1
+            current.append(pair)
+            i += 2
+            continue
+        elif char in "'\"":
+            quote = char
+            current.append(char)
+        elif char.isspace() and depth == 0:
+            if current:
+                tokens.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+        i += 1
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+def _truthy(value: object) -> bool:
+    """A keyword's boolean as Ansible reads it: true, yes, on, 1 and y, in any case."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"true", "yes", "on", "1", "y"}
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a task's values and keys, however deeply nested."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)

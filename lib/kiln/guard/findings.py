@@ -1,0 +1,264 @@
+"""The audit's findings: the rules, task exceptions, the report, and how findings are recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiln.errors import DefinitionError, GuardError
+
+RULES: Mapping[str, str] = {
+    "delegate-to": "a task is delegated to a host other than localhost",
+    "local-write": "a task on the control host runs a command or writes outside the work directory",
+    "add-host": "add_host puts a new host in the inventory",
+    "group-by": "group_by builds groups of hosts at run time",
+    "play-hosts": "a play targets hosts other than all or the builder group",
+    "prod-url": "a task names a production host (URL, host argument or command)",
+    "remote-sync": "synchronize copies to or from another host",
+    "connection-var": "a task or play sets ansible_host or another connection variable",
+    "unknown-role": "a role is not under the roles path, so kiln cannot audit it",
+    "yaml-error": "a file is not valid YAML, or not the shape Ansible expects",
+    "not-utf8": "a file is not valid UTF-8",
+    "secret-no-log": "a task uses a secret variable without no_log: true",
+    "dynamic-include": "an included file or role name is templated",
+    "missing-include": "an included task file does not exist",
+    "unused-exception": "an exception allowed no finding",
+}
+_WARNING_RULES = frozenset(
+    {"secret-no-log", "dynamic-include", "missing-include", "unused-exception"}
+)
+# A file kiln could not read was not audited at all, so no reason can make it safe.
+_NOT_EXCEPTABLE = frozenset({"yaml-error", "not-utf8", "unused-exception"})
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the audit found: where, which rule, which task, and what to do about it."""
+
+    file: str
+    line: int | None
+    rule: str
+    task: str
+    message: str
+    ansible_role: str = ""
+    reason: str | None = None  # set when a TaskException allows the finding
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.WARNING if self.rule in _WARNING_RULES else Severity.ERROR
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is not None
+
+    @property
+    def status(self) -> str:
+        return "allowed" if self.allowed else str(self.severity)
+
+    @property
+    def location(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "rule": self.rule,
+            "task": self.task,
+            "message": self.message,
+            "ansible_role": self.ansible_role,
+            "severity": str(self.severity),
+            "allowed": self.allowed,
+            "reason": self.reason,
+        }
+
+
+class ExceptionLike(Protocol):
+    """Anything shaped like a TaskException (the role definition may carry its own class)."""
+
+    @property
+    def ansible_role(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TaskException:
+    """Allows one task of one Ansible role to break one rule; the reason is recorded per version."""
+
+    ansible_role: str
+    task: str
+    rule: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _validate_exception(self)
+
+
+def _validate_exception(exc: ExceptionLike) -> None:
+    where = f"the exception for task {exc.task!r} of Ansible role {exc.ansible_role!r}"
+    if not exc.ansible_role.strip() or not exc.task.strip():
+        raise DefinitionError(f"{where} needs both an Ansible role and a task name")
+    if exc.rule not in RULES or exc.rule in _NOT_EXCEPTABLE:
+        allowed = ", ".join(r for r in RULES if r not in _NOT_EXCEPTABLE)
+        raise DefinitionError(f"{where} names rule {exc.rule!r}; rules it can allow: {allowed}")
+    if not exc.reason.strip():
+        raise DefinitionError(f"{where} needs a reason: say why the task is safe")
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Every finding of one audit, plus the roles and files it read."""
+
+    findings: tuple[Finding, ...]
+    roles: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.allowed and f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.allowed and f.severity is Severity.WARNING)
+
+    @property
+    def allowed(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.allowed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def table(self) -> str:
+        """The findings as an aligned plain-text table, errors first, then a summary line."""
+        audited = f"{len(self.roles)} role(s), {len(self.files)} file(s) audited"
+        if not self.findings:
+            return f"No findings: {audited}."
+        order = {"error": 0, "warning": 1, "allowed": 2}
+        rows = [("STATUS", "WHERE", "RULE", "TASK", "MESSAGE")]
+        for f in sorted(self.findings, key=lambda f: order[f.status]):
+            message = f.message if f.reason is None else f"{f.message} [allowed: {f.reason}]"
+            rows.append((f.status, f.location, f.rule, f.task or "-", message))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+            + "  "
+            + row[4]
+            for row in rows
+        ]
+        counts = (
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), "
+            f"{len(self.allowed)} allowed; {audited}."
+        )
+        return "\n".join([*lines, counts])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "roles": list(self.roles),
+            "files": list(self.files),
+            "counts": {
+                "errors": len(self.errors),
+                "warnings": len(self.warnings),
+                "allowed": len(self.allowed),
+            },
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def raise_for_findings(report: AuditReport, role_name: str) -> None:
+    """Raise GuardError listing every error finding of ``report``, with how to allow a task."""
+    errors = report.errors
+    if not errors:
+        return
+    lines = [
+        f"role {role_name}: the guard refused {len(errors)} Ansible finding(s) "
+        "that could reach a host other than the builder:"
+    ]
+    lines += [f"  {f.location} [{f.rule}] {f.task or '-'}: {f.message}" for f in errors]
+    example = next((f for f in errors if f.rule not in _NOT_EXCEPTABLE and f.ansible_role), None)
+    if example is None:
+        lines.append(
+            "Fix the files above: kiln could not audit them, so no exception can allow them."
+        )
+    else:
+        lines.append(
+            "If a task is safe, allow it in the role definition with a reason, for example "
+            f"TaskException(ansible_role={example.ansible_role!r}, task={example.task!r}, "
+            f"rule={example.rule!r}, reason='why this cannot reach another host')."
+        )
+    raise GuardError("\n".join(lines))
+
+
+# --- recording findings during an audit ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The place a finding points at: file as displayed, line, task name and Ansible role."""
+
+    file: str
+    line: int | None
+    task: str
+    role: str
+
+
+class _Recorder:
+    """Collects one audit's findings; shows paths relative to the first root that holds them."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self._roots = tuple(roots)
+        self.findings: list[Finding] = []
+
+    def add(self, where: _Where, rule: str, message: str) -> None:
+        self.findings.append(Finding(where.file, where.line, rule, where.task, message, where.role))
+
+    def display(self, path: Path) -> str:
+        for root in self._roots:
+            try:
+                return path.relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return str(path)
+
+
+def _apply_exceptions(
+    findings: Sequence[Finding], exceptions: Sequence[ExceptionLike]
+) -> tuple[list[Finding], list[ExceptionLike]]:
+    """Each distinct finding, with the reason of the first exception that allows it; and the
+    exceptions that allowed none."""
+    used: set[int] = set()
+    allowed: list[Finding] = []
+    for f in dict.fromkeys(findings):  # one finding per place, rule and task, in order
+        for i, exc in enumerate(exceptions):
+            if (exc.ansible_role, exc.task, exc.rule) == (f.ansible_role, f.task, f.rule):
+                used.add(i)
+                f = replace(f, reason=exc.reason.strip())
+                break
+        allowed.append(f)
+    return allowed, [exc for i, exc in enumerate(exceptions) if i not in used]
+
+
+def _unused_exception(exc: ExceptionLike, where: str) -> Finding:
+    return Finding(
+        where,
+        None,
+        "unused-exception",
+        exc.task,
+        f"the exception for rule {exc.rule} matched no task named {exc.task!r} in "
+        f"Ansible role {exc.ansible_role}: remove it, or fix the task name",
+        exc.ansible_role,
+    )

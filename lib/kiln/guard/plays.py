@@ -1,0 +1,182 @@
+"""The walk through a loaded playbook or task file: plays, blocks, tasks and what they include."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiln.guard.arguments import _TEMPLATED_RE, _module_and_args
+from kiln.guard.findings import _Recorder, _Where
+from kiln.guard.rules import _Ctx, _Rules
+from kiln.guard.yaml_lines import _item_line, _line_of
+
+_TASK_INCLUDES = frozenset({"include_tasks", "import_tasks", "include"})
+_ROLE_INCLUDES = frozenset({"include_role", "import_role"})
+
+
+class _Files(Protocol):
+    """Where the walk goes next: the auditor that reads files and finds roles."""
+
+    def task_file(self, path: Path, ctx: _Ctx) -> None: ...
+    def playbook_file(self, path: Path, ctx: _Ctx) -> None: ...
+    def role(
+        self,
+        name: str,
+        *,
+        origin: _Where | None,
+        tasks_from: str | None = None,
+        handlers_from: str | None = None,
+    ) -> None: ...
+
+
+class _Plays:
+    """Walks the plays and tasks of one loaded file, checking each against the rules."""
+
+    def __init__(self, files: _Files, rules: _Rules, recorder: _Recorder) -> None:
+        self._files = files
+        self._rules = rules
+        self._rec = recorder
+
+    def play(self, play: dict[Any, Any], path: Path, ctx: _Ctx) -> None:
+        name = str(play.get("name") or "(unnamed play)")
+        where = _Where(self._rec.display(path), _line_of(play), name, ctx.role)
+        if "import_playbook" in play:
+            self._import_playbook(play["import_playbook"], path, where, ctx)
+            return
+        self._rules.play_hosts(play.get("hosts"), where)
+        play_ctx = self._rules.keywords(play, where, ctx)
+        for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+            tasks = play.get(key)
+            if isinstance(tasks, list):
+                self.task_list(tasks, path, play_ctx)
+            elif tasks is not None:
+                self._rec.add(where, "yaml-error", f"{key} should be a list of tasks")
+        self._play_roles(play.get("roles") or [], where, ctx)
+
+    def _import_playbook(self, target: object, path: Path, where: _Where, ctx: _Ctx) -> None:
+        if not isinstance(target, str) or not target.strip():
+            self._rec.add(where, "yaml-error", "import_playbook needs a file name")
+        elif _TEMPLATED_RE.search(target):
+            self._rec.add(
+                where,
+                "dynamic-include",
+                f"import_playbook {target!r} is templated, so kiln cannot audit it",
+            )
+        else:
+            imported = (path.parent / target.strip()).resolve()
+            if imported.is_file():
+                self._files.playbook_file(imported, ctx)
+            else:
+                self._rec.add(where, "missing-include", f"playbook {target!r} does not exist")
+
+    def _play_roles(self, roles: object, where: _Where, ctx: _Ctx) -> None:
+        if not isinstance(roles, list):
+            self._rec.add(where, "yaml-error", "roles should be a list")
+            return
+        for i, entry in enumerate(roles):
+            role_name = entry.get("role", entry.get("name")) if isinstance(entry, dict) else entry
+            role_where = _Where(where.file, _item_line(roles, i), where.task, ctx.role)
+            if not isinstance(role_name, str) or not role_name.strip():
+                self._rec.add(role_where, "yaml-error", "a play's role needs a name")
+            elif _TEMPLATED_RE.search(role_name):
+                self._rec.add(
+                    role_where,
+                    "dynamic-include",
+                    f"role {role_name!r} is templated, so kiln cannot audit it: name the role",
+                )
+            else:
+                self._files.role(role_name.strip(), origin=role_where)
+
+    def task_list(self, items: list[Any], path: Path, ctx: _Ctx) -> None:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                where = _Where(self._rec.display(path), _item_line(items, i), "", ctx.role)
+                self._rec.add(where, "yaml-error", "each task should be a mapping")
+            elif "hosts" in item or "import_playbook" in item:
+                self.play(item, path, ctx)  # a play where a task was expected
+            else:
+                self._task(item, path, ctx)
+
+    def _task(self, task: dict[Any, Any], path: Path, ctx: _Ctx) -> None:
+        if any(k in task for k in ("block", "rescue", "always")):
+            self._block(task, path, ctx)
+            return
+        module, args = _module_and_args(task)
+        short = module.rsplit(".", 1)[-1]
+        name = str(task.get("name") or f"(unnamed {short or 'task'})")
+        where = _Where(self._rec.display(path), _line_of(task), name, ctx.role)
+        run = self._rules.keywords(task, where, ctx, sync=short == "synchronize")
+        self._rules.task(task, module, args, where, run)
+        if short in _TASK_INCLUDES:
+            self._include_tasks(args, path, where, run)
+        elif short in _ROLE_INCLUDES:
+            self._include_role(args, where)
+
+    def _block(self, block: dict[Any, Any], path: Path, ctx: _Ctx) -> None:
+        name = str(block.get("name") or "(unnamed block)")
+        where = _Where(self._rec.display(path), _line_of(block), name, ctx.role)
+        inner = self._rules.keywords(block, where, ctx)
+        for key in ("block", "rescue", "always"):
+            tasks = block.get(key)
+            if isinstance(tasks, list):
+                self.task_list(tasks, path, inner)
+            elif tasks is not None:
+                self._rec.add(where, "yaml-error", f"{key} should be a list of tasks")
+
+    def _include_tasks(self, args: Mapping[Any, Any], path: Path, where: _Where, run: _Ctx) -> None:
+        target = args.get("file", args.get("_raw_params"))
+        apply = args.get("apply")
+        ctx = self._rules.keywords(apply, where, run) if isinstance(apply, Mapping) else run
+        if not isinstance(target, str) or not target.strip():
+            self._rec.add(where, "yaml-error", "the include needs a file name")
+            return
+        target = target.strip()
+        if _TEMPLATED_RE.search(target):
+            self._dynamic_include(target, where, ctx)
+            return
+        candidates = [path.parent / target]
+        if ctx.role_dir is not None:
+            candidates += [ctx.role_dir / "tasks" / target, ctx.role_dir / "handlers" / target]
+        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        if found is None:
+            self._rec.add(where, "missing-include", f"the included file {target!r} does not exist")
+        else:
+            self._files.task_file(found, ctx)
+
+    def _dynamic_include(self, target: str, where: _Where, ctx: _Ctx) -> None:
+        # kiln cannot tell which file a templated name picks, so it audits every one it could be.
+        fallback = ctx.role_dir is not None and (ctx.role_dir / "tasks").is_dir()
+        self._rec.add(
+            where,
+            "dynamic-include",
+            f"the included file {target!r} is templated, so kiln cannot tell which one runs"
+            + ("; it audited every file under tasks/ instead" if fallback else "")
+            + ": prefer a static file name",
+        )
+        if fallback and ctx.role_dir is not None:
+            for other in sorted((ctx.role_dir / "tasks").rglob("*")):
+                if other.suffix in (".yml", ".yaml") and other.is_file():
+                    self._files.task_file(other.resolve(), ctx)
+
+    def _include_role(self, args: Mapping[Any, Any], where: _Where) -> None:
+        name = args.get("name", args.get("_raw_params"))
+        if not isinstance(name, str) or not name.strip():
+            self._rec.add(where, "yaml-error", "include_role needs a role name")
+            return
+        parts = [name] + [args.get(k) for k in ("tasks_from", "handlers_from")]
+        if any(isinstance(p, str) and _TEMPLATED_RE.search(p) for p in parts):
+            self._rec.add(
+                where,
+                "dynamic-include",
+                f"the included role {name!r} (or its tasks_from) is templated, so kiln cannot "
+                "audit it: name the role and file",
+            )
+            return
+        tasks_from, handlers_from = args.get("tasks_from"), args.get("handlers_from")
+        self._files.role(
+            name.strip(),
+            origin=where,
+            tasks_from=tasks_from if isinstance(tasks_from, str) else None,
+            handlers_from=handlers_from if isinstance(handlers_from, str) else None,
+        )
