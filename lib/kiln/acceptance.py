@@ -25,6 +25,7 @@ from kiln.docker import Instance, throwaway_instance
 from kiln.errors import DefinitionError, RegistryError, TestFailure
 from kiln.guard import ansible_environment, audit_playbook, raise_for_findings
 from kiln.model import Node, Project, Role
+from kiln.paths import relative_to
 from kiln.registry import Registry, Version, utc_now
 from kiln.targets.base import ANSIBLE_ENV_STATIC, CALLBACK_DIR
 
@@ -172,19 +173,12 @@ def _suite_for(project: Project, path: Path) -> Suite | None:
     name = path.name
     if name.startswith((".", "_")) or "__pycache__" in path.parts:
         return None
-    label = _relative(path, project.root)
+    label = relative_to(path.resolve(), project.root)
     if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
         return Suite("testinfra", path, label)
     if name.endswith((".yml", ".yaml")):
         return Suite("playbook", path, label)
     return None
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def baked_variables(registry: Registry, version: Version) -> dict[str, Any]:
@@ -442,7 +436,8 @@ def _run_playbook(
         detail = "\n".join(
             part for part in (event.get("msg"), event.get("stderr"), event.get("stdout")) if part
         )
-        where = _relative(Path(str(event.get("path", "")).rsplit(":", 1)[0]), project.root)
+        spot = Path(str(event.get("path", "")).rsplit(":", 1)[0])
+        where = relative_to(spot.resolve(), project.root)
         line = str(event.get("path", "")).rpartition(":")[2]
         message = f"task {event.get('task')!r} at {where}:{line}\n{detail}".strip()
         name = f"{suite.label}::{event.get('task')}"
@@ -539,5 +534,5 @@ def retest(
     updated = record_result(registry, found, result)
     log = write_log(project, result)
     if raise_on_failure and not result.passed:
-        raise TestFailure(failure_message(result, log=_relative(log, project.root)))
+        raise TestFailure(failure_message(result, log=relative_to(log.resolve(), project.root)))
     return updated, result

@@ -30,6 +30,7 @@ from kiln.errors import LintError, ToolError
 from kiln.fingerprint import canonical_json, file_digest, tree_digests
 from kiln.guard import ansible_environment
 from kiln.model import Project, Role
+from kiln.paths import relative_to
 
 __all__ = [
     "PROFILE",
@@ -233,7 +234,7 @@ def _ansible_lint(
 ) -> dict[str, list[LintFinding]]:
     roles = {name: project.content.resolve(name) for name in names}
     excluded = [
-        _relative(role.path / part, project.root)
+        relative_to(role.path / part, project.root)
         for role in roles.values()
         for part in NOT_LINTED
         if (role.path / part).exists()
@@ -251,7 +252,7 @@ def _ansible_lint(
         *[arg for path in excluded for arg in ("--exclude", path)],
         # --exclude takes several values: "--" ends them, or it would swallow the role paths.
         "--",
-        *[_relative(role.path, project.root) for role in roles.values()],
+        *[relative_to(role.path, project.root) for role in roles.values()],
     ]
     code, out, err = runner(argv, project.root, _content_env(project, env))
     if code not in (0, 2):
@@ -290,13 +291,6 @@ def _owner(project: Project, path: str, roles: dict[str, AnsibleRole]) -> str | 
         if full.is_relative_to(role.path.resolve()):
             return name
     return None
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from kiln.errors import BuildError, GuardError, Interrupted, ProvisionError
 from kiln.guard import check_single_host_inventory
 from kiln.model import Role
 from kiln.packer import PackerRun
+from kiln.paths import relative_to
 from kiln.redact import Redactor
 
 NOTHING_RECORDED = "The builder was removed and no version was recorded."
@@ -69,7 +70,7 @@ def write_failure(role: Role, version: int, exc: OSError, path: Path, root: Path
     """A write that failed during a bake, with errno's name (ENOSPC) so that it can be searched."""
     code = errno.errorcode.get(exc.errno or 0, "")
     reason = exc.strerror or str(exc)
-    where = relative_path(str(exc.filename or path), root)
+    where = relative_to(str(exc.filename or path), root)
     advice = "Free some disk space and bake again. " if exc.errno == errno.ENOSPC else ""
     return BuildError(
         f"bake of {role.name} v{version} failed: cannot write {where}: {reason}"
@@ -92,7 +93,7 @@ def idempotence_failure(
         return None
     lines = []
     for event in changed:
-        where = relative_path(str(event.get("path", "")), root)
+        where = relative_to(str(event.get("path", "")), root)
         owner = str(event.get("role") or "")
         task = str(event.get("task", "")).removeprefix(f"{owner} : ")  # Ansible's "role : name"
         lines.append(f"  {task!r} of role {owner or '?'} at {where}")
@@ -102,7 +103,7 @@ def idempotence_failure(
         + "\n".join(lines)
         + "\nMake them report changes only when they make one (changed_when, creates, a module "
         "instead of a command). The image was deleted and no version was recorded.\n"
-        f"Full logs: {relative_path(str(log_dir), root)}/ansible-events.jsonl"
+        f"Full logs: {relative_to(str(log_dir), root)}/ansible-events.jsonl"
     )
 
 
@@ -110,7 +111,7 @@ def failure(
     role: Role, version: int, run: PackerRun, log_dir: Path, root: Path, redact: Redactor
 ) -> BuildError:
     """The error of an interrupted run, a failed Ansible task, or packer's own failure."""
-    where = f"Full logs: {relative_path(str(log_dir), root)}/packer.log"
+    where = f"Full logs: {relative_to(str(log_dir), root)}/packer.log"
     if run.interrupted:
         return Interrupted(
             f"bake of {role.name} v{version} was interrupted. {NOTHING_RECORDED}\n{where}"
@@ -125,7 +126,7 @@ def failure(
         return ProvisionError(
             f"bake of {role.name} v{version} failed: Ansible task {event.get('task')!r} "
             f"of role {event.get('role') or '?'} failed\n"
-            f"  at {relative_path(event.get('path', ''), root)}\n"
+            f"  at {relative_to(event.get('path', ''), root)}\n"
             f"  output (last {len(lines)} lines):\n{body}\n"
             f"{NOTHING_RECORDED}\n{where}"
         )
@@ -134,10 +135,3 @@ def failure(
         f"bake of {role.name} v{version} failed: packer exited with {run.returncode}\n"
         f"{errors}\n{NOTHING_RECORDED}\n{where}"
     )
-
-
-def relative_path(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return path

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.bake.failures import relative_path
 from kiln.bake.options import BakeOutcome
 from kiln.console import Reporter
 from kiln.errors import TestFailure
 from kiln.model import Node, Project
+from kiln.paths import relative_to
 from kiln.redact import Redactor
 from kiln.registry import Registry, Version
 from kiln.targets.base import Target
@@ -67,7 +67,7 @@ class AcceptanceGate:
         tested = acceptance.record_result(self.registry, version, result)
         log = acceptance.write_log(self.project, result)
         if not result.passed:
-            where = relative_path(str(log), self.project.root)
+            where = relative_to(str(log), self.project.root)
             raise TestFailure(acceptance.failure_message(result, log=where))
         summary = f"{result.summary} in {result.duration_s:.1f}s"
         self.reporter.phase(node.name, "tests", f"{version.label} {tested.status}: {summary}")
