@@ -148,8 +148,8 @@ def boot_vm(
     URL must reach whoever waits for it while the VM runs).
     """
     announce = announce or partial(print, flush=True)
-    from kiln import vm
     from kiln.targets.qemu import choose_accelerator
+    from kiln.targets.qemu.machine import booted_vm, wait_for_http
 
     found = resolve_version(project, role, version, target="qemu")
     artifact = found.artifact("qemu")
@@ -157,11 +157,11 @@ def boot_vm(
         raise DefinitionError(f"{found.label} has no qcow2 image to boot")
     chosen = choose_accelerator(accel)
     announce(f"booting {found.label} ({artifact.ref}) under {chosen}; Ctrl-C stops it")
-    with vm.booted_vm(Path(artifact.ref), accel=chosen, forwards={80: 0}) as running:
+    with booted_vm(Path(artifact.ref), accel=chosen, forwards={80: 0}) as running:
         url = running.url(80)
         announce(f"  overlay: {running.overlay}")
         announce(f"  waiting for {url} ...")
-        vm.wait_for_http(url, timeout_s=900 if chosen == "tcg" else 180, running=running)
+        wait_for_http(url, timeout_s=900 if chosen == "tcg" else 180, running=running)
         announce(f"  {role} v{found.version} serves {url}")
         announce(
             f"  stop it: Ctrl-C here, or kill {running.pid} (the overlay is removed either way)"

@@ -83,7 +83,7 @@ build {
   # so that roles find current package lists as on a freshly booted server (restored from the
   # verified lists cache where possible); the seal step removes them again.
   provisioner "shell-local" {
-    environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/apt_cache.py"]
+    environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/docker/apt_cache.py"]
     inline = [
       "timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true",
       "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup && apt-get -q update' < \"$KILN_APT_CACHE_SCRIPT\"",

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kiln import vm
 from kiln.errors import BuildError
+from kiln.targets.qemu import machine
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def taken_port() -> Iterator[int]:
 def _qemu_pids(pattern: str) -> set[int]:
     """qemu processes whose command line holds pattern (other tests may run qemu meanwhile)."""
     found = subprocess.run(
-        ["pgrep", "-f", "--", f"{vm.QEMU_BINARY} .*{pattern}"],
+        ["pgrep", "-f", "--", f"{machine.QEMU_BINARY} .*{pattern}"],
         capture_output=True,
         text=True,
         check=False,
@@ -55,23 +55,25 @@ def test_a_qemu_that_cannot_forward_its_port_is_reported_with_its_own_words(
     own message, and no qemu is left."""
     with (
         pytest.raises(BuildError) as caught,
-        vm.booted_vm(blank_disk, accel="tcg", forwards={80: taken_port}) as running,
+        machine.booted_vm(blank_disk, accel="tcg", forwards={80: taken_port}) as running,
     ):
-        vm.wait_for_http(running.url(80), timeout_s=120, running=running)
+        machine.wait_for_http(running.url(80), timeout_s=120, running=running)
 
     assert "host forwarding" in str(caught.value), str(caught.value)
     assert _qemu_pids(f"127.0.0.1:{taken_port}-") == set()
 
 
 def test_a_qemu_killed_while_kiln_waits_ends_the_wait_at_once(blank_disk: Path) -> None:
-    with vm.booted_vm(blank_disk, accel="tcg", forwards={80: 0}, memory_mb=128, cpus=1) as running:
+    with machine.booted_vm(
+        blank_disk, accel="tcg", forwards={80: 0}, memory_mb=128, cpus=1
+    ) as running:
         assert running.alive()
         overlay = running.overlay
         assert overlay.exists()
         os.kill(running.pid, signal.SIGKILL)
         started = time.monotonic()
         with pytest.raises(BuildError, match=r"the VM stopped before .*killed by SIGKILL"):
-            vm.wait_for_http(running.url(80), timeout_s=300, running=running)
+            machine.wait_for_http(running.url(80), timeout_s=300, running=running)
         waited = time.monotonic() - started
         assert not running.alive(), "a killed qemu still counts as alive"
 

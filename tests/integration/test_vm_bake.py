@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Sandbox
-from kiln import vm
+from kiln.targets.qemu import inspect as guest_inspect
+from kiln.targets.qemu import kvm
 
 pytestmark = pytest.mark.vm
 
@@ -43,7 +44,7 @@ def test_bake_web_as_a_sealed_qcow2_and_boot_it(sandbox: Sandbox) -> None:
     assert (image.parent / "web.qcow2.sha256").read_text().split()[0] == digest
 
     # Sealed: no build user, no authorized_keys, no SSH host keys, no machine id.
-    assert vm.sealing_problems(image) == []
+    assert guest_inspect.sealing_problems(image) == []
 
     assert web.inputs["target"] == "qemu", "the fingerprint covers the target"
 
@@ -72,7 +73,9 @@ def test_bake_web_as_a_sealed_qcow2_and_boot_it(sandbox: Sandbox) -> None:
         booted.send_signal(signal.SIGINT)
         booted.wait(timeout=120)
     assert overlay and not Path(overlay).exists(), f"overlay {overlay!r} was not removed"
-    assert vm.sealing_problems(image) == [], "booting an overlay must not change the image"
+    assert guest_inspect.sealing_problems(image) == [], (
+        "booting an overlay must not change the image"
+    )
 
     _the_kvm_probe_on_the_bases_real_kernel(sandbox, base.version)
 
@@ -84,11 +87,11 @@ def _the_kvm_probe_on_the_bases_real_kernel(sandbox: Sandbox, base_version: int)
     (kernel,) = (sandbox.root / "artifacts" / "debian-bookworm" / str(base_version)).glob(
         "*.vmlinuz"
     )
-    assert vm.boots_kernel(kernel, accel="tcg", timeout_s=300), "no banner from a real kernel"
-    assert not vm.boots_kernel(kernel.with_name("missing"), accel="tcg", timeout_s=30)
+    assert kvm.boots_kernel(kernel, accel="tcg", timeout_s=300), "no banner from a real kernel"
+    assert not kvm.boots_kernel(kernel.with_name("missing"), accel="tcg", timeout_s=30)
 
     started = time.monotonic()
-    answer = vm.probe_kvm(kernel_image=kernel, timeout_s=8)
+    answer = kvm.probe_kvm(kernel_image=kernel, timeout_s=8)
     assert isinstance(answer, bool)
     assert time.monotonic() - started < 30, "the KVM probe outlived its timeout"
     left = subprocess.run(

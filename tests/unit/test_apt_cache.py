@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from kiln.targets import apt_cache
+from kiln.targets.docker import apt_cache
 
 
 def deb(content: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Fast tests of kiln.vm: the qemu template, loopback-only forwards, per-bake access, teardown.
+"""Fast tests of kiln.targets.qemu: the template, loopback-only forwards, per-bake access, teardown.
 
 The KVM probe and booted_vm run against fake qemu binaries here; the real qemu runs in
 tests/integration/test_qemu_process.py (a qemu that cannot start, one killed while kiln waits)
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiln import vm
 from kiln.errors import BuildError
+from kiln.targets.qemu import access, base_image, kvm, machine
+from kiln.targets.qemu import inspect as guest_inspect
+from kiln.targets.qemu.access import bake_access
 
 
 def _plan(tmp_path: Path) -> Any:
@@ -125,20 +127,20 @@ def test_vm_cpus_come_from_the_environment_and_bad_values_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("KILN_VM_CPUS", raising=False)
-    assert vm.vm_cpus() == vm.DEFAULT_CPUS == 2
+    assert machine.vm_cpus() == machine.DEFAULT_CPUS == 2
     monkeypatch.setenv("KILN_VM_CPUS", " 1 ")
-    assert vm.vm_cpus() == 1
+    assert machine.vm_cpus() == 1
     for bad in ("0", "65", "two", "-1", "1.5"):
         monkeypatch.setenv("KILN_VM_CPUS", bad)
         with pytest.raises(BuildError, match=f"KILN_VM_CPUS must be .* not '{re.escape(bad)}'"):
-            vm.vm_cpus()
+            machine.vm_cpus()
 
 
 def test_every_hostfwd_is_on_loopback(rendered: str) -> None:
     binds = re.findall(r"hostfwd=(?:tcp|udp):([^:]*):", rendered)
     assert binds == ["127.0.0.1"]
     assert "{{ .SSHHostPort }}" in rendered  # packer fills the port in, not Jinja2
-    rules = vm.hostfwd_rules({80: 8080, 22: 2222})
+    rules = machine.hostfwd_rules({80: 8080, 22: 2222})
     assert re.findall(r"hostfwd=tcp:([^:]*):", rules) == ["127.0.0.1", "127.0.0.1"]
     assert rules == "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80"
 
@@ -164,7 +166,7 @@ def test_rendered_template_is_packer_fmt_clean(tmp_path: Path, rendered: str) ->
 
 
 def test_base_inputs_are_json_and_complete() -> None:
-    inputs = vm.vm_base_inputs()
+    inputs = base_image.vm_base_inputs()
     text = json.dumps(inputs, sort_keys=True)
     assert json.loads(text) == inputs
     assert inputs["suite"] == "bookworm"
@@ -177,22 +179,22 @@ def test_base_inputs_are_json_and_complete() -> None:
     assert "datasource_list: [NoCloud, None]" in files["/etc/cloud/cloud.cfg.d/90-kiln.cfg"]
     assert "LABEL=root" in files["/etc/fstab"]
     assert "ssh-keygen -A" in files["/etc/systemd/system/ssh.service.d/kiln-host-keys.conf"]
-    assert len(vm.vm_base_digest()) == 64
-    assert vm.vm_base_digest() == vm.vm_base_digest()
+    assert len(base_image.vm_base_digest()) == 64
+    assert base_image.vm_base_digest() == base_image.vm_base_digest()
 
 
 def test_customize_hooks_write_the_files_verbatim(tmp_path: Path) -> None:
     # Run the hooks the way mmdebstrap does (sh -c HOOK exec ROOT) against an empty tree.
-    for hook in vm.vm_base_inputs()["customize_hooks"]:  # type: ignore[attr-defined]
+    for hook in base_image.vm_base_inputs()["customize_hooks"]:  # type: ignore[attr-defined]
         if "chroot" in hook:
             continue
         subprocess.run(["sh", "-c", hook, "exec", str(tmp_path)], check=True)
-    for path, content in vm.BASE_FILES.items():
+    for path, content in base_image.BASE_FILES.items():
         assert (tmp_path / path.lstrip("/")).read_text() == content
 
 
 def test_bake_access_makes_and_deletes_key_and_seed(tmp_path: Path) -> None:
-    with vm.bake_access(tmp_path) as access, vm.bake_access(tmp_path) as other:
+    with bake_access(tmp_path) as access, bake_access(tmp_path) as other:
         assert access.private_key.is_file()
         assert stat.S_IMODE(access.private_key.stat().st_mode) == 0o600
         assert access.public_key.startswith("ssh-ed25519 ")
@@ -211,7 +213,7 @@ def test_bake_access_makes_and_deletes_key_and_seed(tmp_path: Path) -> None:
 
 
 def test_bake_access_deletes_key_on_interrupt(tmp_path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt), vm.bake_access(tmp_path) as access:
+    with pytest.raises(KeyboardInterrupt), bake_access(tmp_path) as access:
         key = access.private_key
         raise KeyboardInterrupt
     assert not key.exists()
@@ -231,9 +233,9 @@ def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    kvm = tmp_path / "kvm"
-    kvm.touch()
-    monkeypatch.setattr(vm, "KVM_DEVICE", str(kvm))
+    device = tmp_path / "kvm"
+    device.touch()
+    monkeypatch.setattr(kvm, "KVM_DEVICE", str(device))
     return bin_dir
 
 
@@ -260,32 +262,32 @@ def test_probe_kvm_needs_the_kernel_banner(
     fake_path: Path, tmp_path: Path, output: str, expected: bool
 ) -> None:
     pidfile = tmp_path / "qemu.pid"
-    _fake_bin(fake_path, vm.QEMU_BINARY, f"echo $$ > {pidfile}\n{output}exec sleep 60\n")
+    _fake_bin(fake_path, machine.QEMU_BINARY, f"echo $$ > {pidfile}\n{output}exec sleep 60\n")
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"kernel")
     started = time.monotonic()
-    assert vm.probe_kvm(kernel_image=kernel, timeout_s=1.5) is expected
+    assert kvm.probe_kvm(kernel_image=kernel, timeout_s=1.5) is expected
     assert time.monotonic() - started < 5
     assert _gone(int(pidfile.read_text()))  # qemu is always killed
 
 
 def test_probe_kvm_false_when_qemu_refuses(fake_path: Path, tmp_path: Path) -> None:
-    _fake_bin(fake_path, vm.QEMU_BINARY, "echo 'failed to initialize kvm' >&2\nexit 1\n")
+    _fake_bin(fake_path, machine.QEMU_BINARY, "echo 'failed to initialize kvm' >&2\nexit 1\n")
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"kernel")
-    assert vm.probe_kvm(kernel_image=kernel, timeout_s=5) is False
+    assert kvm.probe_kvm(kernel_image=kernel, timeout_s=5) is False
 
 
 def test_probe_kvm_false_without_a_kernel_or_device(
     fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fake_bin(fake_path, vm.QEMU_BINARY, 'echo "Linux version 6.1"\nexec sleep 60\n')
-    monkeypatch.setattr(vm, "_host_kernel", lambda: None)
-    assert vm.probe_kvm(timeout_s=1) is False
+    _fake_bin(fake_path, machine.QEMU_BINARY, 'echo "Linux version 6.1"\nexec sleep 60\n')
+    monkeypatch.setattr(kvm, "_host_kernel", lambda: None)
+    assert kvm.probe_kvm(timeout_s=1) is False
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"kernel")
-    monkeypatch.setattr(vm, "KVM_DEVICE", str(tmp_path / "no-such-kvm"))
-    assert vm.probe_kvm(kernel_image=kernel, timeout_s=1) is False
+    monkeypatch.setattr(kvm, "KVM_DEVICE", str(tmp_path / "no-such-kvm"))
+    assert kvm.probe_kvm(kernel_image=kernel, timeout_s=1) is False
 
 
 _FAKE_QEMU_IMG = 'for last; do :; done\necho overlay > "$last"\n'
@@ -305,12 +307,12 @@ def test_booted_vm_kills_qemu_and_deletes_overlay(
     fake_path: Path, tmp_path: Path, interrupt: bool
 ) -> None:
     _fake_bin(fake_path, "qemu-img", _FAKE_QEMU_IMG)
-    _fake_bin(fake_path, vm.QEMU_BINARY, _FAKE_QEMU)
+    _fake_bin(fake_path, machine.QEMU_BINARY, _FAKE_QEMU)
     image = tmp_path / "image.qcow2"
     image.write_bytes(b"qcow2")
     with (
         pytest.raises(KeyboardInterrupt) if interrupt else _nothing(),
-        vm.booted_vm(image, accel="tcg", forwards={80: 0, 22: 0}) as running,
+        machine.booted_vm(image, accel="tcg", forwards={80: 0, 22: 0}) as running,
     ):
         assert running.alive()
         assert running.overlay.exists()
@@ -330,18 +332,20 @@ def test_booted_vm_kills_qemu_and_deletes_overlay(
 
 def test_booted_vm_reports_a_qemu_that_dies(fake_path: Path, tmp_path: Path) -> None:
     _fake_bin(fake_path, "qemu-img", _FAKE_QEMU_IMG)
-    _fake_bin(fake_path, vm.QEMU_BINARY, "echo 'could not set up host forwarding' >&2\nexit 1\n")
+    _fake_bin(
+        fake_path, machine.QEMU_BINARY, "echo 'could not set up host forwarding' >&2\nexit 1\n"
+    )
     image = tmp_path / "image.qcow2"
     image.write_bytes(b"qcow2")
     with (
         pytest.raises(BuildError, match="host forwarding"),
-        vm.booted_vm(image, accel="tcg", forwards={80: 0}),
+        machine.booted_vm(image, accel="tcg", forwards={80: 0}),
     ):
         pass
 
 
 def test_booted_vm_refuses_unknown_accelerator(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="accelerator"), vm.booted_vm(tmp_path, accel="xen"):
+    with pytest.raises(BuildError, match="accelerator"), machine.booted_vm(tmp_path, accel="xen"):
         pass
 
 
@@ -381,14 +385,14 @@ def page_server() -> Iterator[int]:
 
 def test_wait_for_http_returns_the_page(page_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # must be ignored
-    body = vm.wait_for_http(f"http://127.0.0.1:{page_server}/", 5)
+    body = machine.wait_for_http(f"http://127.0.0.1:{page_server}/", 5)
     assert "Hello from kiln" in body
 
 
 def test_wait_for_http_times_out() -> None:
-    port = vm._free_loopback_ports(1)[0]
+    port = machine._free_loopback_ports(1)[0]
     with pytest.raises(BuildError, match="did not answer"):
-        vm.wait_for_http(f"http://127.0.0.1:{port}/", 1)
+        machine.wait_for_http(f"http://127.0.0.1:{port}/", 1)
 
 
 @pytest.mark.parametrize(
@@ -396,15 +400,15 @@ def test_wait_for_http_times_out() -> None:
 )
 def test_wait_for_http_polls_loopback_only(url: str) -> None:
     with pytest.raises(BuildError, match="only polls"):
-        vm.wait_for_http(url, 1)
+        machine.wait_for_http(url, 1)
 
 
 def test_remove_tree_deletes_an_unmounted_tree(tmp_path: Path) -> None:
     tree = tmp_path / "scratch"
     (tree / "rootfs/dev").mkdir(parents=True)
     (tree / "rootfs/dev/null").write_text("not a device")
-    assert vm._mounts_under(tree) == []
-    vm._remove_tree(tree)
+    assert base_image._mounts_under(tree) == []
+    base_image._remove_tree(tree)
     assert not tree.exists()
 
 
@@ -413,10 +417,10 @@ def test_remove_tree_refuses_a_tree_with_mounts(
 ) -> None:
     tree = tmp_path / "scratch"
     tree.mkdir()
-    monkeypatch.setattr(vm, "_mounts_under", lambda path: [f"{path}/rootfs/proc"])
-    monkeypatch.setattr(vm.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(base_image, "_mounts_under", lambda path: [f"{path}/rootfs/proc"])
+    monkeypatch.setattr(base_image.subprocess, "run", lambda *a, **k: None)
     with pytest.raises(BuildError, match="still has mounts"):
-        vm._remove_tree(tree)
+        base_image._remove_tree(tree)
     assert tree.exists()
 
 
@@ -470,7 +474,7 @@ def _disk(tmp_path: Path, files: dict[str, str | None]) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     raw, disk = tmp_path / "disk.raw", tmp_path / "disk.qcow2"
-    offset = vm.PARTITION_START_SECTOR * vm.SECTOR
+    offset = base_image.PARTITION_START_SECTOR * base_image.SECTOR
     with raw.open("wb") as fh:
         fh.truncate(offset + 8 * 1024 * 1024)
     for argv in (
@@ -483,7 +487,7 @@ def _disk(tmp_path: Path, files: dict[str, str | None]) -> Path:
 
 @needs_e2fs_and_qemu_img
 def test_seal_check_passes_a_sealed_disk(tmp_path: Path) -> None:
-    assert vm.sealing_problems(_disk(tmp_path, SEALED_TREE)) == []
+    assert guest_inspect.sealing_problems(_disk(tmp_path, SEALED_TREE)) == []
 
 
 @needs_e2fs_and_qemu_img
@@ -498,7 +502,7 @@ def test_seal_check_reports_each_leftover_of_a_bake(tmp_path: Path, leftover: st
             "cloud-init": "cloud-init instance data remains (cloud-init clean did not run)",
         }[leftover]
     )
-    assert vm.sealing_problems(_disk(tmp_path, {**SEALED_TREE, **files})) == [expected]
+    assert guest_inspect.sealing_problems(_disk(tmp_path, {**SEALED_TREE, **files})) == [expected]
 
 
 @needs_e2fs_and_qemu_img
@@ -507,7 +511,7 @@ def test_seal_check_reports_every_leftover_of_an_unsealed_disk(tmp_path: Path) -
     unsealed["home/packer/.ssh/authorized_keys"] = "ssh-ed25519 AAAA packer\n"
     for files, _ in LEFTOVERS.values():
         unsealed.update(files)
-    assert vm.sealing_problems(_disk(tmp_path, unsealed)) == [
+    assert guest_inspect.sealing_problems(_disk(tmp_path, unsealed)) == [
         "user packer is still in /etc/passwd",
         "/home/packer still exists",
         "/home/packer/.ssh/authorized_keys still exists",
@@ -519,24 +523,26 @@ def test_seal_check_reports_every_leftover_of_an_unsealed_disk(tmp_path: Path) -
 
 
 def test_public_api_is_pinned() -> None:
-    assert sorted(vm.__all__) == sorted(
-        [
-            "BASE_PACKAGES",
-            "BakeAccess",
-            "RunningVm",
-            "VmBase",
-            "bake_access",
-            "booted_vm",
-            "boots_kernel",
-            "build_vm_base",
-            "guest_file",
-            "guest_listdir",
-            "hostfwd_rules",
-            "probe_kvm",
-            "sealing_problems",
-            "vm_base_digest",
-            "vm_base_inputs",
-            "wait_for_http",
-        ]
-    )
-    assert all(hasattr(vm, name) for name in vm.__all__)
+    """What kiln.vm exported before the split is each in exactly one module's __all__."""
+    modules = (access, base_image, guest_inspect, kvm, machine)
+    exported = [name for module in modules for name in module.__all__]
+    assert len(exported) == len(set(exported)), "one room per name"
+    assert {
+        "BASE_PACKAGES",
+        "BakeAccess",
+        "RunningVm",
+        "VmBase",
+        "bake_access",
+        "booted_vm",
+        "boots_kernel",
+        "build_vm_base",
+        "guest_file",
+        "guest_listdir",
+        "hostfwd_rules",
+        "probe_kvm",
+        "sealing_problems",
+        "vm_base_digest",
+        "vm_base_inputs",
+        "wait_for_http",
+    } <= set(exported)
+    assert all(hasattr(module, name) for module in modules for name in module.__all__)

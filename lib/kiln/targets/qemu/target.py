@@ -1,6 +1,6 @@
 """The qemu target: the same role definitions baked into a bootable qcow2 VM image.
 
-The VM base is bootstrapped locally (kiln.vm.build_vm_base). A role's VM image is baked in one
+The VM base is bootstrapped locally (base_image.build_vm_base). A role's VM image is baked in one
 pass on the VM base, applying the Ansible roles of its whole chain in order: under TCG every
 intermediate layer would cost a full VM boot, and the chain's fingerprints still cover every
 layer. Ansible reaches the builder over SSH on a port forwarded to 127.0.0.1 only.
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kiln import vm
 from kiln.errors import BuildError, ToolError
 from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
@@ -28,11 +27,15 @@ from kiln.targets.base import (
     ansible_env_vars,
 )
 from kiln.targets.cloud import MANIFEST_COMMAND
+from kiln.targets.qemu.access import PACKER_USER, bake_access
+from kiln.targets.qemu.base_image import SUITE, build_vm_base, vm_base_digest
+from kiln.targets.qemu.kvm import probe_kvm
+from kiln.targets.qemu.machine import ACCELERATORS, vm_cpus
 
 SEAL_COMMAND = (
     "sudo sh -euc 'cloud-init clean --logs; rm -f /etc/ssh/ssh_host_*; "
     "truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; "
-    f"userdel --force --remove {vm.PACKER_USER}; rm -f /etc/sudoers.d/90-cloud-init-users; "
+    f"userdel --force --remove {PACKER_USER}; rm -f /etc/sudoers.d/90-cloud-init-users; "
     "rm -rf /root/.ansible /tmp/kiln-packages.tsv; apt-get clean; rm -rf /var/lib/apt/lists/*; "
     "fstrim -av || true; sync; poweroff'"
 )
@@ -50,41 +53,48 @@ def artifact_path(project: Project, name: str, version: int) -> Path:
 def choose_accelerator(override: str | None = None) -> str:
     """kvm if the probe booted a kernel under it (or if asked), else tcg; says which once."""
     if override:
-        if override not in vm.ACCELERATORS:
+        if override not in ACCELERATORS:
             raise BuildError(f"unknown accelerator {override!r} (known: kvm, tcg)")
         return override
-    return "kvm" if vm.probe_kvm() else "tcg"
+    return "kvm" if probe_kvm() else "tcg"
 
 
 class QemuTarget(Target):
+    """Bakes a role's whole chain into a sealed qcow2 on the locally built VM base."""
+
     name: ClassVar[str] = "qemu"
     template: ClassVar[str] = "qemu.pkr.hcl.j2"
     flattens_chain: ClassVar[bool] = True
 
     def __init__(self, accel: str | None = None) -> None:
+        """``accel`` (kvm or tcg) overrides the KVM probe."""
         self.accel = accel
 
     def recipe(self) -> dict[str, Any]:
+        """The seal, qemu arguments and VM base inputs: what this target adds to a fingerprint."""
         return {
             **super().recipe(),
             "seal": SEAL_COMMAND,
             "qemuargs": [list(a) for a in QEMU_ARGS],
-            "base": vm.vm_base_digest(),
+            "base": vm_base_digest(),
         }
 
     def _parent_image(self, plan: BakePlan) -> Artifact:
+        """The VM base (or parent) image this bake starts from; it must be baked already."""
         artifact = plan.parent.artifact(self.name) if plan.parent else None
         if artifact is None or artifact.sha256 is None:
             raise BuildError(f"{plan.role.name} needs a baked VM base for the qemu target")
         return artifact
 
     def _ansible_arguments(self, plan: BakePlan) -> list[Any]:
+        """Ansible's extra arguments: become root over SSH, with the guest's python3."""
         return [
             "--become",
             *ansible_arguments(plan, ["ansible_python_interpreter=/usr/bin/python3"]),
         ]
 
     def context(self, plan: BakePlan) -> dict[str, Any]:
+        """Template variables for qemu.pkr.hcl.j2."""
         parent = self._parent_image(plan)
         return {
             "role_name": plan.role.name,
@@ -94,7 +104,7 @@ class QemuTarget(Target):
             "manifest_default": plan.manifest_default,
             "has_secrets": bool(plan.secrets),
             "qemuargs": [list(a) for a in QEMU_ARGS],
-            "build_user": vm.PACKER_USER,
+            "build_user": PACKER_USER,
             "shutdown_command": SEAL_COMMAND,
             "playbook_path": plan.relative(plan.playbook_path),
             "ansible_arguments": self._ansible_arguments(plan),
@@ -107,6 +117,7 @@ class QemuTarget(Target):
         }
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
+        """What the parsed HCL must hold: the parent's checksum, loopback SSH, the seal."""
         source = f"source.qemu.{plan.role.name}"
         parent = self._parent_image(plan)
         return {
@@ -122,6 +133,7 @@ class QemuTarget(Target):
 
     # -- baking -----------------------------------------------------------------------------
     def preflight(self) -> None:
+        """Fail early when a host tool of VM bakes is missing."""
         for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "ssh-keygen"):
             if shutil.which(tool) is None:
                 raise ToolError(f"{tool} is not installed; run scripts/setup.sh to install it")
@@ -132,10 +144,10 @@ class QemuTarget(Target):
         accel = choose_accelerator(self.accel)
         output = work / "output"
         shutil.rmtree(output, ignore_errors=True)
-        with vm.bake_access(work) as access:
+        with bake_access(work) as access:
             yield {
                 "accelerator": accel,
-                "cpus": str(vm.vm_cpus()),
+                "cpus": str(vm_cpus()),
                 "ssh_key_file": str(access.private_key.resolve()),
                 "seed_dir": str(access.seed_dir.resolve()),
                 "output_dir": str(output.resolve()),
@@ -145,18 +157,20 @@ class QemuTarget(Target):
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
-        if base.suite != vm.SUITE:
-            raise BuildError(f"the qemu target bootstraps {vm.SUITE} only, not {base.suite}")
+        """Build the VM base image (base_image.build_vm_base) as version ``version``."""
+        if base.suite != SUITE:
+            raise BuildError(f"the qemu target bootstraps {SUITE} only, not {base.suite}")
         dest = artifact_path(project, base.name, version)
         dest.parent.mkdir(parents=True, exist_ok=True)
         work = project.state_path / "work" / base.name / f"qemu-{version}"
         try:
-            built = vm.build_vm_base(dest, work_dir=work, on_line=log)
+            built = build_vm_base(dest, work_dir=work, on_line=log)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return self._artifact(project, dest, built.sha256)
 
     def _artifact(self, project: Project, path: Path, sha256: str | None = None) -> Artifact:
+        """The registry record of a qcow2 file."""
         digest = sha256 or file_digest(path)
         return Artifact(
             target=self.name, ref=str(path.resolve()), image_id=digest, sha256=digest,
@@ -164,6 +178,7 @@ class QemuTarget(Target):
         )  # fmt: skip
 
     def artifact_exists(self, artifact: Artifact) -> bool:
+        """Whether the recorded qcow2 is still on disk."""
         # A cheap check on the no-op path: the file is there with its recorded size.
         path = Path(artifact.ref)
         return (
@@ -173,6 +188,7 @@ class QemuTarget(Target):
         )
 
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
+        """Move the qcow2 packer wrote into artifacts/ and write its .sha256 next to it."""
         work = plan.project.state_path / "work" / plan.role.name / str(version)
         built = work / "output" / f"{plan.role.name}.qcow2"
         if not built.exists():
@@ -185,6 +201,7 @@ class QemuTarget(Target):
         return artifact
 
     def delete_artifact(self, artifact: Artifact) -> None:
+        """Delete the qcow2 and its .sha256."""
         path = Path(artifact.ref)
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".sha256").unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from kiln import tools
 from kiln.docker import INIT, SYSTEMD_RUN_FLAGS
-from kiln.docker import throwaway_instance as throwaway_instance  # re-exported: test_bake.py
 from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
@@ -71,11 +70,14 @@ def apt_cache_flags() -> tuple[str, ...]:
 
 
 class DockerTarget(Target):
+    """Bakes a role as a layer on its parent's image in a systemd builder container."""
+
     name: ClassVar[str] = "docker"
     template: ClassVar[str] = "docker.pkr.hcl.j2"
     runs_acceptance_tests: ClassVar[bool] = True
 
     def recipe(self) -> dict[str, Any]:
+        """Builder flags, capture and seal steps, the apt hook script: part of fingerprints."""
         # The apt cache volume is not here: whether it is mounted and what it holds cannot change
         # what is installed (a cached .deb is used only if its sha256 is the one the fresh apt
         # lists name). The hook script is: it runs in the builder, like the seal commands.
@@ -89,6 +91,7 @@ class DockerTarget(Target):
         }
 
     def _run_command(self, plan: BakePlan) -> list[Any]:
+        """docker run arguments of the builder: labelled, systemd as PID 1, the apt cache."""
         return [
             "-d",
             "--label", Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
@@ -99,6 +102,7 @@ class DockerTarget(Target):
         ]  # fmt: skip
 
     def _changes(self, plan: BakePlan) -> list[Any]:
+        """docker commit changes: the command and kiln's labels of the image."""
         return [
             f'CMD ["{INIT}"]',
             f"LABEL kiln.role={plan.role.name}",
@@ -112,6 +116,7 @@ class DockerTarget(Target):
         ]
 
     def _ansible_arguments(self, plan: BakePlan) -> list[Any]:
+        """Ansible's extra arguments: reach the builder through docker exec."""
         return ansible_arguments(
             plan,
             [
@@ -122,6 +127,7 @@ class DockerTarget(Target):
         )
 
     def context(self, plan: BakePlan) -> dict[str, Any]:
+        """Template variables for docker.pkr.hcl.j2."""
         return {
             "role_name": plan.role.name,
             "hcl_path": plan.relative(plan.hcl_path),
@@ -140,6 +146,7 @@ class DockerTarget(Target):
         }
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
+        """What the parsed HCL must hold: the parent image, run command, changes, tag."""
         source = f"source.docker.{plan.role.name}"
         return {
             f"{source}.image": parent_ref(plan),
@@ -155,6 +162,7 @@ class DockerTarget(Target):
 
     # -- baking -----------------------------------------------------------------------------
     def preflight(self) -> None:
+        """Fail early without a Docker engine or mmdebstrap."""
         tools.require_docker()
         tools.which("mmdebstrap")
 
@@ -210,6 +218,7 @@ class DockerTarget(Target):
         return self._artifact(ref)
 
     def _artifact(self, ref: str) -> Artifact:
+        """The registry record of a local image, from docker image inspect."""
         out = tools.docker("image", "inspect", "--format", "{{.Id}} {{.Size}}", ref)
         image_id, size = out.split()
         return Artifact(
@@ -218,17 +227,20 @@ class DockerTarget(Target):
         )  # fmt: skip
 
     def artifact_exists(self, artifact: Artifact) -> bool:
+        """Whether the engine still has the recorded image under its tag."""
         return (
             artifact.deleted_at is None and tools.docker_image_id(artifact.ref) == artifact.image_id
         )
 
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
+        """The image packer tagged for this version."""
         ref = f"{plan.project.repository(plan.role.name)}:{version}"
         if tools.docker_image_id(ref) is None:
             raise BuildError(f"packer finished but image {ref} is not in the Docker engine")
         return self._artifact(ref)
 
     def delete_artifact(self, artifact: Artifact) -> None:
+        """docker rmi the image's tag."""
         tools.run(["docker", "rmi", artifact.ref], check=False)
 
     def reap_builders(
@@ -260,6 +272,7 @@ class DockerTarget(Target):
 
 
 def parent_ref(plan: BakePlan) -> str:
+    """The parent's docker image a bake starts from; it must be baked already."""
     if plan.parent is None:
         raise BuildError(f"{plan.role.name} needs a baked parent for the docker target")
     artifact = plan.parent.artifact("docker")
