@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from kiln.errors import BuildError
 from kiln.fingerprint import Fingerprint
 from kiln.model import Base, Project, Role
+from kiln.paths import relative_to
 from kiln.registry import Artifact, Version
 from kiln.render import (
     Interpolated,
@@ -83,10 +84,7 @@ class BakePlan:
 
     def relative(self, path: Path) -> str:
         """Paths in rendered files are relative to the project root, so they stay reproducible."""
-        try:
-            return path.relative_to(self.project.root).as_posix()
-        except ValueError:
-            return path.as_posix()
+        return relative_to(path, self.project.root)
 
     @property
     def manifest_default(self) -> str:
