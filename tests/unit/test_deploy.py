@@ -20,7 +20,7 @@ from kiln.model import HealthCheck, Project
 from kiln.registry import Artifact, Registry, Version, utc_now
 
 REPO = Path(__file__).resolve().parents[2]
-DEPLOY_PY = REPO / "lib" / "kiln" / "deploy.py"
+DEPLOY_PKG = REPO / "lib" / "kiln" / "deploy"
 NS = "unitns"
 FAST_CHECK = HealthCheck(command=("check-health",), timeout_s=0.3, interval_s=0.01)
 
@@ -416,7 +416,7 @@ def test_ports_are_published_from_the_given_port_up_without_clashes(world: World
 
 def test_docker_engine_publishes_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
-    monkeypatch.setattr(kd, "start_instance", lambda image, **kw: calls.append(kw))
+    monkeypatch.setattr(kd.engine, "start_instance", lambda image, **kw: calls.append(kw))
     kd.DockerEngine().start("img", name="n", labels={}, host_port=8080)
     kd.DockerEngine().start("img", name="m", labels={}, host_port=None)
     assert calls[0]["extra_flags"] == ("--restart", "unless-stopped", "-p", "127.0.0.1:8080:80")
@@ -589,7 +589,9 @@ def test_importing_deploy_loads_no_ansible_and_no_bake_code() -> None:
 
 
 def _tree() -> ast.Module:
-    return ast.parse(DEPLOY_PY.read_text(), filename=str(DEPLOY_PY))
+    """Every module of the deploy package, as one tree."""
+    body = [ast.parse(p.read_text(), filename=str(p)) for p in sorted(DEPLOY_PKG.glob("*.py"))]
+    return ast.Module(body=[node for module in body for node in module.body], type_ignores=[])
 
 
 def test_deploy_imports_nothing_that_configures_or_connects() -> None:
