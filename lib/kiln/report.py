@@ -17,7 +17,7 @@ from typing import Any
 
 from kiln.lifecycle import PackageChange, diff_packages
 from kiln.model import Base, Project, Role
-from kiln.registry import Package, Registry, Version
+from kiln.registry import Package, Registry, Version, VersionStatus
 
 PHASE_COLOURS = {
     "base": "#8c6d31",
@@ -29,12 +29,13 @@ PHASE_COLOURS = {
     "record": "#969696",
 }
 OTHER_COLOUR = "#bdbdbd"
-STATUS_CLASS = {
-    "tested": "ok",
-    "baked": "ok",
-    "untested": "warn",
-    "failed": "bad",
-    "revoked": "bad",
+#: The badge colour of each status (a StrEnum key: lookups by the stored string work).
+STATUS_CLASS: dict[str, str] = {
+    VersionStatus.TESTED: "ok",
+    VersionStatus.BAKED: "ok",
+    VersionStatus.UNTESTED: "warn",
+    VersionStatus.FAILED: "bad",
+    VersionStatus.REVOKED: "bad",
 }
 
 

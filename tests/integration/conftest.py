@@ -30,7 +30,7 @@ from kiln.registry import Registry
 REPO = Path(__file__).resolve().parents[2]
 COPIED = ("roles", "templates", "tests/images")
 REGISTRY_DB = Path(".kiln/registry.db")
-IMMUTABLE_REF_TRIGGER = "artifact_ref_is_immutable"  # lib/kiln/registry.py, migration 1
+IMMUTABLE_REF_TRIGGER = "artifact_ref_is_immutable"  # lib/kiln/registry/schema.py, migration 1
 
 TASKS_TEMPLATE = '''
 """Role definitions of a test sandbox (written by tests/integration/conftest.py)."""

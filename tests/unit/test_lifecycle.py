@@ -307,9 +307,9 @@ def test_revoke_moves_channels_back_and_flags_descendants(reg: Registry) -> None
         "eve",
     )
     [event] = reg.events("web")
-    assert event["kind"] == "revoke"
-    assert event["detail"]["reason"] == "CVE-2024-1"
-    assert event["detail"]["descendants"] == ["api v1", "api-worker v1"]
+    assert event.kind == "revoke"
+    assert event.detail["reason"] == "CVE-2024-1"
+    assert event.detail["descendants"] == ["api v1", "api-worker v1"]
 
 
 def test_revoke_falls_back_to_tested_versions_only(reg: Registry) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -14,9 +15,11 @@ from kiln.registry import (
     Artifact,
     Package,
     Version,
+    VersionStatus,
     VersionSummary,
     _statements,
     actor,
+    statuses,
 )
 
 
@@ -139,6 +142,28 @@ def test_latest_history_and_reuse_pick_the_right_rows(tmp_path: Path) -> None:
         ]  # fmt: skip
 
 
+def test_version_status_rules_and_plain_string_use() -> None:
+    # A StrEnum: stored, printed, JSON-encoded and compared as the plain string.
+    assert [str(s) for s in VersionStatus] == ["baked", "untested", "tested", "failed", "revoked"]
+    assert VersionStatus("tested") == "tested" and f"{VersionStatus.FAILED}" == "failed"
+    assert json.dumps({"status": VersionStatus.REVOKED}) == '{"status": "revoked"}'
+    assert statuses(lambda s: s.reusable) == {"baked", "untested", "tested"}
+    assert statuses(lambda s: s.rollback_target) == {"baked", "untested", "tested"}
+    assert statuses(lambda s: s.usable) == {"baked", "untested", "tested"}
+    assert statuses(lambda s: s.promotable) == {"tested"}
+    assert statuses(lambda s: s.deployable) == {"tested"}
+    assert statuses(lambda s: s.awaiting_tests) == {"baked"}
+
+
+def test_find_reusable_skips_failed_and_revoked_versions(tmp_path: Path) -> None:
+    fingerprint = "f" * 64
+    with Registry(tmp_path / "r.db") as registry:
+        for number, status in enumerate(["untested", "tested", "baked", "failed", "revoked"], 1):
+            recorded(registry, "web", number, status=status)
+        found = registry.find_reusable("web", fingerprint, "docker")
+        assert found is not None and (found.version, found.status) == (3, "baked")
+
+
 def test_statuses_are_checked_and_recorded_with_their_reason(tmp_path: Path) -> None:
     with Registry(tmp_path / "r.db") as registry:
         recorded(registry, "web", 1)
@@ -171,10 +196,10 @@ def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
         ]  # fmt: skip
         assert (log[0]["reason"], log[0]["forced"], log[1]["forced"]) == ("fix", 1, 0)
         assert len(registry.channel_log("web")) == 3
-        assert [(e["role"], e["channel"]) for e in registry.channel_entries()] == [
+        assert [(e.role, e.channel) for e in registry.channel_entries()] == [
             ("db", "prod"), ("web", "canary"), ("web", "prod"),
         ]  # fmt: skip
-        assert [e["channel"] for e in registry.channel_entries("web")] == ["canary", "prod"]
+        assert [e.channel for e in registry.channel_entries("web")] == ["canary", "prod"]
 
 
 def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -> None:
@@ -218,10 +243,10 @@ def test_deployments_and_events_read_back_newest_first(tmp_path: Path) -> None:
         registry.log_event("web", None, "note", {}, "bob")
         registry.log_event("db", 1, "promote", {}, "bob")
         events = registry.events("web")
-        assert [(e["kind"], e["version"], e["actor"]) for e in events] == [
+        assert [(e.kind, e.version, e.actor) for e in events] == [
             ("note", None, "bob"), ("promote", 1, "ann"),
         ]  # fmt: skip
-        assert events[1]["detail"] == {"channel": "prod", "to": 1}
+        assert events[1].detail == {"channel": "prod", "to": 1}
 
 
 def test_gc_marks_artifacts_deleted_and_keeps_the_rest_live(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from kiln.errors import RegistryError, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Node, Role
-from kiln.registry import Registry, Version
+from kiln.registry import Registry, Version, VersionStatus
 from kiln.targets.base import Target
 
 
@@ -32,9 +32,9 @@ class BakePolicy:
         if hit.parent_role is not None and hit.parent_version is not None:
             # An image built on a revoked one inherits whatever made it revoked.
             parent = self.registry.get(hit.parent_role, hit.parent_version)
-            if parent is None or parent.status == "revoked":
+            if parent is None or parent.status == VersionStatus.REVOKED:
                 return None
-        if hit.status == "baked" and not self.skip_tests:
+        if VersionStatus(hit.status).awaiting_tests and not self.skip_tests:
             return None  # its acceptance tests never ran: not ready to stand in for a bake
         return hit if self._artifact_exists(hit) else None
 
@@ -43,13 +43,15 @@ class BakePolicy:
         if self.skip_tests:
             return None
         hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
-        if hit is None or hit.status != "baked":
+        if hit is None or not VersionStatus(hit.status).awaiting_tests:
             return None
         return hit if self._artifact_exists(hit) else None
 
-    def new_status(self) -> str:
+    def new_status(self) -> VersionStatus:
         """A new version is `baked` until its gate decides, or `untested` when tests are skipped."""
-        return "untested" if self.skip_tests or not self.target.runs_acceptance_tests else "baked"
+        if self.skip_tests or not self.target.runs_acceptance_tests:
+            return VersionStatus.UNTESTED
+        return VersionStatus.BAKED
 
     def refuse_failed_twin(self, node: Node, fingerprint: Fingerprint, leaf: Role) -> None:
         """Refuse to rebuild inputs whose newest version failed its tests: it would fail again."""
@@ -58,7 +60,7 @@ class BakePolicy:
             for v in self.registry.history(node.name)
             if v.fingerprint == fingerprint.digest and v.target == self.target_name
         ]
-        if not twins or twins[0].status != "failed":
+        if not twins or twins[0].status != VersionStatus.FAILED:
             return
         failed = twins[0]
         child = "" if node is leaf else f", and {leaf.name} is never baked on a failed parent"
@@ -75,7 +77,7 @@ class BakePolicy:
         reason it was revoked, so kiln asks for --force (or a changed definition) first."""
         for node in role.ancestry()[:-1]:
             newest = self.registry.latest(node.name, target=self.target_name)
-            if newest is not None and newest.status == "revoked":
+            if newest is not None and newest.status == VersionStatus.REVOKED:
                 why = f" ({newest.status_reason})" if newest.status_reason else ""
                 raise RegistryError(
                     f"cannot bake {role.name}: its ancestor {newest.label} is revoked{why}, and "
@@ -87,7 +89,7 @@ class BakePolicy:
     @staticmethod
     def refuse_unusable_parent(role: Role, parent: Version) -> None:
         """Never bake on a parent whose tests failed or that was revoked."""
-        if parent.status in ("failed", "revoked"):
+        if not VersionStatus(parent.status).usable:
             raise RegistryError(
                 f"refusing to bake {role.name} on {parent.label}: it is {parent.status}"
                 f"{f' ({parent.status_reason})' if parent.status_reason else ''}"

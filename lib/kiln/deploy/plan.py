@@ -10,9 +10,8 @@ from kiln.deploy.server import Server
 from kiln.deploy.strategies import STRATEGIES
 from kiln.errors import DeployError
 from kiln.model import Role
-from kiln.registry import Artifact, Registry, Version
+from kiln.registry import Artifact, Registry, Version, VersionStatus
 
-DEPLOYABLE_STATUS = "tested"
 MAX_REPLICAS = 64
 
 
@@ -62,10 +61,10 @@ def deployable_version(registry: Registry, role: str, channel: str) -> Version:
     version = registry.get(role, number)
     if version is None:
         raise DeployError(f"channel {channel} of {role} points at v{number}, which is not recorded")
-    if version.status != DEPLOYABLE_STATUS:
+    if not VersionStatus(version.status).deployable:
         why = f" ({version.status_reason})" if version.status_reason else ""
         raise DeployError(
-            f"{version.label} is {version.status}{why}, and only {DEPLOYABLE_STATUS} versions "
+            f"{version.label} is {version.status}{why}, and only {VersionStatus.TESTED} versions "
             f"are deployed; point channel {channel} at a tested version"
         )
     if version.parent_revoked:

@@ -10,7 +10,7 @@ from kiln.deploy.health import check_once, health_check_of
 from kiln.deploy.server import Server
 from kiln.errors import KilnError
 from kiln.model import Project
-from kiln.registry import Registry
+from kiln.registry import Registry, VersionStatus
 
 Health = Literal["healthy", "unhealthy", "stopped", "unknown"]
 Standing = Literal["current", "outdated", "revoked"]
@@ -69,7 +69,7 @@ def _health_now(project: Project, engine: Engine, server: Server) -> tuple[Healt
 
 def _standing(registry: Registry, server: Server) -> Standing:
     version = registry.get(server.role, server.version)
-    if version is not None and version.status == "revoked":
+    if version is not None and version.status == VersionStatus.REVOKED:
         return "revoked"
     return (
         "current"

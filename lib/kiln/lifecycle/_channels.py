@@ -9,11 +9,9 @@ from typing import Any
 
 from kiln.errors import RegistryError
 from kiln.lifecycle._lookup import require
-from kiln.registry import Registry, Version, actor
+from kiln.registry import Registry, Version, VersionStatus, actor
 
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-#: Statuses a channel may be moved back to by rollback (revoke is stricter: tested only).
-ROLLBACK_OK = frozenset({"baked", "untested", "tested"})
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,11 @@ def check_channel(channel: str) -> None:
 
 def channels(registry: Registry, role: str) -> list[ChannelState]:
     """The channels of role, the version each points at and that version's status."""
-    statuses = {r.version: r.status for r in registry.version_summaries(role)}
+    statuses: dict[int | None, str] = {
+        r.version: r.status for r in registry.version_summaries(role)
+    }
     return [
-        ChannelState(e["channel"], e["version"], statuses.get(e["version"]), e["updated_at"])
+        ChannelState(e.channel, e.version, statuses.get(e.version), e.updated_at)
         for e in registry.channel_entries(role)
     ]
 
@@ -79,16 +79,15 @@ def _status_label(version: Version) -> str:
 
 def _refusal(version: Version) -> str | None:
     """Why version may not be promoted without --force, or None."""
-    if version.status == "revoked":
-        return f"{version.label} is revoked ({version.status_reason or 'no reason recorded'})"
-    if version.status == "failed":
-        return f"{version.label} is failed ({version.status_reason or 'no reason recorded'})"
+    status = VersionStatus(version.status)
+    if not status.usable:  # failed or revoked
+        return f"{version.label} is {status} ({version.status_reason or 'no reason recorded'})"
     if version.parent_revoked:
         return (
             f"{version.label} was built on a revoked parent "
             f"({version.parent_role} v{version.parent_version}); rebake it"
         )
-    if version.status != "tested":
+    if not status.promotable:
         return (
             f"{version.label} is {version.status}, not tested; "
             f"run its acceptance tests first (`invoke test {version.role}`)"
@@ -170,7 +169,7 @@ def rollback(
             found = registry.get(role, candidate)
             if candidate == current or found is None:
                 continue
-            if found.status not in ROLLBACK_OK or found.parent_revoked:
+            if not VersionStatus(found.status).rollback_target or found.parent_revoked:
                 skipped.append(f"v{candidate} ({_status_label(found)})")
                 continue
             target = candidate
@@ -210,7 +209,11 @@ def _good_fallback(registry: Registry, role: str, stack: list[int], revoked: int
         if candidate == revoked:
             continue
         found = registry.get(role, candidate)
-        if found is not None and found.status == "tested" and not found.parent_revoked:
+        if (
+            found is not None
+            and VersionStatus(found.status).promotable
+            and not found.parent_revoked
+        ):
             return candidate
     return None
 
@@ -230,11 +233,11 @@ def revoke(
     warnings: list[str] = []
     with registry.transaction() as conn:
         found = require(registry, role, version)
-        if found.status == "revoked":
+        if found.status == VersionStatus.REVOKED:
             raise RegistryError(
                 f"{found.label} is already revoked ({found.status_reason or 'no reason'})"
             )
-        registry.set_status(role, version, "revoked", reason, conn=conn)
+        registry.set_status(role, version, VersionStatus.REVOKED, reason, conn=conn)
         for channel in registry.channels_pointing_at(role, version):
             stack = channel_stack(registry.channel_log(role, channel))
             target = _good_fallback(registry, role, stack, version)

@@ -56,9 +56,8 @@ def gc_plan(registry: Registry, keep: int) -> dict[tuple[str, int], str]:
             reasons[(r.role, r.version)] = f"one of the newest {keep}"
         seen_per_role[r.role] = count + 1
     for entry in registry.channel_entries():
-        if entry["version"] is not None:
-            key = (entry["role"], int(entry["version"]))
-            reasons.setdefault(key, f"channel {entry['channel']}")
+        if entry.version is not None:
+            reasons.setdefault((entry.role, entry.version), f"channel {entry.channel}")
     pending = list(reasons)
     while pending:
         key = pending.pop()

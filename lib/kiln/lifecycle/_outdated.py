@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kiln.errors import KilnError
-from kiln.registry import Registry, VersionSummary
+from kiln.registry import Registry, VersionStatus, VersionSummary, statuses
 
 if TYPE_CHECKING:
     from kiln.bake import BakeOutcome, Baker
     from kiln.model import Node, Project
+
+
+#: Plain strings: outdated tests every version of every role against them.
+_UNUSABLE = statuses(lambda s: not s.usable)
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,10 @@ def outdated(registry: Registry) -> list[Outdated]:
         newer = [
             r.version
             for r in parent_rows
-            if r.version > parent_version and r.status not in ("failed", "revoked")
+            if r.version > parent_version and r.status not in _UNUSABLE
         ]
         why = None
-        if parent is not None and parent.status == "revoked":
+        if parent is not None and parent.status == VersionStatus.REVOKED:
             why = f"its parent {parent_role} v{parent_version} is revoked"
         elif newest.parent_revoked:
             why = f"its parent {parent_role} v{parent_version} descends from a revoked version"

@@ -1,0 +1,74 @@
+"""Channels: where each points, moving them inside a transaction, and their audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from kiln.registry.audit import utc_now
+from kiln.registry.connection import Connection
+from kiln.registry.rows import ChannelEntry
+
+
+class Channels(Connection):
+    """Named pointers (dev, staging, prod...) at versions, each move logged in channel_log."""
+
+    def channels(self, role: str) -> dict[str, int | None]:
+        rows = self._query(
+            "SELECT channel, version FROM channels WHERE role = ? ORDER BY channel", (role,)
+        )
+        return {r["channel"]: r["version"] for r in rows}
+
+    def channels_pointing_at(self, role: str, version: int) -> list[str]:
+        rows = self._query(
+            "SELECT channel FROM channels WHERE role = ? AND version = ? ORDER BY channel",
+            (role, version),
+        )
+        return [r["channel"] for r in rows]
+
+    def set_channel(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        role: str,
+        channel: str,
+        version: int | None,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+        forced: bool = False,
+    ) -> int | None:
+        """Point channel at version inside an open transaction, logging it; returns the old one."""
+        row = conn.execute(
+            "SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel)
+        ).fetchone()
+        previous = row["version"] if row else None
+        now = utc_now()
+        conn.execute(
+            "INSERT INTO channels (role, channel, version, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (role, channel) DO UPDATE SET version = excluded.version,"
+            " updated_at = excluded.updated_at",
+            (role, channel, version, now),
+        )
+        conn.execute(
+            "INSERT INTO channel_log (role, channel, from_version, to_version, action, actor,"
+            " reason, forced, at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (role, channel, previous, version, action, actor, reason, int(forced), now),
+        )
+        return int(previous) if previous is not None else None
+
+    def channel_log(self, role: str, channel: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM channel_log WHERE role = ? AND (? IS NULL OR channel = ?)"
+            " ORDER BY id DESC",
+            (role, channel, channel),
+        )
+        return [dict(r) for r in rows]
+
+    def channel_entries(self, role: str | None = None) -> list[ChannelEntry]:
+        """Channels (of role, or of all roles) with the version they point at and since when."""
+        if role is None:
+            rows = self._query("SELECT * FROM channels ORDER BY role, channel")
+        else:
+            rows = self._query("SELECT * FROM channels WHERE role = ? ORDER BY channel", (role,))
+        return [ChannelEntry(r["role"], r["channel"], r["version"], r["updated_at"]) for r in rows]

@@ -1,0 +1,120 @@
+"""Test runs, deployments and audit events: what happened to versions after their bake."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from kiln.registry.audit import utc_now
+from kiln.registry.rows import Event
+from kiln.registry.versions import Versions
+
+
+class Records(Versions):
+    """Append-only records about versions; a test run may set its version's status with it."""
+
+    def record_test_run(
+        self,
+        role: str,
+        version: int,
+        *,
+        suite: str,
+        passed: bool,
+        summary: str,
+        output: str,
+        started_at: str,
+        duration_s: float,
+        status: str | None = None,
+    ) -> None:
+        """Record one test run and, if status is given, set the version's status with it."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO test_runs (role, version, suite, passed, summary, output,"
+                " started_at, duration_s) VALUES (?,?,?,?,?,?,?,?)",
+                (role, version, suite, int(passed), summary, output, started_at, duration_s),
+            )
+            if status is not None:
+                self.set_status(role, version, status, None if passed else summary, conn=conn)
+
+    def test_runs(self, role: str, version: int | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM test_runs WHERE role = ? AND (? IS NULL OR version = ?) ORDER BY id",
+            (role, version, version),
+        )
+        return [dict(r) for r in rows]
+
+    def record_deployment(
+        self,
+        *,
+        deployment: str,
+        role: str,
+        version: int | None,
+        channel: str | None,
+        strategy: str,
+        replicas: int,
+        result: str,
+        detail: str,
+        actor: str,
+        started_at: str,
+        duration_s: float,
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO deployments (deployment, role, version, channel, strategy, replicas,"
+                " result, detail, actor, started_at, duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    deployment,
+                    role,
+                    version,
+                    channel,
+                    strategy,
+                    replicas,
+                    result,
+                    detail,
+                    actor,
+                    started_at,
+                    duration_s,
+                ),
+            )
+
+    def deployments(self, role: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM deployments WHERE (? IS NULL OR role = ?) ORDER BY id DESC",
+            (role, role),
+        )
+        return [dict(r) for r in rows]
+
+    def log_event(
+        self,
+        role: str,
+        version: int | None,
+        kind: str,
+        detail: Mapping[str, Any],
+        actor: str,
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        sql = "INSERT INTO events (role, version, kind, detail, actor, at) VALUES (?,?,?,?,?,?)"
+        params = (role, version, kind, json.dumps(dict(detail), sort_keys=True), actor, utc_now())
+        if conn is not None:
+            conn.execute(sql, params)
+            return
+        with self.transaction() as own:
+            own.execute(sql, params)
+
+    def events(self, role: str) -> list[Event]:
+        rows = self._query("SELECT * FROM events WHERE role = ? ORDER BY id DESC", (role,))
+        return [
+            Event(
+                r["id"],
+                r["role"],
+                r["version"],
+                r["kind"],
+                json.loads(r["detail"]),
+                r["actor"],
+                r["at"],
+            )
+            for r in rows
+        ]

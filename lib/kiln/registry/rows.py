@@ -1,0 +1,116 @@
+"""The rows the registry returns: versions, artifacts, packages, channels and events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+@dataclass(frozen=True)
+class Artifact:
+    target: str
+    ref: str
+    image_id: str
+    sha256: str | None = None
+    size_bytes: int | None = None
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str
+    arch: str
+
+
+@dataclass(frozen=True)
+class Version:
+    """One recorded, immutable image version."""
+
+    role: str
+    version: int
+    kind: str
+    target: str
+    fingerprint: str
+    parent_role: str | None
+    parent_version: int | None
+    #: A VersionStatus value; typed str so that callers may pass the stored string as it is.
+    status: str
+    git_commit: str
+    git_dirty: bool
+    tools: Mapping[str, str]
+    inputs: Mapping[str, Any]
+    timings: Mapping[str, float]
+    bake_seconds: float
+    created_at: str
+    artifacts: tuple[Artifact, ...] = field(default=())
+    status_reason: str | None = None
+    parent_revoked: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} v{self.version}"
+
+    def artifact(self, target: str | None = None) -> Artifact | None:
+        for artifact in self.artifacts:
+            if target is None or artifact.target == target:
+                return artifact
+        return None
+
+
+class VersionSummary(NamedTuple):
+    """A version without its bulky JSON columns: what history, gc and outdated read by the
+    thousand (a tuple, so that building ten thousand of them stays cheap)."""
+
+    role: str
+    version: int
+    kind: str
+    target: str
+    fingerprint: str
+    parent_role: str | None
+    parent_version: int | None
+    status: str
+    status_reason: str | None
+    parent_revoked: bool
+    git_commit: str
+    git_dirty: bool
+    bake_seconds: float
+    created_at: str
+    #: The channels pointing at this version, where the caller asked (history and show do).
+    channels: tuple[str, ...] = ()
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:12]
+
+    @property
+    def status_label(self) -> str:
+        return self.status + (" (built on revoked parent)" if self.parent_revoked else "")
+
+    @property
+    def parent_label(self) -> str:
+        return f"{self.parent_role} v{self.parent_version}" if self.parent_role else "-"
+
+
+@dataclass(frozen=True)
+class ChannelEntry:
+    """Where one channel of a role points now, and since when."""
+
+    role: str
+    channel: str
+    version: int | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit event of a role (revoke records one), its detail decoded from JSON."""
+
+    id: int
+    role: str
+    version: int | None
+    kind: str
+    detail: Mapping[str, Any]
+    actor: str
+    at: str

@@ -1,0 +1,193 @@
+"""Versions: number allocation, the all-or-nothing record of a bake, status, and reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from kiln.errors import RegistryError
+from kiln.registry.connection import Connection
+from kiln.registry.rows import Artifact, Package, Version
+from kiln.registry.status import STATUSES, statuses
+
+_KNOWN = frozenset(STATUSES)
+#: The statuses find_reusable asks SQL for, from the one rule VersionStatus.reusable.
+_REUSABLE = tuple(sorted(statuses(lambda s: s.reusable)))
+
+
+class Versions(Connection):
+    """Writes and reads whole Version records (with artifacts; packages on request)."""
+
+    def allocate_version(self, role: str) -> int:
+        """Reserve the next version number of role. Numbers are never handed out twice."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT MAX(last_version) FROM (SELECT last_version FROM counters WHERE role = ?"
+                " UNION ALL SELECT MAX(version) FROM versions WHERE role = ?)",
+                (role, role),
+            ).fetchone()
+            number = int(row[0] or 0) + 1
+            conn.execute(
+                "INSERT INTO counters (role, last_version) VALUES (?, ?) "
+                "ON CONFLICT (role) DO UPDATE SET last_version = excluded.last_version",
+                (role, number),
+            )
+        return number
+
+    def record_version(
+        self,
+        version: Version,
+        *,
+        packages: Sequence[Package] = (),
+    ) -> None:
+        """Record a finished bake with its artifacts and package manifest, all or nothing."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO versions (role, version, kind, target, fingerprint, parent_role,"
+                " parent_version, status, git_commit, git_dirty, tools, inputs, timings,"
+                " bake_seconds, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    version.role,
+                    version.version,
+                    version.kind,
+                    version.target,
+                    version.fingerprint,
+                    version.parent_role,
+                    version.parent_version,
+                    version.status,
+                    version.git_commit,
+                    int(version.git_dirty),
+                    json.dumps(dict(version.tools), sort_keys=True),
+                    json.dumps(version.inputs, sort_keys=True),
+                    json.dumps(dict(version.timings)),
+                    version.bake_seconds,
+                    version.created_at,
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO artifacts (role, version, target, ref, image_id, sha256, size_bytes)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        version.role,
+                        version.version,
+                        a.target,
+                        a.ref,
+                        a.image_id,
+                        a.sha256,
+                        a.size_bytes,
+                    )
+                    for a in version.artifacts
+                ],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO packages (role, version, name, pkg_version, arch)"
+                " VALUES (?,?,?,?,?)",
+                [(version.role, version.version, p.name, p.version, p.arch) for p in packages],
+            )
+
+    def set_status(
+        self,
+        role: str,
+        version: int,
+        status: str,
+        reason: str | None = None,
+        *,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        """Change a version's status (see STATUSES); pass conn to join an open transaction."""
+        if status not in _KNOWN:
+            raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+        sql = "UPDATE versions SET status = ?, status_reason = ? WHERE role = ? AND version = ?"
+        if conn is not None:
+            conn.execute(sql, (status, reason, role, version))
+            return
+        with self.transaction() as own:
+            own.execute(sql, (status, reason, role, version))
+
+    def get(self, role: str, version: int) -> Version | None:
+        rows = self._query("SELECT * FROM versions WHERE role = ? AND version = ?", (role, version))
+        return self._with_artifacts(rows)[0] if rows else None
+
+    def latest(self, role: str, *, target: str | None = None) -> Version | None:
+        rows = self._query(
+            "SELECT * FROM versions WHERE role = ? AND (? IS NULL OR target = ?)"
+            " ORDER BY version DESC LIMIT 1",
+            (role, target, target),
+        )
+        return self._with_artifacts(rows)[0] if rows else None
+
+    def find_reusable(self, role: str, fingerprint: str, target: str) -> Version | None:
+        """The newest version with this fingerprint that can stand in for a new bake."""
+        rows = self._query(
+            "SELECT * FROM versions WHERE role = ? AND fingerprint = ? AND target = ?"
+            f" AND status IN ({','.join('?' * len(_REUSABLE))}) ORDER BY version DESC LIMIT 1",
+            (role, fingerprint, target, *_REUSABLE),
+        )
+        return self._with_artifacts(rows)[0] if rows else None
+
+    def history(self, role: str, *, limit: int | None = None) -> list[Version]:
+        rows = self._query(
+            "SELECT * FROM versions WHERE role = ? ORDER BY version DESC LIMIT ?",
+            (role, -1 if limit is None else limit),
+        )
+        return self._with_artifacts(rows)
+
+    def roles(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT role FROM versions ORDER BY role")]
+
+    def packages(self, role: str, version: int) -> list[Package]:
+        rows = self._query(
+            "SELECT name, pkg_version, arch FROM packages WHERE role = ? AND version = ?"
+            " ORDER BY name, arch",
+            (role, version),
+        )
+        return [Package(r["name"], r["pkg_version"], r["arch"]) for r in rows]
+
+    def _with_artifacts(self, rows: list[sqlite3.Row]) -> list[Version]:
+        if not rows:
+            return []
+        keys = [(r["role"], r["version"]) for r in rows]
+        artifacts: dict[tuple[str, int], list[Artifact]] = {}
+        roles = sorted({k[0] for k in keys})
+        lo, hi = min(k[1] for k in keys), max(k[1] for k in keys)
+        for a in self._query(
+            f"SELECT * FROM artifacts WHERE role IN ({','.join('?' * len(roles))})"
+            " AND version BETWEEN ? AND ? ORDER BY target",
+            (*roles, lo, hi),
+        ):
+            artifacts.setdefault((a["role"], a["version"]), []).append(
+                Artifact(
+                    a["target"],
+                    a["ref"],
+                    a["image_id"],
+                    a["sha256"],
+                    a["size_bytes"],
+                    a["deleted_at"],
+                )
+            )
+        return [_version(r, tuple(artifacts.get((r["role"], r["version"]), ()))) for r in rows]
+
+
+def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
+    return Version(
+        role=row["role"],
+        version=row["version"],
+        kind=row["kind"],
+        target=row["target"],
+        fingerprint=row["fingerprint"],
+        parent_role=row["parent_role"],
+        parent_version=row["parent_version"],
+        status=row["status"],
+        git_commit=row["git_commit"],
+        git_dirty=bool(row["git_dirty"]),
+        tools=json.loads(row["tools"]),
+        inputs=json.loads(row["inputs"]),
+        timings=json.loads(row["timings"]),
+        bake_seconds=row["bake_seconds"],
+        created_at=row["created_at"],
+        artifacts=artifacts,
+        status_reason=row["status_reason"],
+        parent_revoked=bool(row["parent_revoked"]),
+    )
