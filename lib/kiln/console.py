@@ -12,8 +12,19 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from kiln.ansible_events import (
+    Event,
+    PhaseEvent,
+    PlayStart,
+    Stats,
+    TaskResult,
+    TaskStart,
+    parse_event,
+)
 
 # Phases in the order a bake goes through them; the live display shows the current one.
 PHASES = (
@@ -115,46 +126,48 @@ class Reporter:
         if self.verbose:
             self._write(role, f"  | {line}", kind="packer", line=line)
 
-    def ansible_event(self, role: str, event: dict[str, Any]) -> None:
+    def ansible_event(self, role: str, event: Event | Mapping[str, Any]) -> None:
         """Follow kiln_events callback records: play_start, task_start, task_result, stats."""
+        event = parse_event(event)
         with self._lock:
             state = self._state(role)
-            kind = event.get("event")
-            if kind == "play_start":
-                state.total += int(event.get("tasks_estimate") or 0)
+            if isinstance(event, PlayStart):
+                state.total += event.tasks_estimate
                 if state.phase != "provision":
-                    self.phase(role, "provision", str(event.get("play") or ""))
-            elif kind == "task_start":
-                state.n += 1
-                state.task = str(event.get("task") or "")
-                handler = " (handler)" if event.get("handler") else ""
-                self._write(
-                    role,
-                    f"provision: {state.of()}: {state.task}{handler} "
-                    f"[ok={state.ok} changed={state.changed} failed={state.failed}]",
-                    kind="task",
-                    task=state.task,
-                    n=state.n,
-                    total=state.total,
-                    path=event.get("path"),
-                    ok=state.ok,
-                    changed=state.changed,
-                    failed=state.failed,
-                )
-            elif kind == "task_result":
-                status = event.get("status")
-                if status == "ok" and event.get("changed"):
+                    self.phase(role, "provision", event.play)
+            elif isinstance(event, TaskStart):
+                self._task_started(role, state, event)
+            elif isinstance(event, TaskResult):
+                if event.status == "ok" and event.changed:
                     state.changed += 1
-                elif status == "ok":
+                elif event.status == "ok":
                     state.ok += 1
-                elif status in ("failed", "unreachable"):
+                elif event.failed:
                     state.failed += 1
                 self._changed(role)
-            elif kind == "stats":
+            elif isinstance(event, Stats):
                 self.phase(role, "capture", "package manifest and seal")
-            elif kind == "phase" and event.get("phase"):
+            elif isinstance(event, PhaseEvent) and event.phase:
                 # Markers the packer template writes between its own steps (e.g. commit).
-                self.phase(role, str(event["phase"]), str(event.get("detail") or ""))
+                self.phase(role, event.phase, event.detail)
+
+    def _task_started(self, role: str, state: RoleProgress, event: TaskStart) -> None:
+        state.n += 1
+        state.task = event.task
+        handler = " (handler)" if event.handler else ""
+        self._write(
+            role,
+            f"provision: {state.of()}: {state.task}{handler} "
+            f"[ok={state.ok} changed={state.changed} failed={state.failed}]",
+            kind="task",
+            task=state.task,
+            n=state.n,
+            total=state.total,
+            path=event.path or None,
+            ok=state.ok,
+            changed=state.changed,
+            failed=state.failed,
+        )
 
     def finished(self, role: str, outcome: str, text: str = "") -> None:
         """A role is done: outcome is baked, cached, failed or skipped."""

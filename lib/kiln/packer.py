@@ -7,7 +7,6 @@ interrupt and waits for Packer to tear its builder down before giving up.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -17,12 +16,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from kiln.ansible_events import Event, TaskResult, parse_event
 from kiln.errors import BuildError
 from kiln.redact import Redactor
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[Event], None]
 LineSink = Callable[[str], None]
 CLEANUP_GRACE_S = 120
 
@@ -32,17 +32,17 @@ class PackerRun:
     returncode: int
     errors: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     interrupted: bool = False
     duration_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Callers may hand over decoded dicts: they are read through the one parser.
+        self.events = [parse_event(e) for e in self.events]
+
     @property
-    def failed_tasks(self) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events
-            if e.get("event") == "task_result" and e.get("status") in ("failed", "unreachable")
-        ]
+    def failed_tasks(self) -> list[TaskResult]:
+        return [e for e in self.events if isinstance(e, TaskResult) and e.failed]
 
 
 def decode_machine_line(
@@ -72,12 +72,12 @@ class _EventTail:
         self._handle: TextIO | None = None
         self._partial = ""
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self) -> list[Event]:
         if self._handle is None:
             if not self.path.exists():
                 return []
             self._handle = self.path.open(encoding="utf-8")
-        out: list[dict[str, Any]] = []
+        out: list[Event] = []
         chunk = self._handle.read()
         if not chunk:
             return out
@@ -86,7 +86,7 @@ class _EventTail:
         for line in lines:
             if line.strip():
                 try:
-                    out.append(json.loads(line))
+                    out.append(parse_event(line))
                 except ValueError:
                     continue
         return out
@@ -202,7 +202,7 @@ def _follow(
                     done = True
                 elif raw:
                     _handle_line(raw, result, log, on_line, redact)
-                for event in map(redact.event, tail.poll()):
+                for event in map(redact.ansible_event, tail.poll()):
                     result.events.append(event)
                     on_event(event)
                 if interrupt_deadline is not None and time.monotonic() > interrupt_deadline:
@@ -221,7 +221,7 @@ def _follow(
         _stop(proc)
         raise
     result.returncode = proc.wait()
-    for event in map(redact.event, tail.poll()):
+    for event in map(redact.ansible_event, tail.poll()):
         result.events.append(event)
         on_event(event)
     tail.close()

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from kiln.ansible_events import Event, parse_event
+
 __all__ = ["MASK", "Redactor", "encodings"]
 
 MASK = "********"
@@ -85,6 +87,10 @@ class Redactor:
     def event(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """An Ansible event with every string in it redacted (task names included)."""
         return {key: self._value(value) for key, value in event.items()}
+
+    def ansible_event(self, event: Event) -> Event:
+        """A typed Ansible event with every string in it redacted (task names included)."""
+        return parse_event(self.event(event.data))
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -232,7 +232,7 @@ def fake_instance(monkeypatch: pytest.MonkeyPatch, *, boots: bool = True) -> lis
             raise TestFailure(f"instance of {image} did not boot within 60 s")
         yield Instance(name="kiln-test-fake", image=image)
 
-    monkeypatch.setattr(acceptance, "throwaway_instance", throwaway)
+    monkeypatch.setattr(acceptance.run, "throwaway_instance", throwaway)
     return started
 
 

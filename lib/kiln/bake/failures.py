@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from kiln.ansible_events import GuardEvent, InventoryEvent, TaskResult
 from kiln.errors import BuildError, GuardError, Interrupted, ProvisionError
 from kiln.guard import check_single_host_inventory
 from kiln.model import Role
@@ -43,10 +44,10 @@ def inventory_refusal(run: PackerRun, *, required: bool) -> str | None:
     kiln's callback reports every inventory source (packer's temporary `-i` file) and the hosts
     Ansible parsed from it, and stops Ansible before its first task if they are not one host.
     """
-    reports = [e for e in run.events if e.get("event") == "inventory"]
-    refused = [e for e in run.events if e.get("event") == "guard"]
+    reports = [e for e in run.events if isinstance(e, InventoryEvent)]
+    refused = [e for e in run.events if isinstance(e, GuardEvent)]
     if refused:
-        return f"the guard stopped Ansible: {refused[0].get('message', '')}"
+        return f"the guard stopped Ansible: {refused[0].message}"
     if not reports:
         if required:
             return (
@@ -55,12 +56,12 @@ def inventory_refusal(run: PackerRun, *, required: bool) -> str | None:
             )
         return None
     for event in reports:
-        hosts = event.get("hosts") or []
+        hosts = event.hosts or ()
         try:
             if len(hosts) != 1:
                 raise GuardError(f"Ansible parsed {len(hosts)} host(s): {', '.join(hosts[:5])}")
-            for source in event.get("sources") or []:
-                check_single_host_inventory(str(source.get("content", "")))
+            for source in event.sources:
+                check_single_host_inventory(source.content)
         except GuardError as exc:
             return f"the inventory Ansible was given is not the builder alone: {exc}"
     return None
@@ -82,20 +83,20 @@ def idempotence_failure(
     role: Role, version: int, run: PackerRun, log_dir: Path, root: Path
 ) -> ProvisionError | BuildError | None:
     """The error for a second Ansible pass that changed something (or never ran), else None."""
-    second = [e for e in run.events if str(e.get("ansible_pass")) == "2"]
-    if not any(e.get("event") == "task_result" for e in second):
+    second = [e for e in run.events if isinstance(e, TaskResult) and e.ansible_pass == "2"]
+    if not second:
         return BuildError(
             f"bake of {role.name} v{version}: --check-idempotence found no second Ansible pass "
             "in the events (does this target's template render it?). No version was recorded."
         )
-    changed = [e for e in second if e.get("event") == "task_result" and e.get("changed")]
+    changed = [e for e in second if e.changed]
     if not changed:
         return None
     lines = []
     for event in changed:
-        where = relative_to(str(event.get("path", "")), root)
-        owner = str(event.get("role") or "")
-        task = str(event.get("task", "")).removeprefix(f"{owner} : ")  # Ansible's "role : name"
+        where = relative_to(event.path, root)
+        owner = event.role
+        task = event.task.removeprefix(f"{owner} : ")  # Ansible's "role : name"
         lines.append(f"  {task!r} of role {owner or '?'} at {where}")
     return ProvisionError(
         f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
@@ -119,14 +120,14 @@ def failure(
     failed = run.failed_tasks
     if failed:
         event = failed[-1]
-        parts = ("msg", "module_stderr", "stderr", "stdout")
-        output = "\n".join(event[part] for part in parts if event.get(part))
+        parts = (event.msg, event.module_stderr, event.stderr, event.stdout)
+        output = "\n".join(part for part in parts if part)
         lines = redact(output).splitlines()[-20:]
         body = "\n".join(f"    {line}" for line in lines)
         return ProvisionError(
-            f"bake of {role.name} v{version} failed: Ansible task {event.get('task')!r} "
-            f"of role {event.get('role') or '?'} failed\n"
-            f"  at {relative_to(event.get('path', ''), root)}\n"
+            f"bake of {role.name} v{version} failed: Ansible task {event.task!r} "
+            f"of role {event.role or '?'} failed\n"
+            f"  at {relative_to(event.path, root)}\n"
             f"  output (last {len(lines)} lines):\n{body}\n"
             f"{NOTHING_RECORDED}\n{where}"
         )

@@ -113,7 +113,7 @@ def record_version(registry: Registry, record: Version, packages: list[Package])
 def packer_phases(run: PackerRun, started: float) -> dict[str, float]:
     """Split packer's wall time into builder start, provision and capture from event times."""
     wall_started = time.time() - (time.monotonic() - started)
-    times = [float(e["time"]) for e in run.events if "time" in e]
+    times = [e.time for e in run.events if e.time is not None]
     if not times:
         return {"packer": run.duration_s}
     first, last = min(times), max(times)
