@@ -1,1 +1,1 @@
-"""The command-line layer: text and JSON output of kiln's tasks."""
+"""The command-line layer: kiln's tasks (baking, versions, servers, roles), their output."""
