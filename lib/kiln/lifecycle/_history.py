@@ -25,25 +25,6 @@ class History:
     deployments: list[dict[str, Any]]
 
 
-def _summary(version: Version) -> VersionSummary:
-    return VersionSummary(
-        version.role,
-        version.version,
-        version.kind,
-        version.target,
-        version.fingerprint,
-        version.parent_role,
-        version.parent_version,
-        version.status,
-        version.status_reason,
-        version.parent_revoked,
-        version.git_commit,
-        version.git_dirty,
-        version.bake_seconds,
-        version.created_at,
-    )
-
-
 def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
     out: dict[int, tuple[str, ...]] = {}
     for channel, version in registry.channels(role).items():
@@ -153,7 +134,7 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
     files = inputs.get("ansible_role_files") or {}
     channels = _channels_by_version(registry, role)
     return VersionDetails(
-        summary=_summary(found)._replace(channels=channels.get(found.version, ())),
+        summary=found.summary(channels.get(found.version, ())),
         kind=found.kind,
         target=found.target,
         definition={k: v for k, v in definition.items() if k not in ("variables", "secrets")},

@@ -58,6 +58,12 @@ class Version:
                 return artifact
         return None
 
+    def summary(self, channels: tuple[str, ...] = ()) -> VersionSummary:
+        """This version as history lists it, with the channels pointing at it."""
+        # VersionSummary's fields are Version's own, but for channels.
+        values = {name: getattr(self, name) for name in VersionSummary._fields[:-1]}
+        return VersionSummary(**values, channels=channels)
+
 
 class VersionSummary(NamedTuple):
     """A version without its bulky JSON columns: what history, gc and outdated read by the
