@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import lifecycle
-from kiln.fingerprint import ansible_role_closure, fingerprint_chain
+from kiln.fingerprint import fingerprint_chain
 from kiln.model import Project, Role
 from kiln.registry import Registry, utc_now
 from kiln.targets import get_target
@@ -71,17 +71,23 @@ def bench_fingerprint(project: Project) -> dict[str, float]:
 
     def fingerprint() -> object:
         return fingerprint_chain(
-            web, roles_path=project.roles_path, templates_for=templates, recipe=target.recipe(),
-            target="docker", tools=TOOLS, secret_values={}, key=key,
-        )  # fmt: skip
+            web,
+            content=project.content,
+            templates_for=templates,
+            recipe=target.recipe(),
+            target="docker",
+            tools=TOOLS,
+            secret_values={},
+            key=key,
+        )
 
     # The same bytes the fingerprint covers: every file of every applied Ansible role, and the
     # templates, once per role of the tree that applies them.
     paths: list[Path] = []
     for node in web.ancestry():
         if isinstance(node, Role):
-            for name in ansible_role_closure(project.roles_path, node.ansible_roles):
-                paths += sorted(p for p in (project.roles_path / name).rglob("*") if p.is_file())
+            for found in project.content.closure(node.ansible_roles):
+                paths += sorted(p for p in found.path.rglob("*") if p.is_file())
             paths += list(templates.values())
     blob = b"".join(p.read_bytes() for p in paths)
 
@@ -145,12 +151,20 @@ def fill_registry(registry: Registry, inputs: dict[str, Any]) -> None:
 def bench_history(project: Project) -> dict[str, float]:
     web = project.role_named("web")
     target = get_target("docker")
+    templates = {
+        "hcl": project.templates_path / target.template,
+        "playbook": project.templates_path / PLAYBOOK_TEMPLATE,
+    }
     fingerprints = fingerprint_chain(
-        web, roles_path=project.roles_path,
-        templates_for={"hcl": project.templates_path / target.template,
-                       "playbook": project.templates_path / PLAYBOOK_TEMPLATE},
-        recipe=target.recipe(), target="docker", tools=TOOLS, secret_values={}, key=b"k" * 32,
-    )  # fmt: skip
+        web,
+        content=project.content,
+        templates_for=templates,
+        recipe=target.recipe(),
+        target="docker",
+        tools=TOOLS,
+        secret_values={},
+        key=b"k" * 32,
+    )
     inputs = {**fingerprints["web"].inputs, "definition": web.inputs()}
     with tempfile.TemporaryDirectory() as tmp, Registry(Path(tmp) / "registry.db") as registry:
         fill_registry(registry, inputs)
