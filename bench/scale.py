@@ -79,9 +79,16 @@ def render_and_fingerprint(project: Project, roles: list[Role]) -> int:
     written = 0
     for role in roles:
         fingerprints = fingerprint_chain(
-            role, roles_path=project.roles_path, templates_for=templates, recipe=recipe,
-            target="docker", tools=TOOLS, secret_values={}, key=b"k" * 32, memo=memo,
-        )  # fmt: skip
+            role,
+            content=project.content,
+            templates_for=templates,
+            recipe=recipe,
+            target="docker",
+            tools=TOOLS,
+            secret_values={},
+            key=b"k" * 32,
+            memo=memo,
+        )
         plan = BakePlan(project, role, fingerprints[role.name], parent_version(role.parent.name),
                         "docker")  # fmt: skip
         written += len(target.render(plan))
