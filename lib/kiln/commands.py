@@ -69,9 +69,14 @@ def render_roles(
             write_if_changed(files)
             if validate:
                 tools.run(
-                    [tools.which("packer"), "validate", "-syntax-only",
-                     plan.relative(plan.hcl_path)], cwd=project.root,
-                )  # fmt: skip
+                    [
+                        tools.which("packer"),
+                        "validate",
+                        "-syntax-only",
+                        plan.relative(plan.hcl_path),
+                    ],
+                    cwd=project.root,
+                )
             written.append(plan.hcl_path)
     return written
 
@@ -205,9 +210,10 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
         raise DefinitionError(f"{found.label} has no docker image to run")
     name = f"kiln-run-{role}-{found.version}-{uuid.uuid4().hex[:6]}"
     instance = start_instance(
-        artifact.ref, name=name,
+        artifact.ref,
+        name=name,
         labels={"kiln.purpose": "run", "kiln.role": role, "kiln.version": str(found.version)},
-    )  # fmt: skip
+    )
     state = wait_until_booted(instance)
     return name, (
         f"started {name} from {artifact.ref} (systemd {state})\n"

@@ -13,12 +13,35 @@ from kiln.guard.findings import _Recorder, _Where
 # Modules that only read, or whose effect is checked by a rule of its own, may run locally.
 _LOCAL_READ_ONLY = frozenset(
     {
-        "add_host", "assert", "async_status", "debug", "fail", "find", "gather_facts", "getent",
-        "group_by", "import_role", "import_tasks", "include", "include_role", "include_tasks",
-        "include_vars", "meta", "package_facts", "pause", "ping", "service_facts", "set_fact",
-        "set_stats", "setup", "slurp", "stat", "validate_argument_spec", "wait_for",
+        "add_host",
+        "assert",
+        "async_status",
+        "debug",
+        "fail",
+        "find",
+        "gather_facts",
+        "getent",
+        "group_by",
+        "import_role",
+        "import_tasks",
+        "include",
+        "include_role",
+        "include_tasks",
+        "include_vars",
+        "meta",
+        "package_facts",
+        "pause",
+        "ping",
+        "service_facts",
+        "set_fact",
+        "set_stats",
+        "setup",
+        "slurp",
+        "stat",
+        "validate_argument_spec",
+        "wait_for",
     }
-)  # fmt: skip
+)
 _LOCAL_COMMANDS = frozenset({"command", "shell", "raw", "script", "expect"})
 # Modules that write files, and the arguments naming what they write.
 _LOCAL_WRITERS: Mapping[str, tuple[str, ...]] = {

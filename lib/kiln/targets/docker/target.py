@@ -94,12 +94,16 @@ class DockerTarget(Target):
         """docker run arguments of the builder: labelled, systemd as PID 1, the apt cache."""
         return [
             "-d",
-            "--label", Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
-            "--label", f"{NAMESPACE_LABEL}={plan.project.image_namespace}",
+            "--label",
+            Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
+            "--label",
+            f"{NAMESPACE_LABEL}={plan.project.image_namespace}",
             *SYSTEMD_RUN_FLAGS,
             *apt_cache_flags(),
-            "--", "{{.Image}}", INIT,
-        ]  # fmt: skip
+            "--",
+            "{{.Image}}",
+            INIT,
+        ]
 
     def _changes(self, plan: BakePlan) -> list[Any]:
         """docker commit changes: the command and kiln's labels of the image."""
@@ -183,16 +187,24 @@ class DockerTarget(Target):
             tools.docker("tag", existing[0], ref)
             return self._tag_latest(ref)
         mmdebstrap = [
-            tools.which("mmdebstrap"), f"--variant={base.variant}",
-            f"--include={','.join(base.packages)}", base.suite, "-",
-        ]  # fmt: skip
+            tools.which("mmdebstrap"),
+            f"--variant={base.variant}",
+            f"--include={','.join(base.packages)}",
+            base.suite,
+            "-",
+        ]
         importer = [
-            "docker", "import",
-            "--change", f'CMD ["{INIT}"]',
-            "--change", f"LABEL kiln.role={base.name}",
-            "--change", f"LABEL kiln.fingerprint={fingerprint}",
-            "-", ref,
-        ]  # fmt: skip
+            "docker",
+            "import",
+            "--change",
+            f'CMD ["{INIT}"]',
+            "--change",
+            f"LABEL kiln.role={base.name}",
+            "--change",
+            f"LABEL kiln.fingerprint={fingerprint}",
+            "-",
+            ref,
+        ]
         log(f"$ {' '.join(mmdebstrap)} | {' '.join(importer)}")
         with subprocess.Popen(mmdebstrap, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as debs:
             assert debs.stdout is not None
@@ -222,9 +234,12 @@ class DockerTarget(Target):
         out = tools.docker("image", "inspect", "--format", "{{.Id}} {{.Size}}", ref)
         image_id, size = out.split()
         return Artifact(
-            target=self.name, ref=ref, image_id=image_id,
-            sha256=image_id.removeprefix("sha256:"), size_bytes=int(size),
-        )  # fmt: skip
+            target=self.name,
+            ref=ref,
+            image_id=image_id,
+            sha256=image_id.removeprefix("sha256:"),
+            size_bytes=int(size),
+        )
 
     def artifact_exists(self, artifact: Artifact) -> bool:
         """Whether the engine still has the recorded image under its tag."""
@@ -257,7 +272,7 @@ class DockerTarget(Target):
         ]
         out = tools.docker(
             "ps", "-a", "--filter", f"label={BAKE_LABEL}", "--format", "\t".join(fields)
-        )  # fmt: skip
+        )
         doomed = []
         for line in out.splitlines():
             container, label, owner = [*line.split("\t"), "", ""][:3]

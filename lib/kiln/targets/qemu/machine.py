@@ -173,14 +173,28 @@ def booted_vm(
         pidfile = scratch / "qemu.pid"
         netdev = _netdev(ports, restrict=restrict)
         argv = [
-            qemu, "-accel", accel, "-m", str(memory_mb), "-smp", str(cpus or vm_cpus()),
-            "-nodefaults", "-display", "none", "-no-user-config",
-            "-serial", f"file:{serial}",
-            "-pidfile", str(pidfile),
-            "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",
-            "-netdev", netdev,
-            "-device", "virtio-net-pci,netdev=net0",
-        ]  # fmt: skip
+            qemu,
+            "-accel",
+            accel,
+            "-m",
+            str(memory_mb),
+            "-smp",
+            str(cpus or vm_cpus()),
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-user-config",
+            "-serial",
+            f"file:{serial}",
+            "-pidfile",
+            str(pidfile),
+            "-drive",
+            f"file={overlay},if=virtio,format=qcow2,discard=unmap",
+            "-netdev",
+            netdev,
+            "-device",
+            "virtio-net-pci,netdev=net0",
+        ]
         stderr_path = scratch / "qemu.stderr"
         with stderr_path.open("wb") as err:
             # Its own session: a Ctrl-C reaches kiln, which then kills qemu by its pidfile.
@@ -214,12 +228,22 @@ def _netdev(ports: Mapping[int, int], *, restrict: bool) -> str:
 def _create_overlay(qemu_img: str, image: Path, overlay: Path) -> None:
     """A qcow2 overlay backed by ``image``: the boot writes there, never into the image."""
     created = subprocess.run(
-        [qemu_img, "create", "-q", "-f", "qcow2", "-b", str(image.resolve()), "-F", "qcow2",
-         str(overlay)],
+        [
+            qemu_img,
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(image.resolve()),
+            "-F",
+            "qcow2",
+            str(overlay),
+        ],
         capture_output=True,
         text=True,
         check=False,
-    )  # fmt: skip
+    )
     if created.returncode != 0:
         raise BuildError(f"cannot create an overlay of {image}: {created.stderr.strip()}")
 

@@ -173,9 +173,12 @@ class QemuTarget(Target):
         """The registry record of a qcow2 file."""
         digest = sha256 or file_digest(path)
         return Artifact(
-            target=self.name, ref=str(path.resolve()), image_id=digest, sha256=digest,
+            target=self.name,
+            ref=str(path.resolve()),
+            image_id=digest,
+            sha256=digest,
             size_bytes=path.stat().st_size,
-        )  # fmt: skip
+        )
 
     def artifact_exists(self, artifact: Artifact) -> bool:
         """Whether the recorded qcow2 is still on disk."""
