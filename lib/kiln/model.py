@@ -296,14 +296,8 @@ class Project:
         """Define a role. Ansible roles default to the one named like the role in roles/."""
         self._check_new_name(name)
         parent_node = self._resolve_parent(name, parent)
-        for arg, value in (("ansible_roles", ansible_roles), ("tests", tests)):
-            if isinstance(value, str):
-                raise DefinitionError(
-                    f"role {name!r}: {arg} must be a list of names, not the string {value!r}"
-                )
-        for arg, mapping in (("variables", variables), ("secrets", secrets)):
-            if mapping is not None and not isinstance(mapping, Mapping):
-                raise DefinitionError(f"role {name!r}: {arg} must be a dict")
+        _check_lists(name, ansible_roles=ansible_roles, tests=tests)
+        _check_mappings(name, variables=variables, secrets=secrets)
         applied = tuple(ansible_roles) if ansible_roles is not None else (name.replace("-", "_"),)
         if not applied:
             raise DefinitionError(f"role {name!r}: it applies no Ansible role")
@@ -312,20 +306,7 @@ class Project:
         plain = dict(variables or {})
         for var, value in plain.items():
             check_variable(name, var, value)
-        secret_map = dict(secrets or {})
-        for var, secret in secret_map.items():
-            if not isinstance(var, str) or not valid_variable_name(var):
-                raise DefinitionError(
-                    f"role {name!r}: secret name {var!r} is invalid "
-                    "(letters, digits and underscores, not starting with ansible_)"
-                )
-            if not isinstance(secret, Secret):
-                raise DefinitionError(
-                    f"role {name!r}: secret {var!r} must be Secret(env=...) or Secret(file=...), "
-                    "never a literal value"
-                )
-            if var in plain:
-                raise DefinitionError(f"role {name!r}: {var!r} is both a variable and a secret")
+        secret_map = _checked_secrets(name, dict(secrets or {}), plain)
         for test in tests:
             self._check_test_path(name, test)
         for exception in audit_exceptions:
@@ -441,3 +422,38 @@ class Project:
 
     def children(self, node: Node) -> list[Role]:
         return [r for r in self.roles if r.parent is node]
+
+
+def _check_lists(role: str, **lists: object) -> None:
+    """A string where a list belongs is a common slip (tests="tests/web"): say so."""
+    for arg, value in lists.items():
+        if isinstance(value, str):
+            raise DefinitionError(
+                f"role {role!r}: {arg} must be a list of names, not the string {value!r}"
+            )
+
+
+def _check_mappings(role: str, **mappings: object) -> None:
+    for arg, value in mappings.items():
+        if value is not None and not isinstance(value, Mapping):
+            raise DefinitionError(f"role {role!r}: {arg} must be a dict")
+
+
+def _checked_secrets(
+    role: str, secrets: dict[str, Secret], variables: Mapping[str, Any]
+) -> dict[str, Secret]:
+    """secrets, once every name is a valid variable and every value a Secret, none a variable."""
+    for var, secret in secrets.items():
+        if not isinstance(var, str) or not valid_variable_name(var):
+            raise DefinitionError(
+                f"role {role!r}: secret name {var!r} is invalid "
+                "(letters, digits and underscores, not starting with ansible_)"
+            )
+        if not isinstance(secret, Secret):
+            raise DefinitionError(
+                f"role {role!r}: secret {var!r} must be Secret(env=...) or Secret(file=...), "
+                "never a literal value"
+            )
+        if var in variables:
+            raise DefinitionError(f"role {role!r}: {var!r} is both a variable and a secret")
+    return secrets

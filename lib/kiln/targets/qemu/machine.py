@@ -171,30 +171,14 @@ def booted_vm(
         _create_overlay(qemu_img, image, overlay)
         serial = scratch / "serial.log"
         pidfile = scratch / "qemu.pid"
-        netdev = _netdev(ports, restrict=restrict)
-        argv = [
+        argv = _qemu_argv(
             qemu,
-            "-accel",
-            accel,
-            "-m",
-            str(memory_mb),
-            "-smp",
-            str(cpus or vm_cpus()),
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-user-config",
-            "-serial",
-            f"file:{serial}",
-            "-pidfile",
-            str(pidfile),
-            "-drive",
-            f"file={overlay},if=virtio,format=qcow2,discard=unmap",
-            "-netdev",
-            netdev,
-            "-device",
-            "virtio-net-pci,netdev=net0",
-        ]
+            accel=accel,
+            memory_mb=memory_mb,
+            cpus=cpus or vm_cpus(),
+            files={"serial": serial, "pidfile": pidfile, "overlay": overlay},
+            netdev=_netdev(ports, restrict=restrict),
+        )
         stderr_path = scratch / "qemu.stderr"
         with stderr_path.open("wb") as err:
             # Its own session: a Ctrl-C reaches kiln, which then kills qemu by its pidfile.
@@ -213,6 +197,24 @@ def booted_vm(
             )
         finally:
             _kill_pidfile(pidfile, proc)
+
+
+def _qemu_argv(
+    qemu: str, *, accel: str, memory_mb: int, cpus: int, files: Mapping[str, Path], netdev: str
+) -> list[str]:
+    """qemu's command line: headless, no default devices, one virtio disk and one virtio NIC."""
+    options = {
+        "-accel": accel,
+        "-m": str(memory_mb),
+        "-smp": str(cpus),
+        "-display": "none",
+        "-serial": f"file:{files['serial']}",
+        "-pidfile": str(files["pidfile"]),
+        "-drive": f"file={files['overlay']},if=virtio,format=qcow2,discard=unmap",
+        "-netdev": netdev,
+        "-device": "virtio-net-pci,netdev=net0",
+    }
+    return [qemu, "-nodefaults", "-no-user-config", *(x for o in options.items() for x in o)]
 
 
 def _netdev(ports: Mapping[int, int], *, restrict: bool) -> str:
