@@ -218,6 +218,18 @@ def _good_fallback(registry: Registry, role: str, stack: list[int], revoked: int
     return None
 
 
+def _children_in_channels(
+    registry: Registry, descendants: list[tuple[str, int]], revoked: str
+) -> list[str]:
+    """A warning for each channel that points at a version built on the revoked one."""
+    return [
+        f"channel {channel} of {child_role} points at v{child_version}, built on "
+        f"revoked {revoked}; rebake with `invoke bake {child_role} --outdated`"
+        for child_role, child_version in descendants
+        for channel in registry.channels_pointing_at(child_role, child_version)
+    ]
+
+
 def revoke(
     registry: Registry, role: str, version: int, *, reason: str, who: str | None = None
 ) -> RevokeResult:
@@ -260,12 +272,7 @@ def revoke(
                 )
         descendants = registry.descendants(role, version)
         registry.mark_parent_revoked(conn, descendants)
-        for child_role, child_version in descendants:
-            for channel in registry.channels_pointing_at(child_role, child_version):
-                warnings.append(
-                    f"channel {channel} of {child_role} points at v{child_version}, built on "
-                    f"revoked {found.label}; rebake with `invoke bake {child_role} --outdated`"
-                )
+        warnings += _children_in_channels(registry, descendants, found.label)
         registry.log_event(
             role,
             version,
