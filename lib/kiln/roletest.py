@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import TypeVar
 import yaml
 
 from kiln import role_scenarios as shipped
+from kiln import tools
 from kiln.errors import DefinitionError, RoleTestFailure, ToolError
 from kiln.molecule_output import ANSI, StepTracker
 from kiln.resources import MOLECULE_SHARED_DIR
@@ -241,8 +241,7 @@ def _molecule_executable() -> Path:
             f"molecule is not installed next to {sys.executable}; "
             "install the dev extras (pip install -e '.[dev]')"
         )
-    if shutil.which("docker") is None:
-        raise ToolError("docker is not on PATH; Molecule scenarios run in Docker containers")
+    tools.which("docker")  # Molecule scenarios run in Docker containers
     return molecule
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiln import tools
 from kiln.errors import BuildError
-from kiln.targets.qemu.host import need_tool
 
 __all__ = ["PACKER_USER", "BakeAccess", "bake_access"]
 
@@ -54,7 +54,7 @@ def _user_data(public_key: str) -> str:
 @contextlib.contextmanager
 def bake_access(work_dir: Path) -> Iterator[BakeAccess]:
     """Make a per-bake ed25519 key and NoCloud seed under ``work_dir``; delete both afterwards."""
-    keygen = need_tool("ssh-keygen")
+    keygen = tools.which("ssh-keygen")
     work_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="bake-access-", dir=work_dir))
     try:

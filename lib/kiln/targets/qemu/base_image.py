@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln import tools
 from kiln.errors import BuildError, ToolError
 from kiln.fingerprint import file_digest
-from kiln.targets.qemu.host import need_tool
 from kiln.tools import stop_process
 
 __all__ = [
@@ -118,7 +118,7 @@ def _stream(
 ) -> None:
     """Run a tool, feeding each output line to on_line; failing becomes BuildError with the tail."""
     tail: deque[str] = deque(maxlen=30)
-    argv = [need_tool(argv[0]), *argv[1:]]
+    argv = [tools.which(argv[0]), *argv[1:]]
     if on_line is not None:
         on_line(f"==> {what}")
     proc = subprocess.Popen(
@@ -214,7 +214,7 @@ def build_vm_base(dest: Path, *, work_dir: Path, on_line: LineSink | None = None
     if os.geteuid() != 0:
         raise ToolError("building the VM base needs root (mmdebstrap --mode=root and chroot)")
     for tool in ("mmdebstrap", "sfdisk", "mkfs.ext4", "qemu-img"):
-        need_tool(tool)
+        tools.which(tool)
     started = time.monotonic()
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="vm-base-", dir=work_dir))

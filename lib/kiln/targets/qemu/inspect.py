@@ -8,10 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from kiln import tools
 from kiln.errors import BuildError
 from kiln.targets.qemu.access import PACKER_USER
 from kiln.targets.qemu.base_image import PARTITION_START_SECTOR, SECTOR
-from kiln.targets.qemu.host import need_tool
 
 __all__ = ["guest_file", "guest_listdir", "sealing_problems"]
 
@@ -19,7 +19,7 @@ __all__ = ["guest_file", "guest_listdir", "sealing_problems"]
 @contextlib.contextmanager
 def _raw_root(image: Path) -> Iterator[str]:
     """A debugfs device spec for the root partition of a qcow2 (a raw copy with ?offset=)."""
-    qemu_img = need_tool("qemu-img")
+    qemu_img = tools.which("qemu-img")
     with tempfile.TemporaryDirectory(prefix="kiln-inspect-") as tmp:
         raw = Path(tmp) / "disk.raw"
         done = subprocess.run(
@@ -36,7 +36,7 @@ def _raw_root(image: Path) -> Iterator[str]:
 def _debugfs(spec: str, request: str) -> subprocess.CompletedProcess[bytes]:
     """Run one debugfs request against the filesystem at ``spec``, read-only."""
     return subprocess.run(
-        [need_tool("debugfs"), "-R", request, spec], capture_output=True, check=False
+        [tools.which("debugfs"), "-R", request, spec], capture_output=True, check=False
     )
 
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from kiln.targets.qemu.host import need_tool
+from kiln import tools
 from kiln.targets.qemu.machine import QEMU_BINARY
 
 __all__ = ["boots_kernel", "probe_kvm"]
@@ -54,7 +54,7 @@ def probe_kvm(*, kernel_image: Path | None = None, timeout_s: float = 8.0) -> bo
 def boots_kernel(kernel: Path, *, accel: str, timeout_s: float) -> bool:
     """Whether qemu under ``accel`` runs ``kernel`` far enough to print its banner in time."""
     argv = [
-        need_tool(QEMU_BINARY),
+        tools.which(QEMU_BINARY),
         "-accel",
         accel,
         "-m",

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiln import tools
 from kiln.errors import BuildError
-from kiln.targets.qemu.host import need_tool
 
 __all__ = [
     "ACCELERATORS",
@@ -160,8 +160,8 @@ def booted_vm(
     """
     if accel not in ACCELERATORS:
         raise BuildError(f"unknown accelerator {accel!r}: use one of {', '.join(ACCELERATORS)}")
-    qemu = need_tool(QEMU_BINARY)
-    qemu_img = need_tool("qemu-img")
+    qemu = tools.which(QEMU_BINARY)
+    qemu_img = tools.which("qemu-img")
     wanted = dict(forwards or {})
     free = iter(_free_loopback_ports(sum(1 for h in wanted.values() if not h)))
     ports = {guest: host or next(free) for guest, host in wanted.items()}

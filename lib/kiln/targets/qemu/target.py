@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kiln.errors import BuildError, ToolError
+from kiln import tools
+from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
 from kiln.registry import Artifact
@@ -135,8 +136,7 @@ class QemuTarget(Target):
     def preflight(self) -> None:
         """Fail early when a host tool of VM bakes is missing."""
         for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "ssh-keygen"):
-            if shutil.which(tool) is None:
-                raise ToolError(f"{tool} is not installed; run scripts/setup.sh to install it")
+            tools.which(tool)
 
     @contextmanager
     def bake_session(self, plan: BakePlan, work: Path) -> Iterator[dict[str, str]]:
