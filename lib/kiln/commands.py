@@ -135,8 +135,7 @@ def audit_lines(reports: dict[str, AuditReport]) -> list[str]:
 
 
 def _finding_line(finding: Finding) -> str:
-    text = f"{finding.location} [{finding.rule}] {finding.task or '-'}: {finding.message}"
-    return text if finding.reason is None else f"{text} (allowed: {finding.reason})"
+    return str(finding) if finding.reason is None else f"{finding} (allowed: {finding.reason})"
 
 
 def boot_vm(

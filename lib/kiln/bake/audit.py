@@ -24,9 +24,7 @@ def audit_role(
         secret_vars=list(role.secrets),
     )
     for finding in report.warnings if warn else ():
-        reporter.warning(
-            role.name, f"{finding.location} [{finding.rule}] {finding.task}: {finding.message}"
-        )
+        reporter.warning(role.name, str(finding))
     raise_for_findings(report, role.name)
     return report
 

@@ -67,6 +67,10 @@ class Finding:
     def location(self) -> str:
         return self.file if self.line is None else f"{self.file}:{self.line}"
 
+    def __str__(self) -> str:
+        """`file:line [rule] task: message`, as every listing of findings shows one."""
+        return f"{self.location} [{self.rule}] {self.task or '-'}: {self.message}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
@@ -188,7 +192,7 @@ def raise_for_findings(report: AuditReport, role_name: str) -> None:
         f"role {role_name}: the guard refused {len(errors)} Ansible finding(s) "
         "that could reach a host other than the builder:"
     ]
-    lines += [f"  {f.location} [{f.rule}] {f.task or '-'}: {f.message}" for f in errors]
+    lines += [f"  {finding}" for finding in errors]
     example = next((f for f in errors if f.rule not in _NOT_EXCEPTABLE and f.ansible_role), None)
     if example is None:
         lines.append(
