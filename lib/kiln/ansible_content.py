@@ -20,6 +20,7 @@ from kiln.errors import DefinitionError
 __all__ = [
     "AnsibleContent",
     "AnsibleRole",
+    "dependency_name",
     "is_role_name",
     "role_dependencies",
 ]
@@ -194,13 +195,16 @@ def _parse_dependencies(role_dir: Path, meta: Path) -> list[str]:
             f"Ansible role {role_dir.name!r}: {meta} is malformed: {exc}"
         ) from exc
     deps = (data or {}).get("dependencies") or [] if isinstance(data, dict) else []
-    names: list[str] = []
-    for dep in deps if isinstance(deps, list) else []:
-        if isinstance(dep, str):
-            names.append(dep)
-        elif isinstance(dep, dict) and isinstance(dep.get("role") or dep.get("name"), str):
-            names.append(dep.get("role") or dep["name"])
-    return names
+    named = (dependency_name(dep) for dep in (deps if isinstance(deps, list) else []))
+    return [name for name in named if isinstance(name, str)]
+
+
+def dependency_name(entry: object) -> object:
+    """The role one entry under meta/main.yml's dependencies names: the entry itself, or its
+    `role:` (else `name:`) key. Whatever is there, so that the guard can say what is wrong."""
+    if isinstance(entry, dict):
+        return entry.get("role") or entry.get("name")
+    return entry
 
 
 def _meta_files(role_dir: Path) -> Sequence[Path]:

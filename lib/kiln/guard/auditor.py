@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kiln.ansible_content import AnsibleContent
+from kiln.ansible_content import AnsibleContent, dependency_name
 from kiln.errors import DefinitionError, GuardError
 from kiln.guard.arguments import _TEMPLATED_RE
 from kiln.guard.findings import (
@@ -196,7 +196,7 @@ class _Auditor:
             self._rec.add(top, "yaml-error", "dependencies in meta/main.yml should be a list")
             return
         for i, dep in enumerate(deps):
-            name = dep.get("role", dep.get("name")) if isinstance(dep, dict) else dep
+            name = dependency_name(dep)
             where = _Where(file, _item_line(deps, i), f"dependency {name}", ctx.role)
             if not isinstance(name, str) or not name.strip():
                 self._rec.add(where, "yaml-error", "a dependency needs a role name")
