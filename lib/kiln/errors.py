@@ -8,7 +8,8 @@
     ├── BuildError          packer failed outside Ansible
     │   ├── ProvisionError  an Ansible task failed in the builder
     │   └── Interrupted     Ctrl-C or SIGTERM stopped a bake; exit code 130
-    ├── RegistryError       the registry is unreadable, or a lifecycle rule refused an operation
+    ├── RegistryError       the registry cannot be read or written
+    │   └── Refused         a lifecycle or bake rule refused an operation; nothing was changed
     ├── GuardError          a role would make Ansible touch something other than the builder
     ├── TestFailure         acceptance or role tests failed
     │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
@@ -21,6 +22,7 @@ with ``raise ... from exc`` so that a user never sees a raw traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,9 +30,26 @@ if TYPE_CHECKING:
 
 
 class KilnError(Exception):
-    """Base of every error kiln raises on purpose. ``str(err)`` is the message a user sees."""
+    """Base of every error kiln raises on purpose. ``str(err)`` is the message a user sees.
+
+    ``role``, ``version`` and ``log_dir`` say what failed where a caller knows it, so that code
+    (a CI wrapper, bake_many's summary) need not parse the message.
+    """
 
     exit_code = 1
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        role: str | None = None,
+        version: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.role = role
+        self.version = version
+        self.log_dir = log_dir
 
 
 class DefinitionError(KilnError):
@@ -64,7 +83,12 @@ class Interrupted(BuildError):
 
 
 class RegistryError(KilnError):
-    """The registry cannot be read or written, or a lifecycle rule refused an operation."""
+    """The registry cannot be read or written."""
+
+
+class Refused(RegistryError):
+    """A lifecycle or bake rule refused an operation (promote an untested version, bake on a
+    revoked parent...); the registry was not changed. A RegistryError, as it always was."""
 
 
 class GuardError(KilnError):

@@ -396,6 +396,7 @@ def test_idempotence_names_each_task_that_changed_again(tmp_path: Path) -> None:
     )  # fmt: skip
     error = _idempotence_failure(project.role_named("web"), 3, run, tmp_path / "logs", tmp_path)
     assert isinstance(error, ProvisionError)
+    assert (error.role, error.version, error.log_dir) == ("web", 3, tmp_path / "logs")
     assert "web v3 is not idempotent: 1 task(s)" in str(error)
     assert "'Print the date' of role web at roles/web/tasks/main.yml:12" in str(error)
     assert "no version was recorded" in str(error)

@@ -9,7 +9,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(kiln.__all__) == [
         "BakeOptions", "BakeOutcome", "Baker", "Base", "BuildError", "CloudSettings",
         "DefinitionError", "DeployError", "GuardError", "HealthCheck", "KilnError", "Project",
-        "ProvisionError", "Registry", "RegistryError", "RenderError", "Role", "Secret",
+        "ProvisionError", "Refused", "Registry", "RegistryError", "RenderError", "Role", "Secret",
         "TaskException", "TestFailure", "ToolError", "Version", "open_registry",
     ]  # fmt: skip
     for name in kiln.__all__:

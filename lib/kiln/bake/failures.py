@@ -75,7 +75,9 @@ def write_failure(role: Role, version: int, exc: OSError, path: Path, root: Path
     advice = "Free some disk space and bake again. " if exc.errno == errno.ENOSPC else ""
     return BuildError(
         f"bake of {role.name} v{version} failed: cannot write {where}: {reason}"
-        f"{f' ({code})' if code else ''}. {advice}{NOTHING_RECORDED}"
+        f"{f' ({code})' if code else ''}. {advice}{NOTHING_RECORDED}",
+        role=role.name,
+        version=version,
     )
 
 
@@ -87,7 +89,10 @@ def idempotence_failure(
     if not second:
         return BuildError(
             f"bake of {role.name} v{version}: --check-idempotence found no second Ansible pass "
-            "in the events (does this target's template render it?). No version was recorded."
+            "in the events (does this target's template render it?). No version was recorded.",
+            role=role.name,
+            version=version,
+            log_dir=log_dir,
         )
     changed = [e for e in second if e.changed]
     if not changed:
@@ -104,7 +109,10 @@ def idempotence_failure(
         + "\n".join(lines)
         + "\nMake them report changes only when they make one (changed_when, creates, a module "
         "instead of a command). The image was deleted and no version was recorded.\n"
-        f"Full logs: {relative_to(str(log_dir), root)}/ansible-events.jsonl"
+        f"Full logs: {relative_to(str(log_dir), root)}/ansible-events.jsonl",
+        role=role.name,
+        version=version,
+        log_dir=log_dir,
     )
 
 
@@ -115,7 +123,10 @@ def failure(
     where = f"Full logs: {relative_to(str(log_dir), root)}/packer.log"
     if run.interrupted:
         return Interrupted(
-            f"bake of {role.name} v{version} was interrupted. {NOTHING_RECORDED}\n{where}"
+            f"bake of {role.name} v{version} was interrupted. {NOTHING_RECORDED}\n{where}",
+            role=role.name,
+            version=version,
+            log_dir=log_dir,
         )
     failed = run.failed_tasks
     if failed:
@@ -129,10 +140,16 @@ def failure(
             f"of role {event.role or '?'} failed\n"
             f"  at {relative_to(event.path, root)}\n"
             f"  output (last {len(lines)} lines):\n{body}\n"
-            f"{NOTHING_RECORDED}\n{where}"
+            f"{NOTHING_RECORDED}\n{where}",
+            role=role.name,
+            version=version,
+            log_dir=log_dir,
         )
     errors = "\n".join(f"    {line}" for line in run.errors[-20:]) or "    (no error output)"
     return BuildError(
         f"bake of {role.name} v{version} failed: packer exited with {run.returncode}\n"
-        f"{errors}\n{NOTHING_RECORDED}\n{where}"
+        f"{errors}\n{NOTHING_RECORDED}\n{where}",
+        role=role.name,
+        version=version,
+        log_dir=log_dir,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiln.errors import RegistryError, TestFailure
+from kiln.errors import Refused, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Node, Role
 from kiln.registry import Registry, Version, VersionStatus
@@ -79,7 +79,7 @@ class BakePolicy:
             newest = self.registry.latest(node.name, target=self.target_name)
             if newest is not None and newest.status == VersionStatus.REVOKED:
                 why = f" ({newest.status_reason})" if newest.status_reason else ""
-                raise RegistryError(
+                raise Refused(
                     f"cannot bake {role.name}: its ancestor {newest.label} is revoked{why}, and "
                     "kiln does not build on a revoked image. Fix the reason in its definition, "
                     f"or bake a new {node.name} deliberately with `invoke bake {role.name} "
@@ -90,7 +90,7 @@ class BakePolicy:
     def refuse_unusable_parent(role: Role, parent: Version) -> None:
         """Never bake on a parent whose tests failed or that was revoked."""
         if not VersionStatus(parent.status).usable:
-            raise RegistryError(
+            raise Refused(
                 f"refusing to bake {role.name} on {parent.label}: it is {parent.status}"
                 f"{f' ({parent.status_reason})' if parent.status_reason else ''}"
             )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiln.errors import RegistryError
+from kiln.errors import Refused, RegistryError
 from kiln.lifecycle._lookup import require
 from kiln.registry import Registry, Version, VersionStatus, actor
 
@@ -117,13 +117,13 @@ def promote(
         found = require(registry, role, version)
         artifact = found.artifact()
         if artifact is None or artifact.deleted_at is not None:
-            raise RegistryError(
+            raise Refused(
                 f"{found.label} has no artifact left (deleted by gc); it cannot be deployed, "
                 f"so it cannot be promoted: bake a new version with `invoke bake {role}`"
             )
         refusal = _refusal(found)
         if refusal is not None and not force:
-            raise RegistryError(f"{refusal}; promote it with --force --reason '...' if you must")
+            raise Refused(f"{refusal}; promote it with --force --reason '...' if you must")
         current = registry.channels(role).get(channel)
         if current == version:
             return ChannelChange(role, channel, current, version, "promote", who, changed=False)
@@ -156,7 +156,7 @@ def rollback(
     with registry.transaction() as conn:
         current = registry.channels(role).get(channel)
         if current is None:
-            raise RegistryError(
+            raise Refused(
                 f"channel {channel} of {role} points at nothing; promote a version with "
                 f"`invoke promote {role} VERSION --channel {channel}`"
             )
@@ -176,7 +176,7 @@ def rollback(
             break
         if target is None:
             detail = f" (skipped {', '.join(skipped)})" if skipped else ""
-            raise RegistryError(
+            raise Refused(
                 f"channel {channel} of {role} has no earlier version to roll back to{detail}; "
                 f"promote one with `invoke promote {role} VERSION --channel {channel}`"
             )
@@ -246,7 +246,7 @@ def revoke(
     with registry.transaction() as conn:
         found = require(registry, role, version)
         if found.status == VersionStatus.REVOKED:
-            raise RegistryError(
+            raise Refused(
                 f"{found.label} is already revoked ({found.status_reason or 'no reason'})"
             )
         registry.set_status(role, version, VersionStatus.REVOKED, reason, conn=conn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiln.errors import KilnError, RegistryError
+from kiln.errors import KilnError, Refused
 from kiln.registry import Artifact, Registry
 
 
@@ -77,7 +77,7 @@ def gc(
 ) -> GcResult:
     """Delete artifacts no channel needs beyond the newest keep per role; records stay."""
     if keep < 1:
-        raise RegistryError(
+        raise Refused(
             f"--keep {keep} is too low: keep at least the newest version of every role, "
             "which the next bake builds on"
         )
