@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -22,10 +23,28 @@ from kiln.targets.qemu import kvm
 pytestmark = pytest.mark.vm
 
 
+# What Packer and its plugins leave in the temp directory they are given: the ansible
+# provisioner's copy of the builder's private key, its inventory, the seed ISO's staging, logs.
+PACKER_TEMP_FILES = (
+    "ansible-key*",
+    "packer-provisioner-ansible*",
+    "packer_to_cdrom*",
+    "packer-log*",
+)
+
+
+def _packer_temp_files() -> set[Path]:
+    temp = Path(tempfile.gettempdir())
+    return {path for pattern in PACKER_TEMP_FILES for path in temp.glob(pattern)}
+
+
 def test_bake_web_as_a_sealed_qcow2_and_boot_it(sandbox: Sandbox) -> None:
+    temp_before = _packer_temp_files()
     proc = sandbox.invoke("bake", "web", "--target", "qemu", timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "recorded untested" in proc.stdout
+    # Packer's temporary files went with the bake's work directory (no bake writes them to /tmp).
+    assert _packer_temp_files() - temp_before == set()
 
     with sandbox.registry() as registry:
         web = registry.latest("web", target="qemu")

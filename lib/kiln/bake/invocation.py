@@ -52,8 +52,13 @@ class PackerInvocation:
         return [*argv, self.plan.relative(self.plan.hcl_path)]
 
 
-def packer_env(project: Project, reporter: Reporter) -> dict[str, str]:
-    """kiln's environment without variables that could point Ansible elsewhere than the builder."""
+def packer_env(project: Project, reporter: Reporter, work: Path) -> dict[str, str]:
+    """kiln's environment without variables that could point Ansible elsewhere than the builder.
+
+    Packer, its plugins and Ansible keep their temporary files (the ansible provisioner's copy of
+    the builder's private key, cloud-init seed ISOs, packer's own log) in WORK/tmp, which goes
+    with the bake's work directory: left in /tmp they outlive every bake, even a successful one.
+    """
     env, dropped = ansible_environment(os.environ)
     for name in dropped:
         reporter.warning(
@@ -66,6 +71,10 @@ def packer_env(project: Project, reporter: Reporter) -> dict[str, str]:
         PACKER_NO_COLOR="1",
         PACKER_CACHE_DIR=str(project.state_path / "packer_cache"),
     )
+    tmp = work / "tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    # TMPDIR for Go's and Python's temp files, PACKER_TMP_DIR for the plugin SDK's.
+    env.update(TMPDIR=str(tmp.resolve()), PACKER_TMP_DIR=str(tmp.resolve()))
     return env
 
 

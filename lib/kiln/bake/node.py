@@ -176,7 +176,7 @@ class NodeBake:
                 run = run_packer(
                     invocation.argv(session_vars),
                     cwd=self.project.root,
-                    env=packer_env(self.project, self.reporter),
+                    env=packer_env(self.project, self.reporter, work),
                     events_path=invocation.events_path,
                     log=log,
                     on_line=partial(self.reporter.packer_line, role),
