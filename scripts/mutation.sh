@@ -74,7 +74,7 @@ else
   ln -s ../lib "$stage/src"
   ln -s lib "$stage/mutants/src"
   cp -a lib/kiln/templates lib/kiln/molecule_shared "$stage/mutants/lib/kiln/"
-  cp -a tasks.py roles templates molecule packer "$stage/mutants/"
+  cp -a tasks.py README.md roles templates molecule packer "$stage/mutants/"
   copy_tests
   only_mutate=""
   for module in "${modules[@]}"; do
