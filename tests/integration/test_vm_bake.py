@@ -65,6 +65,17 @@ def test_bake_web_as_a_sealed_qcow2_and_boot_it(sandbox: Sandbox) -> None:
     # Sealed: no build user, no authorized_keys, no SSH host keys, no machine id.
     assert guest_inspect.sealing_problems(image) == []
 
+    # The base keeps its apt lists and fetches no translations, so a bake's `apt-get update`
+    # revalidates lists instead of downloading them again under TCG.
+    base_artifact = base.artifact("qemu")
+    assert base_artifact is not None
+    base_image = Path(base_artifact.ref)
+    lists = guest_inspect.guest_listdir(base_image, "/var/lib/apt/lists") or []
+    assert any(name.endswith("_main_binary-amd64_Packages") for name in lists), lists
+    assert not any("Translation" in name for name in lists), lists
+    apt_conf = guest_inspect.guest_file(base_image, "/etc/apt/apt.conf.d/99mmdebstrap")
+    assert apt_conf is not None and b'Acquire::Languages "none";' in apt_conf
+
     assert web.inputs["target"] == "qemu", "the fingerprint covers the target"
 
     booted = subprocess.Popen(

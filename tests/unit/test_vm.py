@@ -179,8 +179,22 @@ def test_base_inputs_are_json_and_complete() -> None:
     assert "datasource_list: [NoCloud, None]" in files["/etc/cloud/cloud.cfg.d/90-kiln.cfg"]
     assert "LABEL=root" in files["/etc/fstab"]
     assert "ssh-keygen -A" in files["/etc/systemd/system/ssh.service.d/kiln-host-keys.conf"]
+    assert inputs["apt_options"] == ['Acquire::Languages "none"']
+    assert inputs["kept"] == ["cleanup/apt/lists"]
     assert len(base_image.vm_base_digest()) == 64
     assert base_image.vm_base_digest() == base_image.vm_base_digest()
+
+
+def test_mmdebstrap_keeps_the_lists_and_drops_translations(tmp_path: Path) -> None:
+    argv = base_image.mmdebstrap_argv(tmp_path / "rootfs")
+    assert '--aptopt=Acquire::Languages "none"' in argv
+    assert "--skip=cleanup/apt/lists" in argv
+    assert argv[-5:] == ["bookworm", str(tmp_path / "rootfs"), *base_image.MIRRORS]
+    # What shapes the base is in its fingerprint: every option passed is one the inputs list.
+    inputs = base_image.vm_base_inputs()
+    listed = [f"--aptopt={o}" for o in inputs["apt_options"]]  # type: ignore[attr-defined]
+    listed += [f"--skip={s}" for s in inputs["kept"]]  # type: ignore[attr-defined]
+    assert sorted(a for a in argv if a.startswith(("--aptopt=", "--skip="))) == sorted(listed)
 
 
 def test_customize_hooks_write_the_files_verbatim(tmp_path: Path) -> None:
