@@ -24,8 +24,10 @@ pytestmark = pytest.mark.vm
 
 
 # What Packer and its plugins leave in the temp directory they are given: the ansible
-# provisioner's copy of the builder's private key, its inventory, the seed ISO's staging, logs.
+# provisioner's copy of the builder's private key, its inventory, the seed ISO's staging, logs;
+# and kiln's own private temp directory for them.
 PACKER_TEMP_FILES = (
+    "kiln-packer-*",
     "ansible-key*",
     "packer-provisioner-ansible*",
     "packer_to_cdrom*",
@@ -43,7 +45,7 @@ def test_bake_web_as_a_sealed_qcow2_and_boot_it(sandbox: Sandbox) -> None:
     proc = sandbox.invoke("bake", "web", "--target", "qemu", timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "recorded untested" in proc.stdout
-    # Packer's temporary files went with the bake's work directory (no bake writes them to /tmp).
+    # Packer's temporary files went with the bake (its private temp directory is gone too).
     assert _packer_temp_files() - temp_before == set()
 
     with sandbox.registry() as registry:

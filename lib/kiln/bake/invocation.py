@@ -52,12 +52,12 @@ class PackerInvocation:
         return [*argv, self.plan.relative(self.plan.hcl_path)]
 
 
-def packer_env(project: Project, reporter: Reporter, work: Path) -> dict[str, str]:
+def packer_env(project: Project, reporter: Reporter, temp_dir: Path) -> dict[str, str]:
     """kiln's environment without variables that could point Ansible elsewhere than the builder.
 
     Packer, its plugins and Ansible keep their temporary files (the ansible provisioner's copy of
-    the builder's private key, cloud-init seed ISOs, packer's own log) in WORK/tmp, which goes
-    with the bake's work directory: left in /tmp they outlive every bake, even a successful one.
+    the builder's private key, cloud-init seed ISOs, plugin sockets) in temp_dir, which the bake
+    removes: left in /tmp, they outlived every bake, even a successful one.
     """
     env, dropped = ansible_environment(os.environ)
     for name in dropped:
@@ -70,11 +70,10 @@ def packer_env(project: Project, reporter: Reporter, work: Path) -> dict[str, st
         CHECKPOINT_DISABLE="1",  # packer would otherwise call home on every run
         PACKER_NO_COLOR="1",
         PACKER_CACHE_DIR=str(project.state_path / "packer_cache"),
+        # TMPDIR for Go's and Python's temp files, PACKER_TMP_DIR for the plugin SDK's.
+        TMPDIR=str(temp_dir),
+        PACKER_TMP_DIR=str(temp_dir),
     )
-    tmp = work / "tmp"
-    tmp.mkdir(mode=0o700, exist_ok=True)
-    # TMPDIR for Go's and Python's temp files, PACKER_TMP_DIR for the plugin SDK's.
-    env.update(TMPDIR=str(tmp.resolve()), PACKER_TMP_DIR=str(tmp.resolve()))
     return env
 
 

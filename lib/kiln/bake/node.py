@@ -26,7 +26,7 @@ from kiln.bake.record import (
     record_version,
     role_record,
 )
-from kiln.bake.scope import PendingArtifact, pending_artifact, workspace
+from kiln.bake.scope import PendingArtifact, packer_temp_dir, pending_artifact, workspace
 from kiln.console import Reporter
 from kiln.fingerprint import Fingerprint
 from kiln.lint import LintVerdict
@@ -171,12 +171,13 @@ class NodeBake:
         try:
             with (
                 self.target.bake_session(plan, work) as session_vars,
+                packer_temp_dir() as temp_dir,
                 (log_dir / "packer.log").open("w") as log,
             ):
                 run = run_packer(
                     invocation.argv(session_vars),
                     cwd=self.project.root,
-                    env=packer_env(self.project, self.reporter, work),
+                    env=packer_env(self.project, self.reporter, temp_dir),
                     events_path=invocation.events_path,
                     log=log,
                     on_line=partial(self.reporter.packer_line, role),

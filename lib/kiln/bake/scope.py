@@ -7,6 +7,7 @@ undo a failed bake in one place, whatever the failure (a KeyboardInterrupt inclu
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -33,6 +34,20 @@ def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContex
 def workspace(path: Path) -> Iterator[Path]:
     """A bake's work directory (manifest, events, secrets file), removed however the bake ends."""
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def packer_temp_dir() -> Iterator[Path]:
+    """A private (0700) temp directory for one packer run, removed however the run ends.
+
+    It sits in the system's temp directory, not the work directory: packer's plugins listen on
+    unix sockets in it, and a socket path holds at most 107 bytes.
+    """
+    path = Path(tempfile.mkdtemp(prefix="kiln-packer-"))
     try:
         yield path
     finally:
