@@ -89,8 +89,8 @@ def render_and_fingerprint(project: Project, roles: list[Role]) -> int:
             key=b"k" * 32,
             memo=memo,
         )
-        plan = BakePlan(project, role, fingerprints[role.name], parent_version(role.parent.name),
-                        "docker")  # fmt: skip
+        parent = parent_version(role.parent.name)
+        plan = BakePlan(project, role, fingerprints[role.name], parent, target)
         written += len(target.render(plan))
     return written
 

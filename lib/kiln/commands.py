@@ -58,13 +58,14 @@ def render_roles(
         for role in roles:
             fingerprints, _ = baker.fingerprints(role, memo)
             parent = registry.latest(role.parent.name, target=target)
-            if parent is None and tgt.bakes_locally:
+            if parent is None and tgt.starts_from_recorded_parent():
                 raise RegistryError(
                     f"cannot render {role.name}: its parent {role.parent.name} has no recorded "
                     f"version on {target}; run `invoke bake {role.name}` first"
                 )
-            parent = parent if tgt.bakes_locally else None  # cloud: found by fingerprint tag
-            plan = BakePlan(project, role, fingerprints[role.name], parent, target)
+            if not tgt.starts_from_recorded_parent():
+                parent = None  # cloud: found by fingerprint tag
+            plan = BakePlan(project, role, fingerprints[role.name], parent, tgt)
             files = tgt.render(plan)
             write_if_changed(files)
             if validate:

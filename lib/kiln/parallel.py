@@ -145,7 +145,7 @@ def bake_many(
         stale, cached = _split_cached(make_baker(registry), roles, force=force, reporter=reporter)
     from kiln.targets import get_target
 
-    planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain)
+    planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain())
     result = BatchResult(jobs=planned + cached)
     if planned:
 

@@ -9,6 +9,7 @@ import pytest
 from kiln.fingerprint import Fingerprint
 from kiln.model import Project, Role
 from kiln.registry import Artifact, Version
+from kiln.targets import get_target
 from kiln.targets.base import BakePlan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,8 @@ def parent_version(role: str = "base", version: int = 7, ref: str | None = None)
 
 def plan_for(project: Project, role: Role, target: str = "docker") -> BakePlan:
     fingerprint = Fingerprint(digest="e" * 64, inputs={})
-    return BakePlan(project, role, fingerprint, parent_version(role.parent.name), target)
+    parent = parent_version(role.parent.name)
+    return BakePlan(project, role, fingerprint, parent, get_target(target))
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ def plan(project: Project, role: str, target: str) -> BakePlan:
     fingerprint = Fingerprint(
         digest="c" * 64, inputs={"parent": {"name": "base", "fingerprint": "b" * 64}}
     )
-    return BakePlan(project, project.role_named(role), fingerprint, None, target)
+    return BakePlan(project, project.role_named(role), fingerprint, None, get_target(target))
 
 
 def rendered(project: Project, role: str, target: str) -> dict[str, str]:
@@ -82,7 +82,7 @@ def test_a_role_without_cloud_settings_is_refused(tmp_path: Path) -> None:
 
 def test_cloud_targets_do_not_bake_here() -> None:
     with pytest.raises(BuildError, match="renders only"):
-        get_target("amazon-ebs").preflight()
+        get_target("amazon-ebs").builder()
 
 
 @pytest.mark.parametrize("target", CLOUD)

@@ -100,7 +100,7 @@ def make_plan(
         created_at="2026-01-01T00:00:00.000000Z",
         artifacts=(Artifact("docker", parent_ref, "sha256:" + "a" * 64),),
     )  # fmt: skip
-    return BakePlan(project, role, Fingerprint(digest=digest, inputs={}), parent, "docker")
+    return BakePlan(project, role, Fingerprint(digest=digest, inputs={}), parent, DockerTarget())
 
 
 def rendered_values(plan: BakePlan) -> tuple[str, dict[str, Any]]:

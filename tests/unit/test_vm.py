@@ -33,6 +33,7 @@ def _plan(tmp_path: Path) -> Any:
     from conftest import parent_version, repo_project
     from kiln.fingerprint import Fingerprint
     from kiln.registry import Artifact
+    from kiln.targets import get_target
     from kiln.targets.base import BakePlan
 
     project = repo_project()
@@ -41,7 +42,8 @@ def _plan(tmp_path: Path) -> Any:
         Artifact("qemu", str(tmp_path / "base.qcow2"), "0" * 64, "0" * 64, 1),
     )})  # fmt: skip
     web = project.role_named("web")
-    return BakePlan(project, web, Fingerprint("e" * 64, {}), base, "qemu", flatten=True)
+    qemu = get_target("qemu", accel="tcg")
+    return BakePlan(project, web, Fingerprint("e" * 64, {}), base, qemu)
 
 
 def _source(parsed: dict[str, Any]) -> dict[str, Any]:

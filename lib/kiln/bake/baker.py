@@ -27,7 +27,7 @@ from kiln.guard import AuditReport
 from kiln.model import Base, Node, Project, Role
 from kiln.registry import Registry, Version
 from kiln.targets import get_target
-from kiln.targets.base import Target
+from kiln.targets.base import Renderer
 
 
 def open_registry(project: Project) -> Registry:
@@ -52,7 +52,7 @@ class Baker:
         #: The defaults of every bake() call; a call's overrides never change them.
         self.options = BakeOptions(skip_tests=skip_tests, check_idempotence=check_idempotence)
         self.target_name = target
-        self.target: Target = get_target(target, accel=accel)
+        self.target: Renderer = get_target(target, accel=accel)
         self.registry = registry or open_registry(project)
         self.reporter = reporter or NullReporter()
         self._git: GitState | None = None
@@ -104,7 +104,7 @@ class Baker:
         self.audit(role, self.project.state_path / "work" / role.name, warn=False)
         self._before_builders(role, fingerprints, policy, force=force)
         chain = role.ancestry()
-        if self.target.flattens_chain:  # one bake on the base applies every layer's Ansible
+        if self.target.flattens_chain():  # one bake on the base applies every layer's Ansible
             chain = [chain[0], role]
             secrets = {role.name: {k: v for values in secrets.values() for k, v in values.items()}}
         outcomes: list[BakeOutcome] = []
@@ -166,9 +166,10 @@ class Baker:
                     return self.gate(options).check(
                         node, untested, baked=False, timings={}, log_dir=None
                     )
-            self.target.preflight()
+            builder = self.target.builder()  # a render-only target refuses here
+            builder.preflight()
             namespace = self.project.image_namespace
-            reaped = self.target.reap_builders(role=node.name, namespace=namespace)
+            reaped = builder.reap_builders(role=node.name, namespace=namespace)
             if reaped:
                 self.reporter.warning(
                     node.name, f"removed {len(reaped)} builder(s) left by an interrupted bake"
@@ -192,7 +193,7 @@ class Baker:
     def _node_bake(self, options: BakeOptions) -> NodeBake:
         return NodeBake(
             project=self.project,
-            target=self.target,
+            target=self.target.builder(),
             target_name=self.target_name,
             registry=self.registry,
             reporter=self.reporter,

@@ -16,7 +16,7 @@ from kiln.model import Node, Project
 from kiln.paths import relative_to
 from kiln.redact import Redactor
 from kiln.registry import Registry, Version
-from kiln.targets.base import Target
+from kiln.targets.base import Renderer
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class AcceptanceGate:
 
     project: Project
     registry: Registry
-    target: Target
+    target: Renderer
     target_name: str
     reporter: Reporter
     skip_tests: bool = False
@@ -44,7 +44,7 @@ class AcceptanceGate:
         from kiln import acceptance
 
         untested = BakeOutcome(version=version, baked=baked, timings=timings, log_dir=log_dir)
-        if not self.target.runs_acceptance_tests:
+        if not self.target.builder().runs_acceptance_tests():
             self.reporter.message(
                 node.name,
                 f"{version.label} recorded untested: acceptance tests run on docker instances; "

@@ -11,7 +11,7 @@ from kiln.fingerprint import (
     secret_key,
 )
 from kiln.model import Project, Role
-from kiln.targets.base import PLAYBOOK_TEMPLATE, Target
+from kiln.targets.base import PLAYBOOK_TEMPLATE, Renderer
 
 #: Secret values read for each role of a chain, by role and secret name.
 Secrets = dict[str, dict[str, str]]
@@ -20,7 +20,7 @@ Secrets = dict[str, dict[str, str]]
 def chain_fingerprints(
     project: Project,
     role: Role,
-    target: Target,
+    target: Renderer,
     target_name: str,
     memo: FingerprintMemo | None = None,
 ) -> tuple[dict[str, Fingerprint], Secrets]:

@@ -35,7 +35,7 @@ from kiln.packer import PackerRun, run_packer
 from kiln.redact import Redactor
 from kiln.registry import Registry, Version
 from kiln.render import write_if_changed
-from kiln.targets.base import BakePlan, Target, secret_vars_file
+from kiln.targets.base import BakePlan, BakeTarget, secret_vars_file
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class NodeBake:
     """Bakes and records one node on one target; the new versions get status."""
 
     project: Project
-    target: Target
+    target: BakeTarget
     target_name: str
     registry: Registry
     reporter: Reporter
@@ -106,9 +106,8 @@ class NodeBake:
             role,
             fingerprint,
             parent,
-            self.target_name,
+            self.target,
             check_idempotence=self.check_idempotence,
-            flatten=self.target.flattens_chain,
         )
         with workspace(self.project.state_path / "work" / role.name / str(version)) as work:
             self._render(plan, version, work)

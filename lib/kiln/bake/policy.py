@@ -12,7 +12,7 @@ from kiln.errors import Refused, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Node, Role
 from kiln.registry import Registry, Version, VersionStatus
-from kiln.targets.base import Target
+from kiln.targets.base import Renderer
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class BakePolicy:
     """The reuse and refusal rules of one bake, read from the registry of one target."""
 
     registry: Registry
-    target: Target
+    target: Renderer
     target_name: str
     skip_tests: bool = False
 
@@ -49,7 +49,7 @@ class BakePolicy:
 
     def new_status(self) -> VersionStatus:
         """A new version is `baked` until its gate decides, or `untested` when tests are skipped."""
-        if self.skip_tests or not self.target.runs_acceptance_tests:
+        if self.skip_tests or not self.target.builder().runs_acceptance_tests():
             return VersionStatus.UNTESTED
         return VersionStatus.BAKED
 
@@ -97,4 +97,4 @@ class BakePolicy:
 
     def _artifact_exists(self, version: Version) -> bool:
         artifact = version.artifact(self.target_name)
-        return artifact is not None and self.target.artifact_exists(artifact)
+        return artifact is not None and self.target.builder().artifact_exists(artifact)

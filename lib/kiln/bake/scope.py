@@ -17,7 +17,7 @@ from kiln.errors import BuildError
 from kiln.locks import file_lock
 from kiln.model import Project
 from kiln.registry import Artifact
-from kiln.targets.base import BakePlan, Target
+from kiln.targets.base import BakePlan, Builder
 
 
 def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContextManager[None]:
@@ -57,7 +57,7 @@ def packer_temp_dir() -> Iterator[Path]:
 class PendingArtifact:
     """The artifact of a bake that is not recorded yet: deleted unless keep() is called."""
 
-    def __init__(self, target: Target, plan: BakePlan | None, version: int) -> None:
+    def __init__(self, target: Builder, plan: BakePlan | None, version: int) -> None:
         self._target = target
         self._plan = plan
         self._version = version
@@ -87,7 +87,7 @@ class PendingArtifact:
 
 @contextmanager
 def pending_artifact(
-    target: Target, plan: BakePlan | None, version: int
+    target: Builder, plan: BakePlan | None, version: int
 ) -> Iterator[PendingArtifact]:
     """Delete the bake's artifact when the block ends without pending.keep(), even by Ctrl-C."""
     pending = PendingArtifact(target, plan, version)

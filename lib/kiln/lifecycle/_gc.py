@@ -31,7 +31,7 @@ def delete_with_target(artifact: Artifact) -> bool:
     """Delete an artifact through its target; True when it is gone afterwards."""
     from kiln.targets import get_target
 
-    target = get_target(artifact.target)
+    target = get_target(artifact.target).builder()
     target.delete_artifact(artifact)
     return not target.artifact_exists(artifact)
 

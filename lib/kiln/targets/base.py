@@ -1,4 +1,4 @@
-"""The interface every target implements: its HCL, how Ansible reaches the builder, its artifacts.
+"""The seams of a target: a Renderer writes its HCL, a Builder bakes it here; BakeTarget is both.
 
 Adding a target means one module here plus its template in templates/.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,17 +42,16 @@ class BakePlan:
     fingerprint: Fingerprint
     #: The recorded parent version; None for render-only targets, which find it by fingerprint.
     parent: Version | None
-    target: str
+    #: The target that renders this plan; it names the HCL file and decides on flattening.
+    target: Renderer
     #: Render a second Ansible pass (KILN_PASS=2) that must change nothing. The image is the
     #: same either way, so this is not part of the fingerprint.
     check_idempotence: bool = False
-    #: Apply the Ansible roles of the whole chain in one bake (targets that cannot layer cheaply).
-    flatten: bool = False
 
     @property
     def layers(self) -> list[Role]:
         """The roles whose Ansible roles and variables this bake applies, in order."""
-        if not self.flatten:
+        if not self.target.flattens_chain():
             return [self.role]
         return [node for node in self.role.ancestry() if isinstance(node, Role)]
 
@@ -74,9 +73,7 @@ class BakePlan:
 
     @property
     def hcl_path(self) -> Path:
-        # The local default keeps the short name the README promises: packer/<role>.pkr.hcl.
-        suffix = "" if self.target == "docker" else f".{self.target}"
-        return self.project.packer_path / f"{self.role.name}{suffix}.pkr.hcl"
+        return self.project.packer_path / self.target.hcl_name(self.role.name)
 
     @property
     def playbook_path(self) -> Path:
@@ -101,13 +98,23 @@ class BakePlan:
         return str(self.fingerprint.inputs.get("parent", {}).get("fingerprint", ""))
 
 
-class Target(ABC):
-    """A place a bake runs and the artifact it produces."""
+@dataclass(frozen=True)
+class TargetOptions:
+    """What a caller may choose about a target; every target is built from one of these."""
+
+    #: kvm or tcg: overrides the qemu target's KVM probe; other targets ignore it.
+    accel: str | None = None
+
+
+class Renderer(ABC):
+    """What a target writes: its HCL and playbook, checked against the model, and its recipe."""
 
     name: ClassVar[str]
     template: ClassVar[str]
-    #: False for cloud targets: kiln renders and validates them but cannot bake here.
-    bakes_locally: ClassVar[bool] = True
+
+    def __init__(self, options: TargetOptions | None = None) -> None:
+        """One constructor for every target, so that get_target needs no case per target."""
+        self.options = options or TargetOptions()
 
     # -- rendering --------------------------------------------------------------------------
     @abstractmethod
@@ -117,6 +124,10 @@ class Target(ABC):
     @abstractmethod
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
         """Values the parsed HCL must hold, by dotted path, derived from the model."""
+
+    def hcl_name(self, role: str) -> str:
+        """The HCL's file name: a target's name in it keeps the files of two targets apart."""
+        return f"{role}.{self.name}.pkr.hcl"
 
     def render(self, plan: BakePlan) -> list[RenderedFile]:
         """Render the HCL and playbook, parse the HCL back and check it against the model."""
@@ -134,42 +145,72 @@ class Target(ABC):
         """What this target's code adds to every image (flags, seal steps): part of fingerprints."""
         return {"ansible_env": [str(v) for v in ANSIBLE_ENV_STATIC]}
 
-    # -- baking -----------------------------------------------------------------------------
+    # -- what the target's HCL needs ----------------------------------------------------------
+    @abstractmethod
+    def flattens_chain(self) -> bool:
+        """Whether a role is baked in one pass on its base (targets that cannot layer cheaply)."""
+
+    @abstractmethod
+    def starts_from_recorded_parent(self) -> bool:
+        """Whether the HCL names the parent's recorded artifact (else it finds it another way)."""
+
+    def builder(self) -> BakeTarget:
+        """This target as a builder; a target that only renders cannot bake here, so it refuses."""
+        raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
+
+
+class Builder(ABC):
+    """How a target bakes on this machine: its tools, its builders and the artifacts they leave."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
     def preflight(self) -> None:
         """Fail early, with a fix, when what this target bakes with is not available."""
-        if not self.bakes_locally:
-            raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
 
-    #: Bake a role in one pass on the base, applying its whole chain (see BakePlan.flatten).
-    flattens_chain: ClassVar[bool] = False
-    #: Whether kiln.acceptance can start instances of this target's artifacts.
-    runs_acceptance_tests: ClassVar[bool] = False
-
-    @contextmanager
-    def bake_session(self, plan: BakePlan, work: Path) -> Iterator[dict[str, str]]:
+    @abstractmethod
+    def bake_session(self, plan: BakePlan, work: Path) -> AbstractContextManager[dict[str, str]]:
         """Per-bake resources (keys, seeds) that live only while packer runs; yields -var values."""
-        yield {}
 
+    @abstractmethod
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
     ) -> Artifact:
-        raise BuildError(f"target {self.name} cannot bootstrap base {base.name!r} here")
+        """Build the base image every role of base starts from, as version ``version``."""
 
+    @abstractmethod
     def artifact_exists(self, artifact: Artifact) -> bool:
-        return False
+        """Whether a recorded artifact is still there to reuse instead of baking again."""
 
+    @abstractmethod
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
-        raise BuildError(f"target {self.name} renders only; it cannot bake on this machine")
+        """The artifact packer produced for version; BuildError when it produced none."""
 
+    @abstractmethod
     def delete_artifact(self, artifact: Artifact) -> None:
         """Remove the artifact's bytes; the registry keeps its record."""
-        return
 
+    @abstractmethod
     def reap_builders(
         self, *, role: str, bake_id: str | None = None, namespace: str | None = None
     ) -> list[str]:
         """Remove builders a bake left behind (of namespace's images only); returns them."""
-        return []
+
+    @abstractmethod
+    def runs_acceptance_tests(self) -> bool:
+        """Whether kiln.acceptance can start instances of this target's artifacts."""
+
+
+class BakeTarget(Renderer, Builder):
+    """A target kiln both renders and bakes here (docker, qemu)."""
+
+    def builder(self) -> BakeTarget:
+        """It bakes here: it is its own builder."""
+        return self
+
+    def starts_from_recorded_parent(self) -> bool:
+        """A local bake starts from the parent's artifact, which the registry records."""
+        return True
 
 
 # -- pieces every target shares -------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from kiln.errors import DefinitionError
 from kiln.model import Base, CloudSettings
 from kiln.render import Interpolated
-from kiln.targets.base import BakePlan, Target, ansible_arguments, ansible_env_vars
+from kiln.targets.base import BakePlan, Renderer, ansible_arguments, ansible_env_vars
 
 CLOUD_SEAL_COMMANDS = (
     "sudo rm -f /tmp/kiln-packages.tsv",
@@ -30,12 +30,22 @@ MANIFEST_COMMAND = (
 )
 
 
-class CloudTarget(Target):
-    """What amazon-ebs and googlecompute share: SSH, sealing, the manifest, tags."""
+class CloudTarget(Renderer):
+    """What amazon-ebs and googlecompute share: SSH, sealing, the manifest, tags.
 
-    bakes_locally: ClassVar[bool] = False
+    A Renderer only: kiln renders and validates these, and has no Builder for them here.
+    """
+
     template: ClassVar[str] = "cloud.pkr.hcl.j2"
     source_type: ClassVar[str]
+
+    def flattens_chain(self) -> bool:
+        """Cloud images layer like docker's: each role is baked on its parent's image."""
+        return False
+
+    def starts_from_recorded_parent(self) -> bool:
+        """No local record of a cloud parent: the HCL finds its image by fingerprint tag."""
+        return False
 
     def settings(self, plan: BakePlan) -> CloudSettings:
         settings = plan.role.cloud_settings(self.name)

@@ -1,6 +1,6 @@
 """The docker target: systemd builder containers committed as local Docker images.
 
-target holds the Target subclass; apt_cache is the shared apt cache its builders run, a script
+target holds the BakeTarget subclass; apt_cache is the shared apt cache its builders run, a script
 for the builder's own python3 that kiln uploads as a file (and hashes into fingerprints).
 """
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,8 +18,8 @@ from kiln.registry import Artifact
 from kiln.render import Interpolated
 from kiln.targets.base import (
     BakePlan,
+    BakeTarget,
     LineSink,
-    Target,
     ansible_arguments,
     ansible_env_vars,
 )
@@ -69,12 +71,19 @@ def apt_cache_flags() -> tuple[str, ...]:
     return ("-v", f"{volume}:{APT_CACHE_MOUNT}")
 
 
-class DockerTarget(Target):
+class DockerTarget(BakeTarget):
     """Bakes a role as a layer on its parent's image in a systemd builder container."""
 
     name: ClassVar[str] = "docker"
     template: ClassVar[str] = "docker.pkr.hcl.j2"
-    runs_acceptance_tests: ClassVar[bool] = True
+
+    def hcl_name(self, role: str) -> str:
+        """The local default keeps the short name the README promises: packer/<role>.pkr.hcl."""
+        return f"{role}.pkr.hcl"
+
+    def flattens_chain(self) -> bool:
+        """Image layers are cheap: each role is baked on its parent's image."""
+        return False
 
     def recipe(self) -> dict[str, Any]:
         """Builder flags, capture and seal steps, the apt hook script: part of fingerprints."""
@@ -169,6 +178,15 @@ class DockerTarget(Target):
         """Fail early without a Docker engine or mmdebstrap."""
         tools.require_docker()
         tools.which("mmdebstrap")
+
+    def runs_acceptance_tests(self) -> bool:
+        """kiln.acceptance starts its test instances as containers of these images."""
+        return True
+
+    @contextmanager
+    def bake_session(self, plan: BakePlan, work: Path) -> Iterator[dict[str, str]]:
+        """Nothing per bake: Ansible reaches the builder through docker exec, with no key."""
+        yield {}
 
     def bootstrap_base(
         self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
