@@ -57,10 +57,12 @@ def render_roles(
         memo = FingerprintMemo()
         for role in roles:
             fingerprints, _ = baker.fingerprints(role, memo)
-            parent = registry.latest(role.parent.name, target=target)
+            # A target that flattens the chain bakes on the base, as Baker.bake does.
+            start = role.ancestry()[0] if tgt.flattens_chain() else role.parent
+            parent = registry.latest(start.name, target=target)
             if parent is None and tgt.starts_from_recorded_parent():
                 raise RegistryError(
-                    f"cannot render {role.name}: its parent {role.parent.name} has no recorded "
+                    f"cannot render {role.name}: its parent {start.name} has no recorded "
                     f"version on {target}; run `invoke bake {role.name}` first"
                 )
             if not tgt.starts_from_recorded_parent():

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
-from conftest import plan_for
-from kiln import BuildError, Project
+from conftest import parent_version, plan_for
+from kiln import BuildError, Project, commands
+from kiln.registry import Artifact, Version
 from kiln.targets import BakeTarget, Builder, Renderer, get_target, target_names
 from kiln.targets.base import TargetOptions
 
@@ -64,3 +68,32 @@ def test_capabilities_belong_to_the_targets() -> None:
 def test_the_target_names_its_hcl_file(project: Project, name: str, file: str) -> None:
     plan = plan_for(project, project.role_named("web"), name)
     assert plan.hcl_path == project.packer_path / file
+
+
+def test_render_of_a_flattening_target_starts_from_the_base(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`invoke render --target qemu` writes what the bake runs: the whole chain on the base."""
+    base = parent_version("debian-bookworm", 4)
+    image = Artifact("qemu", str(tmp_path / "base.qcow2"), "0" * 64, "0" * 64, 1)
+    base = replace(base, target="qemu", artifacts=(image,))
+    asked: list[str] = []
+
+    class OneBase:
+        def __enter__(self) -> OneBase:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def latest(self, role: str, *, target: str | None = None) -> Version | None:
+            asked.append(role)
+            return base if role == "debian-bookworm" else None
+
+    monkeypatch.setattr(commands, "open_registry", lambda _: OneBase())
+    project.packer_path = tmp_path
+    [hcl] = commands.render_roles(project, ["web"], target="qemu", validate=False)
+    assert hcl == tmp_path / "web.qemu.pkr.hcl" and asked == ["debian-bookworm"]
+    assert str(tmp_path / "base.qcow2") in hcl.read_text()
+    playbook = (tmp_path / "web.playbook.yml").read_text()
+    assert '- role: "common"' in playbook and '- role: "web"' in playbook
