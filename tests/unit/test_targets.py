@@ -7,13 +7,25 @@ from pathlib import Path
 
 import pytest
 from conftest import parent_version, plan_for
-from kiln import BuildError, Project, commands
+from kiln import BuildError, Project, commands, targets
 from kiln.registry import Artifact, Version
 from kiln.targets import BakeTarget, Builder, Renderer, get_target, target_names
 from kiln.targets.base import TargetOptions
 
 LOCAL = ("docker", "qemu")
 CLOUD = ("amazon-ebs", "googlecompute")
+
+
+def test_the_seam_is_pinned() -> None:
+    assert sorted(targets.__all__) == [
+        "BakePlan",
+        "BakeTarget",
+        "Builder",
+        "Renderer",
+        "TargetOptions",
+        "get_target",
+        "target_names",
+    ]
 
 
 def test_every_builder_method_is_abstract() -> None:
