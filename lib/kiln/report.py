@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from kiln.lifecycle import PackageChange, diff_packages
 from kiln.model import Base, Project, Role
-from kiln.registry import Package, Registry, Version, VersionStatus
+from kiln.registry import Package, Registry, TestRun, Version, VersionStatus
 
 PHASE_COLOURS = {
     "base": "#8c6d31",
@@ -50,7 +49,7 @@ class RoleData:
     ansible_roles: list[str] = field(default_factory=list)
     versions: list[Version] = field(default_factory=list)  # oldest first
     channels: dict[str, int | None] = field(default_factory=dict)
-    tests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    tests: dict[int, list[TestRun]] = field(default_factory=dict)
     packages: dict[int, list[Package]] = field(default_factory=dict)
 
     @property
@@ -82,7 +81,7 @@ def collect(project: Project, registry: Registry) -> list[RoleData]:
         data.versions = list(reversed(registry.history(data.name)))
         data.channels = registry.channels(data.name)
         for run in registry.test_runs(data.name):
-            data.tests.setdefault(int(run["version"]), []).append(run)
+            data.tests.setdefault(run.version, []).append(run)
         for version in data.versions:
             data.packages[version.version] = registry.packages(data.name, version.version)
     return list(roles.values())
@@ -224,7 +223,7 @@ def _version_row(role: RoleData, version: Version) -> str:
     )
     css = STATUS_CLASS.get(version.status, "none")
     tests = role.tests.get(version.version, [])
-    passed = sum(1 for t in tests if t["passed"])
+    passed = sum(1 for t in tests if t.passed)
     return (
         f'<tr id="{_anchor(role.name, version.version)}" class="version">'
         f"<td>v{version.version}</td>"
@@ -268,18 +267,18 @@ def _details(role: RoleData, index: int, version: Version) -> str:
         for run in tests:
             result = (
                 '<span class="status ok">passed</span>'
-                if run["passed"]
+                if run.passed
                 else ('<span class="status bad">failed</span>')
             )
             parts.append(
-                f"<tr><td>{e(run['suite'])}</td><td>{result}</td><td>{e(run['summary'])}</td>"
-                f"<td>{e(_when(str(run['started_at'])))}</td>"
-                f"<td>{float(run['duration_s']):.1f}s</td></tr>"
+                f"<tr><td>{e(run.suite)}</td><td>{result}</td><td>{e(run.summary)}</td>"
+                f"<td>{e(_when(run.started_at))}</td>"
+                f"<td>{run.duration_s:.1f}s</td></tr>"
             )
-            if run.get("output"):
+            if run.output:
                 parts.append(
                     f'<tr><td colspan="5"><details><summary>output</summary>'
-                    f"<pre>{e(str(run['output'])[-4000:])}</pre></details></td></tr>"
+                    f"<pre>{e(run.output[-4000:])}</pre></details></td></tr>"
                 )
         parts.append("</table>")
     packages = role.packages.get(version.version, [])

@@ -51,14 +51,14 @@ def test_a_bake_runs_the_gate_and_records_tested(baked_sandbox: Sandbox) -> None
             newest = registry.latest(role)
             assert newest is not None and newest.status == "tested", (role, newest)
             (run,) = registry.test_runs(role, newest.version)
-            assert run["suite"] == "acceptance" and run["passed"] == 1
+            assert run.suite == "acceptance" and run.passed == 1
         (run,) = registry.test_runs("web", 1)
         for role in ("debian-bookworm", "base", "web"):
             (each,) = registry.test_runs(role, 1)
-            print(f"gate of {role} v1: {each['duration_s']:.1f}s ({each['summary']})")
+            print(f"gate of {role} v1: {each.duration_s:.1f}s ({each.summary})")
     # The base battery and the role's own tests both ran against web's instance.
-    assert "kiln base battery tests/images/web/test_web.py" in run["output"]
-    assert re.search(r"\d+ passed", run["summary"])
+    assert "kiln base battery tests/images/web/test_web.py" in run.output
+    assert re.search(r"\d+ passed", run.summary)
     assert box.containers() == []  # the throwaway instances are gone
     # Lint ran before the builders: its verdict is recorded with the version (the verdicts'
     # cache is checked in test_bake.py::test_lint_ran_and_its_verdicts_are_cached_and_recorded).
@@ -104,7 +104,7 @@ def test_a_broken_page_fails_the_version_and_nothing_builds_on_it(box: Sandbox) 
             assert failed is not None and failed.status == "failed"
             assert "test_page_shows_the_title" in (failed.status_reason or "")
             runs = registry.test_runs("web", failed.version)
-            assert [r["passed"] for r in runs] == [0]
+            assert [r.passed for r in runs] == [0]
             with pytest.raises(RegistryError, match="is failed"):
                 lifecycle.promote(registry, "web", failed.version, channel="dev")
         assert box.containers() == []

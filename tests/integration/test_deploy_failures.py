@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import pytest
 from conftest import Sandbox, clone_sandbox
 from kiln import deploy as kd
-from kiln.registry import actor
+from kiln.registry import Deployment, actor
 from test_deploy_servers import free_port_range
 
 pytestmark = pytest.mark.integration
@@ -194,7 +194,7 @@ def assert_serving(servers: dict[str, Deployed], title: str) -> None:
         assert title in (fetch(server.port) or ""), f"{server.name} does not serve {title}"
 
 
-def last_deployment(box: Sandbox) -> dict[str, object]:
+def last_deployment(box: Sandbox) -> Deployment:
     with box.registry() as registry:
         return registry.deployments("web")[0]
 
@@ -392,7 +392,7 @@ def test_a_health_check_failing_on_the_second_new_instance_puts_the_old_servers_
     serving_now = failed.stderr.split("serving now: ")[1].splitlines()[0]
     assert sorted(serving_now.split(", ")) == sorted(after)
     record = last_deployment(box)
-    assert (record["result"], record["version"]) == ("failed", 2)
+    assert (record.result, record.version) == ("failed", 2)
     # Rolling back kept the promise too: never fewer than three serving.
     assert len(sampler.samples) >= 10 and sampler.minimum == 3, sampler.samples
 
@@ -413,7 +413,7 @@ def test_a_blue_green_deploy_whose_green_side_fails_leaves_blue_serving(
     after = deployed(box)
     assert {n: s.cid for n, s in after.items()} == {n: s.cid for n, s in blue.items()}
     assert_serving(after, OLD_TITLE)
-    assert last_deployment(box)["result"] == "failed"
+    assert last_deployment(box).result == "failed"
 
 
 def test_ctrl_c_during_a_deploy_exits_130_and_leaves_no_half_started_server(
@@ -436,7 +436,7 @@ def test_ctrl_c_during_a_deploy_exits_130_and_leaves_no_half_started_server(
     time.sleep(3)  # a `docker run` cut short must not create its container after the cleanup
     assert image_containers(box, 2) == []
     record = last_deployment(box)
-    assert (record["result"], record["version"]) == ("interrupted", 2)
+    assert (record.result, record.version) == ("interrupted", 2)
 
 
 def test_a_port_held_by_another_process_fails_precisely_and_leaves_nothing(
@@ -465,8 +465,8 @@ def test_a_port_held_by_another_process_fails_precisely_and_leaves_nothing(
     assert {n: s.cid for n, s in after.items()} == {n: s.cid for n, s in before.items()}
     assert_serving(after, OLD_TITLE)
     record = last_deployment(box)
-    assert (record["result"], record["version"]) == ("failed", 2)
-    assert match.group(1) in str(record["detail"])
+    assert (record.result, record.version) == ("failed", 2)
+    assert match.group(1) in str(record.detail)
 
 
 def test_a_rolling_deploy_of_three_never_has_fewer_than_three_serving(
@@ -509,7 +509,7 @@ def test_scaling_three_servers_down_to_one_leaves_exactly_one_serving(
     assert_serving(after, OLD_TITLE)
     assert image_containers(box, 2) == []  # the three replaced servers are removed, not stopped
     record = last_deployment(box)
-    assert (record["result"], record["replicas"]) == ("succeeded", 1)
+    assert (record.result, record.replicas) == ("succeeded", 1)
 
 
 def test_a_port_clash_on_the_second_new_instance_puts_the_replaced_server_back(
@@ -530,7 +530,7 @@ def test_a_port_clash_on_the_second_new_instance_puts_the_replaced_server_back(
     assert len(after) == 3 and {s.version for s in after.values()} == {"1"}, after
     assert set(before) - set(after) == {next(iter(before))}  # the one replaced came back anew
     assert_serving(after, OLD_TITLE)
-    assert last_deployment(box)["result"] == "failed"
+    assert last_deployment(box).result == "failed"
 
 
 def test_ctrl_c_while_an_old_server_stops_keeps_three_serving(box: Sandbox, port: int) -> None:
@@ -568,8 +568,8 @@ def test_ctrl_c_while_an_old_server_stops_keeps_three_serving(box: Sandbox, port
     stopped = {n: s.state for n, s in after.items() if n not in running}
     assert stopped.items() <= {oldest.name: "exited"}.items(), stopped
     record = last_deployment(box)
-    assert record["result"] == "interrupted"
-    assert f"new instances kept: {new.name}" in str(record["detail"])
+    assert record.result == "interrupted"
+    assert f"new instances kept: {new.name}" in str(record.detail)
 
 
 def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_starts(
@@ -593,7 +593,7 @@ def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_start
 
         assert retagged.returncode == 1, retagged.stdout + retagged.stderr
         assert "missing or no longer the recorded" in retagged.stderr
-        assert deployed(box) == {} and last_deployment(box)["result"] == "refused"
+        assert deployed(box) == {} and last_deployment(box).result == "refused"
 
         box.docker("tag", recorded, ref)
         box.invoke("revoke", "base", "1", "--reason", "a bad CA bundle", check=True)
@@ -602,6 +602,6 @@ def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_start
 
         assert revoked.returncode == 1, revoked.stdout + revoked.stderr
         assert "revoked parent" in revoked.stderr
-        assert deployed(box) == {} and last_deployment(box)["result"] == "refused"
+        assert deployed(box) == {} and last_deployment(box).result == "refused"
     finally:
         box.cleanup()

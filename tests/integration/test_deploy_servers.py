@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import Sandbox, clone_sandbox
 from kiln import deploy as kd
-from kiln.registry import actor
+from kiln.registry import Deployment, actor
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def ensure(box: Sandbox, channel: str, replicas: int) -> dict[str, dict[str, str
     return now
 
 
-def last_deployment(box: Sandbox) -> dict[str, object]:
+def last_deployment(box: Sandbox) -> Deployment:
     with box.registry() as registry:
         return registry.deployments("web")[0]
 
@@ -144,7 +144,7 @@ def test_rolling_deploy_keeps_healthy_servers_at_every_step(box: Sandbox) -> Non
         assert labels.get("kiln.bake", "") == ""
         assert box.docker("port", name) == ""  # nothing published without --port
     record = last_deployment(box)
-    assert (record["result"], record["version"], record["strategy"]) == ("succeeded", 2, "rolling")
+    assert (record.result, record.version, record.strategy) == ("succeeded", 2, "rolling")
 
 
 def test_deploying_the_same_version_twice_is_a_no_op(box: Sandbox) -> None:
@@ -153,7 +153,7 @@ def test_deploying_the_same_version_twice_is_a_no_op(box: Sandbox) -> None:
     assert again.returncode == 0, again.stderr
     assert "already run v2" in again.stdout and "nothing to do" in again.stdout
     assert servers(box) == before
-    assert last_deployment(box)["result"] == "unchanged"
+    assert last_deployment(box).result == "unchanged"
 
     recreated = box.invoke(
         "deploy", "web", "--channel", "prod", "--replicas", "2", "--recreate", "--json"
@@ -192,8 +192,8 @@ def test_a_failing_health_check_rolls_back_and_leaves_the_old_servers(box: Sandb
     assert servers(box) == before  # same containers, same ids, nothing of v1 left behind
     assert all(page(name) is not None for name in before)
     record = last_deployment(box)
-    assert (record["result"], record["version"]) == ("failed", 1)
-    assert match.group(1) in str(record["detail"])
+    assert (record.result, record.version) == ("failed", 1)
+    assert match.group(1) in str(record.detail)
 
 
 def test_only_tested_versions_are_deployed(box: Sandbox) -> None:
@@ -208,7 +208,7 @@ def test_only_tested_versions_are_deployed(box: Sandbox) -> None:
     assert refused.returncode != 0
     assert "web v1 is baked, and only tested versions are deployed" in refused.stderr
     assert servers(box) == before
-    assert last_deployment(box)["result"] == "refused"
+    assert last_deployment(box).result == "refused"
 
 
 def test_servers_lists_health_and_whether_the_version_is_current(box: Sandbox) -> None:
@@ -279,7 +279,7 @@ def test_rolling_and_blue_green_wall_time_with_ports(box: Sandbox) -> None:
         assert all(port <= p < port + 6 for p in published)
         with urllib.request.urlopen(f"http://127.0.0.1:{min(published)}/", timeout=5) as reply:
             assert reply.status == 200
-    durations = {d["strategy"]: d["duration_s"] for d in reversed(_deployments(box)[:2])}
+    durations = {d.strategy: d.duration_s for d in reversed(_deployments(box)[:2])}
     print(
         f"\n3-replica deploy wall time: rolling {timings['rolling']:.1f} s "
         f"(recorded {durations['rolling']:.1f} s), blue-green {timings['blue-green']:.1f} s "
@@ -294,6 +294,6 @@ def test_nothing_is_left_but_the_running_servers(box: Sandbox) -> None:
     assert set(box.containers()) == {servers(box)[n]["id"] for n in labelled}
 
 
-def _deployments(box: Sandbox) -> list[dict[str, object]]:
+def _deployments(box: Sandbox) -> list[Deployment]:
     with box.registry() as registry:
         return registry.deployments("web")

@@ -343,8 +343,8 @@ def test_verdicts_set_the_status_and_keep_the_output(registry: Registry) -> None
     assert stored is not None
     assert (stored.status, stored.status_reason) == ("failed", bad.summary)
     runs = registry.test_runs("web", 1)
-    assert [(r["suite"], r["passed"]) for r in runs] == [("acceptance", 1), ("acceptance", 0)]
-    assert runs[-1]["output"] == "the whole output"
+    assert [(r.suite, r.passed) for r in runs] == [("acceptance", 1), ("acceptance", 0)]
+    assert runs[-1].output == "the whole output"
 
 
 def test_a_revoked_version_stays_revoked_after_a_passing_retest(registry: Registry) -> None:

@@ -17,7 +17,7 @@ import pytest
 from kiln import deploy as kd
 from kiln.errors import DeployError, ToolError
 from kiln.model import HealthCheck, Project
-from kiln.registry import Artifact, Registry, Version, utc_now
+from kiln.registry import Artifact, Deployment, Registry, Version, utc_now
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_PKG = REPO / "lib" / "kiln" / "deploy"
@@ -171,7 +171,7 @@ class World:
     def deploy(self, channel: str, **kwargs: object) -> kd.DeployResult:
         return kd.deploy(self.project, "web", channel=channel, engine=self.engine, **kwargs)
 
-    def deployments(self) -> list[dict[str, object]]:
+    def deployments(self) -> list[Deployment]:
         return self.registry.deployments("web")
 
 
@@ -275,8 +275,8 @@ def test_an_unhealthy_new_instance_stops_the_deploy_and_leaves_the_old_ones(worl
     assert "/srv/missing: No such file" in message and "check-health" in message
     assert world.engine.names() == old
     assert all(world.engine.boxes[n].state == "running" for n in old)
-    assert world.deployments()[0]["result"] == "failed"
-    assert world.deployments()[0]["version"] == 2
+    assert world.deployments()[0].result == "failed"
+    assert world.deployments()[0].version == 2
 
 
 def test_blue_green_failure_removes_every_new_instance(world: World) -> None:
@@ -315,7 +315,7 @@ def test_an_interrupted_deploy_removes_its_unserving_instances(world: World) -> 
     with pytest.raises(KeyboardInterrupt):
         world.deploy("prod", replicas=2, on_step=interrupt)
     assert world.engine.names() == old
-    assert world.deployments()[0]["result"] == "interrupted"
+    assert world.deployments()[0].result == "interrupted"
 
 
 def test_a_container_that_fails_to_start_is_removed(world: World) -> None:
@@ -324,7 +324,7 @@ def test_a_container_that_fails_to_start_is_removed(world: World) -> None:
     with pytest.raises(DeployError, match=r"could not start .* port 9000 is already allocated"):
         world.deploy("prod", port=9000)
     assert world.engine.names() == old
-    assert world.deployments()[0]["result"] == "failed"
+    assert world.deployments()[0].result == "failed"
 
 
 # -- refusals, no-ops and records ----------------------------------------------------------------
@@ -335,7 +335,7 @@ def test_only_tested_versions_are_deployed(world: World, status: str) -> None:
         world.deploy("prod")
     assert world.engine.events == []
     record = world.deployments()[0]
-    assert (record["result"], record["version"]) == ("refused", 2)
+    assert (record.result, record.version) == ("refused", 2)
 
 
 def test_a_version_built_on_a_revoked_parent_is_refused(world: World) -> None:
@@ -354,7 +354,7 @@ def test_unknown_and_empty_channels_are_refused(world: World) -> None:
         )
     with pytest.raises(DeployError, match="points at no version"):
         world.deploy("empty")
-    assert [d["result"] for d in world.deployments()] == ["refused", "refused"]
+    assert [d.result for d in world.deployments()] == ["refused", "refused"]
 
 
 def test_a_missing_or_retagged_image_is_refused(world: World) -> None:
@@ -392,17 +392,17 @@ def test_deploying_the_same_version_again_is_a_no_op(world: World) -> None:
 def test_every_deployment_is_recorded(world: World) -> None:
     result = world.deploy("prod", replicas=2, strategy="blue-green")
     record = world.deployments()[0]
-    assert record["deployment"] == result.deployment
-    assert record["actor"] == "tester@unit"
-    assert (record["role"], record["version"], record["channel"]) == ("web", 2, "prod")
-    assert (record["replicas"], record["strategy"], record["result"]) == (
+    assert record.deployment == result.deployment
+    assert record.actor == "tester@unit"
+    assert (record.role, record.version, record.channel) == ("web", 2, "prod")
+    assert (record.replicas, record.strategy, record.result) == (
         2,
         "blue-green",
         "succeeded",
     )
-    assert record["duration_s"] == result.duration_s >= 0
-    assert record["started_at"].endswith("Z")
-    assert result.started[0] in str(record["detail"])
+    assert record.duration_s == result.duration_s >= 0
+    assert record.started_at.endswith("Z")
+    assert result.started[0] in str(record.detail)
 
 
 def test_ports_are_published_from_the_given_port_up_without_clashes(world: World) -> None:

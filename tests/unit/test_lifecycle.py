@@ -13,7 +13,15 @@ from kiln.cli import lifecycle_text
 from kiln.errors import Refused, RegistryError
 from kiln.lifecycle import FileEntry
 from kiln.model import Project
-from kiln.registry import MIGRATIONS, Artifact, Package, Registry, Version, utc_now
+from kiln.registry import (
+    MIGRATIONS,
+    Artifact,
+    ChannelLogEntry,
+    Package,
+    Registry,
+    Version,
+    utc_now,
+)
 
 
 @pytest.fixture
@@ -64,7 +72,7 @@ def test_history_lists_newest_first_with_channels_and_labels(reg: Registry) -> N
     assert [e.version for e in result.versions] == [3, 2, 1]
     assert result.versions[1].channels == ("prod",)
     assert result.versions[0].status_label == "tested (built on revoked parent)"
-    assert result.channel_log[0]["to_version"] == 2
+    assert result.channel_log[0].to_version == 2
     assert result.deployments == []
     data = lifecycle_text.as_json(result)
     assert data["versions"][0]["status_label"] == "tested (built on revoked parent)"
@@ -108,7 +116,7 @@ def test_show_masks_secrets_digests_roles_and_follows_ancestry(reg: Registry) ->
         ("debian", 1),
     ]
     assert details.packages == [Package("nginx", "1.22", "amd64")]
-    assert details.test_runs[0]["summary"] == "3 passed"
+    assert details.test_runs[0].summary == "3 passed"
     text = "\n".join(lifecycle_text.format_show(details))
     assert "api_token = ********" in text and "env:API_TOKEN" not in text
 
@@ -220,10 +228,10 @@ def test_forced_promotion_needs_a_reason_and_records_it(reg: Registry) -> None:
     )
     assert change.forced and change.to_version == 1
     [entry] = reg.channel_log("web", "prod")
-    assert entry["forced"] == 1
-    assert entry["reason"] == "hotfix, tests flaky"
-    assert entry["actor"] == "ann"
-    assert entry["action"] == "promote"
+    assert entry.forced == 1
+    assert entry.reason == "hotfix, tests flaky"
+    assert entry.actor == "ann"
+    assert entry.action == "promote"
 
 
 def test_promote_refuses_versions_on_revoked_parents_and_deleted_artifacts(reg: Registry) -> None:
@@ -257,8 +265,8 @@ def test_rollback_walks_back_through_the_log_skipping_bad_versions(reg: Registry
     assert (second.from_version, second.to_version) == (2, 1)  # back, never forth to v4
     with pytest.raises(RegistryError, match="no earlier version to roll back to"):
         lifecycle.rollback(reg, "web", channel="prod")
-    assert reg.channel_log("web", "prod")[0]["action"] == "rollback"
-    assert reg.channel_log("web", "prod")[0]["actor"] == "bob"
+    assert reg.channel_log("web", "prod")[0].action == "rollback"
+    assert reg.channel_log("web", "prod")[0].actor == "bob"
 
 
 def test_rollback_of_an_empty_channel_is_refused(reg: Registry) -> None:
@@ -267,13 +275,17 @@ def test_rollback_of_an_empty_channel_is_refused(reg: Registry) -> None:
         lifecycle.rollback(reg, "web", channel="prod")
 
 
+def _move(id: int, action: str, to_version: int) -> ChannelLogEntry:
+    return ChannelLogEntry(id, "web", "prod", None, to_version, action, "ann", None, False, "t")
+
+
 def test_channel_stack_pops_rollbacks() -> None:
     log = [
-        {"id": 1, "action": "promote", "to_version": 1},
-        {"id": 2, "action": "promote", "to_version": 2},
-        {"id": 3, "action": "promote", "to_version": 3},
-        {"id": 4, "action": "rollback", "to_version": 2},
-        {"id": 5, "action": "promote", "to_version": 1},
+        _move(id=1, action="promote", to_version=1),
+        _move(id=2, action="promote", to_version=2),
+        _move(id=3, action="promote", to_version=3),
+        _move(id=4, action="rollback", to_version=2),
+        _move(id=5, action="promote", to_version=1),
     ]
     assert lifecycle.channel_stack(reversed(log)) == [1, 2, 1]
 
@@ -300,7 +312,7 @@ def test_revoke_moves_channels_back_and_flags_descendants(reg: Registry) -> None
     assert reg.get("api-worker", 1).parent_revoked  # type: ignore[union-attr]
     assert not reg.get("web", 2).parent_revoked  # type: ignore[union-attr]
     log = reg.channel_log("web", "prod")[0]
-    assert (log["action"], log["from_version"], log["to_version"], log["actor"]) == (
+    assert (log.action, log.from_version, log.to_version, log.actor) == (
         "revoke",
         3,
         1,

@@ -191,10 +191,10 @@ def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
         assert registry.channels_pointing_at("web", 2) == ["canary", "prod"]
         assert registry.channels_pointing_at("web", 1) == []
         log = registry.channel_log("web", "prod")
-        assert [(e["from_version"], e["to_version"], e["actor"]) for e in log] == [
+        assert [(e.from_version, e.to_version, e.actor) for e in log] == [
             (1, 2, "bob"), (None, 1, "ann"),
         ]  # fmt: skip
-        assert (log[0]["reason"], log[0]["forced"], log[1]["forced"]) == ("fix", 1, 0)
+        assert (log[0].reason, log[0].forced, log[1].forced) == ("fix", 1, 0)
         assert len(registry.channel_log("web")) == 3
         assert [(e.role, e.channel) for e in registry.channel_entries()] == [
             ("db", "prod"), ("web", "canary"), ("web", "prod"),
@@ -213,10 +213,10 @@ def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -
         one, two = registry.get("web", 1), registry.get("web", 2)
         assert one is not None and (one.status, one.status_reason) == ("failed", "1 failed")
         assert two is not None and (two.status, two.status_reason) == ("tested", None)
-        assert [(r["version"], r["passed"]) for r in registry.test_runs("web")] == [
+        assert [(r.version, r.passed) for r in registry.test_runs("web")] == [
             (1, 0), (2, 1), (2, 1),
         ]  # fmt: skip
-        assert [r["summary"] for r in registry.test_runs("web", 2)] == ["3 passed", "again"]
+        assert [r.summary for r in registry.test_runs("web", 2)] == ["3 passed", "again"]
 
 
 def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
@@ -237,8 +237,8 @@ def test_deployments_and_events_read_back_newest_first(tmp_path: Path) -> None:
                 deployment="d", role=role, version=1, channel="prod", strategy="rolling",
                 replicas=2, result=result, detail="", actor="ann", started_at="t", duration_s=1.0,
             )  # fmt: skip
-        assert [d["result"] for d in registry.deployments("web")] == ["failed", "ok"]
-        assert [d["role"] for d in registry.deployments()] == ["web", "db", "web"]
+        assert [d.result for d in registry.deployments("web")] == ["failed", "ok"]
+        assert [d.role for d in registry.deployments()] == ["web", "db", "web"]
         registry.log_event("web", 1, "promote", {"channel": "prod", "to": 1}, "ann")
         registry.log_event("web", None, "note", {}, "bob")
         registry.log_event("db", 1, "promote", {}, "bob")

@@ -7,7 +7,7 @@ from typing import Any
 
 from kiln.fingerprint import canonical_json
 from kiln.lifecycle import MASK, ChannelChange, History, VersionDetails, VersionDiff
-from kiln.registry import VersionSummary
+from kiln.registry import ChannelLogEntry, Deployment, TestRun, VersionSummary
 
 
 def as_json(value: Any) -> Any:
@@ -15,6 +15,8 @@ def as_json(value: Any) -> Any:
     if isinstance(value, VersionSummary):
         labels = {"short_fingerprint": value.short_fingerprint, "status_label": value.status_label}
         return {**{k: as_json(v) for k, v in value._asdict().items()}, **labels}
+    if isinstance(value, ChannelLogEntry | Deployment | TestRun):
+        return value.as_dict()  # as the registry's dicts were printed, 0/1 and all
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, list | tuple):
@@ -41,15 +43,15 @@ def format_history(result: History) -> list[str]:
     lines.append("channel log:" if result.channel_log else "channel log: (empty)")
     for c in result.channel_log:
         lines.append(
-            f"  {c['at']}  {c['channel']:<10} {_v(c['from_version'])} -> {_v(c['to_version'])}"
-            f"  {c['action']}{' (forced)' if c['forced'] else ''} by {c['actor']}"
-            f"{': ' + c['reason'] if c['reason'] else ''}"
+            f"  {c.at}  {c.channel:<10} {_v(c.from_version)} -> {_v(c.to_version)}"
+            f"  {c.action}{' (forced)' if c.forced else ''} by {c.actor}"
+            f"{': ' + c.reason if c.reason else ''}"
         )
     lines.append("deployments:" if result.deployments else "deployments: (none)")
     for d in result.deployments:
         lines.append(
-            f"  {d['started_at']}  {d['deployment']} {_v(d['version'])} "
-            f"channel={d['channel'] or '-'} {d['strategy']} x{d['replicas']}: {d['result']}"
+            f"  {d.started_at}  {d.deployment} {_v(d.version)} "
+            f"channel={d.channel or '-'} {d.strategy} x{d.replicas}: {d.result}"
         )
     return lines
 
@@ -102,8 +104,8 @@ def format_show(d: VersionDetails) -> list[str]:
     lines.append("test runs:" if d.test_runs else "test runs: (none)")
     for t in d.test_runs:
         lines.append(
-            f"  {t['started_at']}  {t['suite']}  {'passed' if t['passed'] else 'FAILED'}"
-            f"  {t['duration_s']:.1f}s  {t['summary']}"
+            f"  {t.started_at}  {t.suite}  {'passed' if t.passed else 'FAILED'}"
+            f"  {t.duration_s:.1f}s  {t.summary}"
         )
     return lines
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kiln.errors import Refused, RegistryError
 from kiln.lifecycle._lookup import require
-from kiln.registry import Registry, Version, VersionStatus, actor
+from kiln.registry import ChannelLogEntry, Registry, Version, VersionStatus, actor
 
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -54,22 +53,22 @@ def channels(registry: Registry, role: str) -> list[ChannelState]:
     ]
 
 
-def channel_stack(log: Iterable[Mapping[str, Any]]) -> list[int]:
+def channel_stack(log: Iterable[ChannelLogEntry]) -> list[int]:
     """The versions a channel held, oldest first, with rolled-back ones popped off.
 
     log is the channel's audit log in any order; promote pushes, rollback and revoke pop back to
     the version they moved to, so rolling back twice goes two steps back, never forth.
     """
     stack: list[int] = []
-    for entry in sorted(log, key=lambda e: int(e["id"])):
-        to = entry["to_version"]
+    for entry in sorted(log, key=lambda e: e.id):
+        to = entry.to_version
         if to is None:
             stack.clear()
-        elif entry["action"] in ("rollback", "revoke") and to in stack:
+        elif entry.action in ("rollback", "revoke") and to in stack:
             while stack[-1] != to:
                 stack.pop()
         elif not stack or stack[-1] != to:
-            stack.append(int(to))
+            stack.append(to)
     return stack
 
 

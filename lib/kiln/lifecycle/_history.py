@@ -10,7 +10,16 @@ from typing import Any
 from kiln.errors import RegistryError
 from kiln.fingerprint import canonical_json
 from kiln.lifecycle._lookup import require
-from kiln.registry import Artifact, Package, Registry, Version, VersionSummary
+from kiln.registry import (
+    Artifact,
+    ChannelLogEntry,
+    Deployment,
+    Package,
+    Registry,
+    TestRun,
+    Version,
+    VersionSummary,
+)
 
 MASK = "********"
 
@@ -21,8 +30,8 @@ class History:
 
     role: str
     versions: list[VersionSummary]
-    channel_log: list[dict[str, Any]]
-    deployments: list[dict[str, Any]]
+    channel_log: list[ChannelLogEntry]
+    deployments: list[Deployment]
 
 
 def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
@@ -82,7 +91,7 @@ class VersionDetails:
     ancestry: list[Ancestor]
     artifacts: list[Artifact]
     packages: list[Package]
-    test_runs: list[dict[str, Any]]
+    test_runs: list[TestRun]
     timings: dict[str, float]
     #: What lint reported when the version was baked: profile, warning counts by rule, findings.
     lint: dict[str, Any] = field(default_factory=dict)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from kiln.registry.audit import utc_now
 from kiln.registry.connection import Connection
-from kiln.registry.rows import ChannelEntry
+from kiln.registry.rows import ChannelEntry, ChannelLogEntry
 
 
 class Channels(Connection):
@@ -57,13 +56,28 @@ class Channels(Connection):
         )
         return int(previous) if previous is not None else None
 
-    def channel_log(self, role: str, channel: str | None = None) -> list[dict[str, Any]]:
+    def channel_log(self, role: str, channel: str | None = None) -> list[ChannelLogEntry]:
+        """The moves of role's channels (or of one channel), newest first."""
         rows = self._query(
             "SELECT * FROM channel_log WHERE role = ? AND (? IS NULL OR channel = ?)"
             " ORDER BY id DESC",
             (role, channel, channel),
         )
-        return [dict(r) for r in rows]
+        return [
+            ChannelLogEntry(
+                id=r["id"],
+                role=r["role"],
+                channel=r["channel"],
+                from_version=r["from_version"],
+                to_version=r["to_version"],
+                action=r["action"],
+                actor=r["actor"],
+                reason=r["reason"],
+                forced=bool(r["forced"]),
+                at=r["at"],
+            )
+            for r in rows
+        ]
 
     def channel_entries(self, role: str | None = None) -> list[ChannelEntry]:
         """Channels (of role, or of all roles) with the version they point at and since when."""

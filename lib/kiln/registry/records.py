@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kiln.registry.audit import utc_now
-from kiln.registry.rows import Event
+from kiln.registry.rows import Deployment, Event, TestRun
 from kiln.registry.versions import Versions
 
 
@@ -38,12 +38,26 @@ class Records(Versions):
             if status is not None:
                 self.set_status(role, version, status, None if passed else summary, conn=conn)
 
-    def test_runs(self, role: str, version: int | None = None) -> list[dict[str, Any]]:
+    def test_runs(self, role: str, version: int | None = None) -> list[TestRun]:
+        """The test runs of role (or of one version of it), oldest first."""
         rows = self._query(
             "SELECT * FROM test_runs WHERE role = ? AND (? IS NULL OR version = ?) ORDER BY id",
             (role, version, version),
         )
-        return [dict(r) for r in rows]
+        return [
+            TestRun(
+                id=r["id"],
+                role=r["role"],
+                version=r["version"],
+                suite=r["suite"],
+                passed=bool(r["passed"]),
+                summary=r["summary"],
+                output=r["output"],
+                started_at=r["started_at"],
+                duration_s=r["duration_s"],
+            )
+            for r in rows
+        ]
 
     def record_deployment(
         self,
@@ -79,12 +93,29 @@ class Records(Versions):
                 ),
             )
 
-    def deployments(self, role: str | None = None) -> list[dict[str, Any]]:
+    def deployments(self, role: str | None = None) -> list[Deployment]:
+        """The deployments of role (or of every role), newest first."""
         rows = self._query(
             "SELECT * FROM deployments WHERE (? IS NULL OR role = ?) ORDER BY id DESC",
             (role, role),
         )
-        return [dict(r) for r in rows]
+        return [
+            Deployment(
+                id=r["id"],
+                deployment=r["deployment"],
+                role=r["role"],
+                version=r["version"],
+                channel=r["channel"],
+                strategy=r["strategy"],
+                replicas=r["replicas"],
+                result=r["result"],
+                detail=r["detail"],
+                actor=r["actor"],
+                started_at=r["started_at"],
+                duration_s=r["duration_s"],
+            )
+            for r in rows
+        ]
 
     def log_event(
         self,

@@ -1,9 +1,9 @@
-"""The rows the registry returns: versions, artifacts, packages, channels and events."""
+"""The rows the registry returns: versions, artifacts, packages, channels, runs and events."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 
@@ -120,3 +120,72 @@ class Event:
     detail: Mapping[str, Any]
     actor: str
     at: str
+
+
+@dataclass(frozen=True)
+class ChannelLogEntry:
+    """One move of a channel, as its audit log keeps it (rollback and revoke walk these)."""
+
+    id: int
+    role: str
+    channel: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    actor: str
+    reason: str | None
+    forced: bool
+    at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as `history --json` has always printed it: the columns, forced as 0 or 1."""
+        return {**_fields(self), "forced": int(self.forced)}
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """One recorded run of a version's acceptance tests, with its whole output."""
+
+    # Not a test class, although its name starts with Test: pytest must not collect it.
+    __test__ = False
+
+    id: int
+    role: str
+    version: int
+    suite: str
+    passed: bool
+    summary: str
+    output: str
+    started_at: str
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as `show --json` has always printed it: the columns, passed as 0 or 1."""
+        return {**_fields(self), "passed": int(self.passed)}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One recorded `invoke deploy` of a role: what it started, and how it ended."""
+
+    id: int
+    deployment: str
+    role: str
+    version: int | None
+    channel: str | None
+    strategy: str
+    replicas: int
+    result: str
+    detail: str
+    actor: str
+    started_at: str
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as `history --json` has always printed it: its columns, in table order."""
+        return _fields(self)
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    # Shallow, unlike dataclasses.asdict: these rows hold only scalars, and this keeps field order.
+    return {f.name: getattr(row, f.name) for f in fields(row)}
