@@ -93,10 +93,9 @@ def box(baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Ite
             assert [v.version for v in registry.history("web")] == [2, 1]
             for number in (1, 2):
                 registry.set_status("web", number, "tested")
-            with registry.transaction() as conn:
+            with registry.transaction() as tx:
                 for channel, number in (("stable", 1), ("prod", 2)):
-                    registry.set_channel(
-                        conn,
+                    tx.set_channel(
                         role="web",
                         channel=channel,
                         version=number,
@@ -580,10 +579,8 @@ def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_start
     starts nothing."""
     box = clone_sandbox(baked_sandbox, tmp_path_factory.mktemp("refusals"))
     try:
-        with box.registry() as registry, registry.transaction() as conn:
-            registry.set_channel(
-                conn, role="web", channel="stable", version=1, action="promote", actor=actor()
-            )
+        with box.registry() as registry, registry.transaction() as tx:
+            tx.set_channel(role="web", channel="stable", version=1, action="promote", actor=actor())
         ref = f"{box.namespace}/web:1"
         recorded = box.docker("image", "inspect", "--format", "{{.Id}}", ref)
         box.docker("tag", f"{box.namespace}/base:1", ref)  # the tag now names another image

@@ -41,10 +41,10 @@ def box(baked_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Ite
             # The acceptance-test gate is another issue: mark both versions tested by hand.
             for number in (1, 2):
                 registry.set_status("web", number, "tested")
-            with registry.transaction() as conn:
+            with registry.transaction() as tx:
                 for channel, number in (("stable", 1), ("prod", 2)):
-                    registry.set_channel(
-                        conn, role="web", channel=channel, version=number, action="promote",
+                    tx.set_channel(
+                        role="web", channel=channel, version=number, action="promote",
                         actor=actor(),
                     )  # fmt: skip
         yield sandbox
@@ -224,8 +224,8 @@ def test_servers_lists_health_and_whether_the_version_is_current(box: Sandbox) -
     assert table.splitlines()[0].split()[:3] == ["NAME", "ROLE", "VERSION"]
     assert table.count("healthy") == 2 and table.count("current") == 2
 
-    with box.registry() as registry, registry.transaction() as conn:
-        registry.set_channel(conn, role="web", channel="prod", version=1, action="t", actor="t")
+    with box.registry() as registry, registry.transaction() as tx:
+        tx.set_channel(role="web", channel="prod", version=1, action="t", actor="t")
     try:
         rows = json.loads(box.invoke("servers", "--json", check=True).stdout)
         assert {row["standing"] for row in rows} == {"outdated"}
@@ -233,8 +233,8 @@ def test_servers_lists_health_and_whether_the_version_is_current(box: Sandbox) -
         assert unpinned.returncode != 0
         assert "runs web v2, which no channel points at" in unpinned.stdout
     finally:
-        with box.registry() as registry, registry.transaction() as conn:
-            registry.set_channel(conn, role="web", channel="prod", version=2, action="t", actor="t")
+        with box.registry() as registry, registry.transaction() as tx:
+            tx.set_channel(role="web", channel="prod", version=2, action="t", actor="t")
 
 
 def test_drift_reports_a_patched_file_and_redeploying_clears_it(box: Sandbox) -> None:

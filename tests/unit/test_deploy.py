@@ -163,9 +163,9 @@ class World:
     engine: FakeEngine
 
     def point(self, channel: str, version: int) -> None:
-        with self.registry.transaction() as conn:
-            self.registry.set_channel(
-                conn, role="web", channel=channel, version=version, action="promote", actor="t"
+        with self.registry.transaction() as tx:
+            tx.set_channel(
+                role="web", channel=channel, version=version, action="promote", actor="t"
             )
 
     def deploy(self, channel: str, **kwargs: object) -> kd.DeployResult:
@@ -339,8 +339,8 @@ def test_only_tested_versions_are_deployed(world: World, status: str) -> None:
 
 
 def test_a_version_built_on_a_revoked_parent_is_refused(world: World) -> None:
-    with world.registry.transaction() as conn:
-        world.registry.mark_parent_revoked(conn, [("web", 2)])
+    with world.registry.transaction() as tx:
+        tx.mark_parent_revoked([("web", 2)])
     with pytest.raises(DeployError, match="revoked parent"):
         world.deploy("prod")
 
@@ -348,10 +348,8 @@ def test_a_version_built_on_a_revoked_parent_is_refused(world: World) -> None:
 def test_unknown_and_empty_channels_are_refused(world: World) -> None:
     with pytest.raises(DeployError, match=r"no channel 'qa' \(its channels: prod, stable\)"):
         world.deploy("qa")
-    with world.registry.transaction() as conn:
-        world.registry.set_channel(
-            conn, role="web", channel="empty", version=None, action="t", actor="t"
-        )
+    with world.registry.transaction() as tx:
+        tx.set_channel(role="web", channel="empty", version=None, action="t", actor="t")
     with pytest.raises(DeployError, match="points at no version"):
         world.deploy("empty")
     assert [d.result for d in world.deployments()] == ["refused", "refused"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def test_recorded_artifacts_never_change(tmp_path: Path) -> None:
         registry.record_version(parent_version("web", 1))
         with (
             pytest.raises(sqlite3.IntegrityError, match="a recorded artifact never changes"),
-            registry.transaction() as conn,
+            closing(sqlite3.connect(registry.path)) as raw,  # behind the registry's back
         ):
-            conn.execute("UPDATE artifacts SET image_id = 'sha256:x' WHERE role = 'web'")
+            raw.execute("UPDATE artifacts SET image_id = 'sha256:x' WHERE role = 'web'")
         artifact = registry.get("web", 1).artifact("docker")  # type: ignore[union-attr]
         assert artifact == Artifact("docker", "kiln/web:1", "sha256:" + "a" * 64)
 
@@ -176,16 +177,15 @@ def test_statuses_are_checked_and_recorded_with_their_reason(tmp_path: Path) -> 
 
 def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
     with Registry(tmp_path / "r.db") as registry:
-        with registry.transaction() as conn:
-            first = registry.set_channel(conn, role="web", channel="prod", version=1,
-                                         action="promote", actor="ann")  # fmt: skip
-            second = registry.set_channel(conn, role="web", channel="prod", version=2,
-                                          action="promote", actor="bob", reason="fix",
-                                          forced=True)  # fmt: skip
-            registry.set_channel(conn, role="web", channel="canary", version=2,
-                                 action="promote", actor="bob")  # fmt: skip
-            registry.set_channel(conn, role="db", channel="prod", version=5,
-                                 action="promote", actor="bob")  # fmt: skip
+        with registry.transaction() as tx:
+            first = tx.set_channel(role="web", channel="prod", version=1, action="promote",
+                                   actor="ann")  # fmt: skip
+            second = tx.set_channel(role="web", channel="prod", version=2, action="promote",
+                                    actor="bob", reason="fix", forced=True)  # fmt: skip
+            tx.set_channel(role="web", channel="canary", version=2, action="promote",
+                           actor="bob")  # fmt: skip
+            tx.set_channel(role="db", channel="prod", version=5, action="promote",
+                           actor="bob")  # fmt: skip
         assert (first, second) == (None, 1)
         assert registry.channels("web") == {"canary": 2, "prod": 2}
         assert registry.channels_pointing_at("web", 2) == ["canary", "prod"]
@@ -222,9 +222,9 @@ def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -
 def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
     with Registry(tmp_path / "r.db") as registry:
         recorded(registry, "web", 1)
-        with pytest.raises(KeyError), registry.transaction() as conn:
-            registry.set_status("web", 1, "revoked", "x", conn=conn)
-            registry.log_event("web", 1, "revoke", {"why": "x"}, "ann", conn=conn)
+        with pytest.raises(KeyError), registry.transaction() as tx:
+            tx.set_status("web", 1, "revoked", "x")
+            tx.log_event("web", 1, "revoke", {"why": "x"}, "ann")
             raise KeyError("interrupted")
         assert registry.get("web", 1).status == "tested"  # type: ignore[union-attr]
         assert registry.events("web") == []
@@ -270,8 +270,8 @@ def test_summaries_descendants_and_revoked_parents(tmp_path: Path) -> None:
         recorded(registry, "web", 2, parent_role="base", parent_version=2)
         assert registry.descendants("base", 1) == [("api", 4), ("web", 1)]
         assert registry.descendants("web", 2) == []
-        with registry.transaction() as conn:
-            registry.mark_parent_revoked(conn, [("web", 1), ("api", 4)])
+        with registry.transaction() as tx:
+            tx.mark_parent_revoked([("web", 1), ("api", 4)])
         registry.set_status("web", 2, "failed", "smoke test")
         summaries = registry.version_summaries()
         assert [(s.role, s.version) for s in summaries] == [
@@ -305,3 +305,13 @@ def test_a_trigger_body_stays_one_statement() -> None:
         "CREATE TRIGGER g BEFORE UPDATE ON t\nBEGIN\n  SELECT 1;\nEND;",
     ]
     assert _statements("SELECT 1;\nSELECT 2") == ["SELECT 1;", "SELECT 2"]
+
+
+def test_a_transaction_refuses_writes_after_its_block(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 1)
+        with registry.transaction() as tx:
+            tx.set_status("web", 1, "failed", "smoke test")
+        with pytest.raises(RegistryError, match="transaction has ended"):
+            tx.set_status("web", 1, "revoked", "too late: it would commit on its own")
+        assert registry.get("web", 1).status == "failed"  # type: ignore[union-attr]

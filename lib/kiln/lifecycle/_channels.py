@@ -111,7 +111,7 @@ def promote(
             "--force needs --reason '...': the reason is recorded in the channel's audit log"
         )
     who = who or actor()
-    with registry.transaction() as conn:
+    with registry.transaction() as tx:
         # Read under the write lock, so a concurrent revoke cannot slip in between.
         found = require(registry, role, version)
         artifact = found.artifact()
@@ -126,8 +126,7 @@ def promote(
         current = registry.channels(role).get(channel)
         if current == version:
             return ChannelChange(role, channel, current, version, "promote", who, changed=False)
-        previous = registry.set_channel(
-            conn,
+        previous = tx.set_channel(
             role=role,
             channel=channel,
             version=version,
@@ -152,7 +151,7 @@ def rollback(
     """Move channel back to the version it held before, skipping revoked and failed ones."""
     check_channel(channel)
     who = who or actor()
-    with registry.transaction() as conn:
+    with registry.transaction() as tx:
         current = registry.channels(role).get(channel)
         if current is None:
             raise Refused(
@@ -179,8 +178,7 @@ def rollback(
                 f"channel {channel} of {role} has no earlier version to roll back to{detail}; "
                 f"promote one with `invoke promote {role} VERSION --channel {channel}`"
             )
-        previous = registry.set_channel(
-            conn,
+        previous = tx.set_channel(
             role=role,
             channel=channel,
             version=target,
@@ -242,18 +240,17 @@ def revoke(
     moved: list[ChannelChange] = []
     emptied: list[str] = []
     warnings: list[str] = []
-    with registry.transaction() as conn:
+    with registry.transaction() as tx:
         found = require(registry, role, version)
         if found.status == VersionStatus.REVOKED:
             raise Refused(
                 f"{found.label} is already revoked ({found.status_reason or 'no reason'})"
             )
-        registry.set_status(role, version, VersionStatus.REVOKED, reason, conn=conn)
+        tx.set_status(role, version, VersionStatus.REVOKED, reason)
         for channel in registry.channels_pointing_at(role, version):
             stack = channel_stack(registry.channel_log(role, channel))
             target = _good_fallback(registry, role, stack, version)
-            registry.set_channel(
-                conn,
+            tx.set_channel(
                 role=role,
                 channel=channel,
                 version=target,
@@ -270,9 +267,9 @@ def revoke(
                     f"--channel {channel}`"
                 )
         descendants = registry.descendants(role, version)
-        registry.mark_parent_revoked(conn, descendants)
+        tx.mark_parent_revoked(descendants)
         warnings += _children_in_channels(registry, descendants, found.label)
-        registry.log_event(
+        tx.log_event(
             role,
             version,
             "revoke",
@@ -282,6 +279,5 @@ def revoke(
                 "descendants": [f"{r} v{v}" for r, v in descendants],
             },
             who,
-            conn=conn,
         )
     return RevokeResult(role, version, reason, moved, emptied, descendants, warnings)

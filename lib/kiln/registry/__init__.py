@@ -4,7 +4,8 @@
 # none. Version numbers come from a per-role counter that only grows, so they are never reused.
 # The schema is versioned with PRAGMA user_version; MIGRATIONS only ever gets new entries appended.
 # Modules: status (VersionStatus), rows (the dataclasses), schema (MIGRATIONS), connection,
-# versions, records, channels and lineage (the parts of Registry), store (Registry), audit.
+# versions, records, channels and lineage (the parts of Registry), store (Registry), transaction
+# (what Registry.transaction() yields: writes, never the connection), audit.
 
 from kiln.registry.audit import actor, utc_now
 from kiln.registry.rows import (
@@ -21,6 +22,7 @@ from kiln.registry.rows import (
 from kiln.registry.schema import MIGRATIONS, _statements
 from kiln.registry.status import STATUSES, VersionStatus, statuses
 from kiln.registry.store import Registry
+from kiln.registry.transaction import Transaction
 
 __all__ = [
     "MIGRATIONS",
@@ -33,6 +35,7 @@ __all__ = [
     "Package",
     "Registry",
     "TestRun",
+    "Transaction",
     "Version",
     "VersionStatus",
     "VersionSummary",

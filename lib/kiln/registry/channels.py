@@ -25,37 +25,6 @@ class Channels(Connection):
         )
         return [r["channel"] for r in rows]
 
-    def set_channel(
-        self,
-        conn: sqlite3.Connection,
-        *,
-        role: str,
-        channel: str,
-        version: int | None,
-        action: str,
-        actor: str,
-        reason: str | None = None,
-        forced: bool = False,
-    ) -> int | None:
-        """Point channel at version inside an open transaction, logging it; returns the old one."""
-        row = conn.execute(
-            "SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel)
-        ).fetchone()
-        previous = row["version"] if row else None
-        now = utc_now()
-        conn.execute(
-            "INSERT INTO channels (role, channel, version, updated_at) VALUES (?,?,?,?) "
-            "ON CONFLICT (role, channel) DO UPDATE SET version = excluded.version,"
-            " updated_at = excluded.updated_at",
-            (role, channel, version, now),
-        )
-        conn.execute(
-            "INSERT INTO channel_log (role, channel, from_version, to_version, action, actor,"
-            " reason, forced, at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (role, channel, previous, version, action, actor, reason, int(forced), now),
-        )
-        return int(previous) if previous is not None else None
-
     def channel_log(self, role: str, channel: str | None = None) -> list[ChannelLogEntry]:
         """The moves of role's channels (or of one channel), newest first."""
         rows = self._query(
@@ -86,3 +55,35 @@ class Channels(Connection):
         else:
             rows = self._query("SELECT * FROM channels WHERE role = ? ORDER BY channel", (role,))
         return [ChannelEntry(r["role"], r["channel"], r["version"], r["updated_at"]) for r in rows]
+
+
+def write_channel(
+    conn: sqlite3.Connection,
+    *,
+    role: str,
+    channel: str,
+    version: int | None,
+    action: str,
+    actor: str,
+    reason: str | None = None,
+    forced: bool = False,
+) -> int | None:
+    """Point channel at version inside the open transaction of conn, logging the move;
+    returns the version it pointed at before."""
+    row = conn.execute(
+        "SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel)
+    ).fetchone()
+    previous = row["version"] if row else None
+    now = utc_now()
+    conn.execute(
+        "INSERT INTO channels (role, channel, version, updated_at) VALUES (?,?,?,?) "
+        "ON CONFLICT (role, channel) DO UPDATE SET version = excluded.version,"
+        " updated_at = excluded.updated_at",
+        (role, channel, version, now),
+    )
+    conn.execute(
+        "INSERT INTO channel_log (role, channel, from_version, to_version, action, actor,"
+        " reason, forced, at) VALUES (?,?,?,?,?,?,?,?,?)",
+        (role, channel, previous, version, action, actor, reason, int(forced), now),
+    )
+    return int(previous) if previous is not None else None

@@ -36,8 +36,12 @@ class Connection:
         self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all of it is written, or none of it."""
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all of it is written, or none of it.
+
+        Private: the connection never leaves the registry (Registry.transaction hands callers a
+        Transaction instead), so that another backend can take SQLite's place.
+        """
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
@@ -78,7 +82,7 @@ class Connection:
             )
         if current == len(MIGRATIONS):
             return
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             migrate(conn)
 
     @property

@@ -65,14 +65,6 @@ class Lineage(Connection):
         )
         return [(r["role"], int(r["version"])) for r in rows]
 
-    def mark_parent_revoked(
-        self, conn: sqlite3.Connection, versions: Sequence[tuple[str, int]]
-    ) -> None:
-        """Flag versions as built on a revoked parent, inside an open transaction."""
-        conn.executemany(
-            "UPDATE versions SET parent_revoked = 1 WHERE role = ? AND version = ?", versions
-        )
-
     def live_artifacts(self) -> list[tuple[str, int, Artifact]]:
         """(role, version, artifact) for every artifact not deleted by gc."""
         rows = self._query(
@@ -88,8 +80,15 @@ class Lineage(Connection):
         ]
 
     def mark_artifact_deleted(self, role: str, version: int, target: str) -> None:
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             conn.execute(
                 "UPDATE artifacts SET deleted_at = ? WHERE role = ? AND version = ? AND target = ?",
                 (utc_now(), role, version, target),
             )
+
+
+def write_parent_revoked(conn: sqlite3.Connection, versions: Sequence[tuple[str, int]]) -> None:
+    """Flag versions as built on a revoked parent, inside the open transaction of conn."""
+    conn.executemany(
+        "UPDATE versions SET parent_revoked = 1 WHERE role = ? AND version = ?", versions
+    )

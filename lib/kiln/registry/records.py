@@ -9,7 +9,7 @@ from typing import Any
 
 from kiln.registry.audit import utc_now
 from kiln.registry.rows import Deployment, Event, TestRun
-from kiln.registry.versions import Versions
+from kiln.registry.versions import Versions, write_status
 
 
 class Records(Versions):
@@ -29,14 +29,14 @@ class Records(Versions):
         status: str | None = None,
     ) -> None:
         """Record one test run and, if status is given, set the version's status with it."""
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO test_runs (role, version, suite, passed, summary, output,"
                 " started_at, duration_s) VALUES (?,?,?,?,?,?,?,?)",
                 (role, version, suite, int(passed), summary, output, started_at, duration_s),
             )
             if status is not None:
-                self.set_status(role, version, status, None if passed else summary, conn=conn)
+                write_status(conn, role, version, status, None if passed else summary)
 
     def test_runs(self, role: str, version: int | None = None) -> list[TestRun]:
         """The test runs of role (or of one version of it), oldest first."""
@@ -74,7 +74,7 @@ class Records(Versions):
         started_at: str,
         duration_s: float,
     ) -> None:
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO deployments (deployment, role, version, channel, strategy, replicas,"
                 " result, detail, actor, started_at, duration_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -118,22 +118,11 @@ class Records(Versions):
         ]
 
     def log_event(
-        self,
-        role: str,
-        version: int | None,
-        kind: str,
-        detail: Mapping[str, Any],
-        actor: str,
-        *,
-        conn: sqlite3.Connection | None = None,
+        self, role: str, version: int | None, kind: str, detail: Mapping[str, Any], actor: str
     ) -> None:
-        sql = "INSERT INTO events (role, version, kind, detail, actor, at) VALUES (?,?,?,?,?,?)"
-        params = (role, version, kind, json.dumps(dict(detail), sort_keys=True), actor, utc_now())
-        if conn is not None:
-            conn.execute(sql, params)
-            return
-        with self.transaction() as own:
-            own.execute(sql, params)
+        """Record one audit event in a transaction of its own."""
+        with self._transaction() as conn:
+            write_event(conn, role, version, kind, detail, actor)
 
     def events(self, role: str) -> list[Event]:
         rows = self._query("SELECT * FROM events WHERE role = ? ORDER BY id DESC", (role,))
@@ -149,3 +138,18 @@ class Records(Versions):
             )
             for r in rows
         ]
+
+
+def write_event(
+    conn: sqlite3.Connection,
+    role: str,
+    version: int | None,
+    kind: str,
+    detail: Mapping[str, Any],
+    actor: str,
+) -> None:
+    """Record one audit event inside the open transaction of conn."""
+    conn.execute(
+        "INSERT INTO events (role, version, kind, detail, actor, at) VALUES (?,?,?,?,?,?)",
+        (role, version, kind, json.dumps(dict(detail), sort_keys=True), actor, utc_now()),
+    )

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from kiln.registry.channels import Channels
 from kiln.registry.lineage import Lineage
 from kiln.registry.records import Records
+from kiln.registry.transaction import Transaction
 
 
 class Registry(Records, Channels, Lineage):
     """Narrow interface over the SQLite file, so that another backend can be added later.
 
     Versions and Records (test runs, deployments, events), Channels, and Lineage (the
-    lifecycle's bulk reads) each live in their own module; all share one Connection.
+    lifecycle's bulk reads) each live in their own module; all share one Connection, which
+    never leaves the registry: writes that must land together go through transaction().
     """
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One all-or-nothing unit of writes: what promote, rollback and revoke each need.
+
+        It takes the write lock at once (BEGIN IMMEDIATE), so reads made through the registry
+        inside the block cannot be overtaken by another writer before its writes commit.
+        """
+        with self._transaction() as conn, Transaction(conn) as tx:
+            yield tx
 
     def __enter__(self) -> Registry:
         return self

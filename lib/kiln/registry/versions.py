@@ -21,7 +21,7 @@ class Versions(Connection):
 
     def allocate_version(self, role: str) -> int:
         """Reserve the next version number of role. Numbers are never handed out twice."""
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             row = conn.execute(
                 "SELECT MAX(last_version) FROM (SELECT last_version FROM counters WHERE role = ?"
                 " UNION ALL SELECT MAX(version) FROM versions WHERE role = ?)",
@@ -42,7 +42,7 @@ class Versions(Connection):
         packages: Sequence[Package] = (),
     ) -> None:
         """Record a finished bake with its artifacts and package manifest, all or nothing."""
-        with self.transaction() as conn:
+        with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO versions (role, version, kind, target, fingerprint, parent_role,"
                 " parent_version, status, git_commit, git_dirty, tools, inputs, timings,"
@@ -87,24 +87,10 @@ class Versions(Connection):
                 [(version.role, version.version, p.name, p.version, p.arch) for p in packages],
             )
 
-    def set_status(
-        self,
-        role: str,
-        version: int,
-        status: str,
-        reason: str | None = None,
-        *,
-        conn: sqlite3.Connection | None = None,
-    ) -> None:
-        """Change a version's status (see STATUSES); pass conn to join an open transaction."""
-        if status not in _KNOWN:
-            raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
-        sql = "UPDATE versions SET status = ?, status_reason = ? WHERE role = ? AND version = ?"
-        if conn is not None:
-            conn.execute(sql, (status, reason, role, version))
-            return
-        with self.transaction() as own:
-            own.execute(sql, (status, reason, role, version))
+    def set_status(self, role: str, version: int, status: str, reason: str | None = None) -> None:
+        """Change a version's status (see STATUSES) in a transaction of its own."""
+        with self._transaction() as conn:
+            write_status(conn, role, version, status, reason)
 
     def get(self, role: str, version: int) -> Version | None:
         rows = self._query("SELECT * FROM versions WHERE role = ? AND version = ?", (role, version))
@@ -168,6 +154,18 @@ class Versions(Connection):
                 )
             )
         return [_version(r, tuple(artifacts.get((r["role"], r["version"]), ()))) for r in rows]
+
+
+def write_status(
+    conn: sqlite3.Connection, role: str, version: int, status: str, reason: str | None
+) -> None:
+    """Set a version's status inside the open transaction of conn, refusing unknown ones."""
+    if status not in _KNOWN:
+        raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+    conn.execute(
+        "UPDATE versions SET status = ?, status_reason = ? WHERE role = ? AND version = ?",
+        (status, reason, role, version),
+    )
 
 
 def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
