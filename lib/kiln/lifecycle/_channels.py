@@ -15,6 +15,8 @@ CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 @dataclass(frozen=True)
 class ChannelChange:
+    """What promote, rollback or revoke did to one channel (changed is False for a no-op)."""
+
     role: str
     channel: str
     from_version: int | None
@@ -28,6 +30,8 @@ class ChannelChange:
 
 @dataclass(frozen=True)
 class ChannelState:
+    """Where one channel points, with that version's status, as `invoke channels` lists it."""
+
     channel: str
     version: int | None
     status: str | None
@@ -35,6 +39,7 @@ class ChannelState:
 
 
 def check_channel(channel: str) -> None:
+    """Refuse a channel name before it reaches the registry, with the rule it broke."""
     if not CHANNEL_RE.match(channel):
         raise RegistryError(
             f"channel {channel!r} is invalid: use 1-32 lowercase letters, digits and '-', "
@@ -192,6 +197,8 @@ def rollback(
 # -- revoke ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RevokeResult:
+    """What revoke changed: channels moved or emptied, descendants flagged, and warnings."""
+
     role: str
     version: int
     reason: str
@@ -202,6 +209,7 @@ class RevokeResult:
 
 
 def _good_fallback(registry: Registry, role: str, stack: list[int], revoked: int) -> int | None:
+    """The newest version the channel held before that is still promotable, or None."""
     for candidate in reversed(stack):
         if candidate == revoked:
             continue

@@ -13,12 +13,14 @@ class Channels(Connection):
     """Named pointers (dev, staging, prod...) at versions, each move logged in channel_log."""
 
     def channels(self, role: str) -> dict[str, int | None]:
+        """Each channel of role and the version it points at (None once revoke emptied it)."""
         rows = self._query(
             "SELECT channel, version FROM channels WHERE role = ? ORDER BY channel", (role,)
         )
         return {r["channel"]: r["version"] for r in rows}
 
     def channels_pointing_at(self, role: str, version: int) -> list[str]:
+        """The channels revoke must move off version, and warn about, by name."""
         rows = self._query(
             "SELECT channel FROM channels WHERE role = ? AND version = ? ORDER BY channel",
             (role, version),

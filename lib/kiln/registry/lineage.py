@@ -80,6 +80,7 @@ class Lineage(Connection):
         ]
 
     def mark_artifact_deleted(self, role: str, version: int, target: str) -> None:
+        """Keep the record of an artifact gc deleted, so that promote can refuse its version."""
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE artifacts SET deleted_at = ? WHERE role = ? AND version = ? AND target = ?",

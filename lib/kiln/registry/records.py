@@ -74,6 +74,7 @@ class Records(Versions):
         started_at: str,
         duration_s: float,
     ) -> None:
+        """Record one deploy, refused and failed ones too: history lists them all."""
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO deployments (deployment, role, version, channel, strategy, replicas,"
@@ -125,6 +126,7 @@ class Records(Versions):
             write_event(conn, role, version, kind, detail, actor)
 
     def events(self, role: str) -> list[Event]:
+        """The audit events of role, newest first, their detail decoded from JSON."""
         rows = self._query("SELECT * FROM events WHERE role = ? ORDER BY id DESC", (role,))
         return [
             Event(

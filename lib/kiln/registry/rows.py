@@ -35,7 +35,9 @@ class Version:
     fingerprint: str
     parent_role: str | None
     parent_version: int | None
-    #: A VersionStatus value; typed str so that callers may pass the stored string as it is.
+    #: A VersionStatus value; typed str so that callers may pass the stored string as it is
+    #: (bake/record.py builds versions from a plain str status: typing this VersionStatus needs it
+    #: to pass one).
     status: str
     git_commit: str
     git_dirty: bool

@@ -93,10 +93,12 @@ class Versions(Connection):
             write_status(conn, role, version, status, reason)
 
     def get(self, role: str, version: int) -> Version | None:
+        """One version with its artifacts, or None if role never recorded it."""
         rows = self._query("SELECT * FROM versions WHERE role = ? AND version = ?", (role, version))
         return self._with_artifacts(rows)[0] if rows else None
 
     def latest(self, role: str, *, target: str | None = None) -> Version | None:
+        """The newest version of role (on target, if given), whatever its status."""
         rows = self._query(
             "SELECT * FROM versions WHERE role = ? AND (? IS NULL OR target = ?)"
             " ORDER BY version DESC LIMIT 1",
@@ -114,6 +116,7 @@ class Versions(Connection):
         return self._with_artifacts(rows)[0] if rows else None
 
     def history(self, role: str, *, limit: int | None = None) -> list[Version]:
+        """Whole versions of role, newest first; version_summaries is cheaper for thousands."""
         rows = self._query(
             "SELECT * FROM versions WHERE role = ? ORDER BY version DESC LIMIT ?",
             (role, -1 if limit is None else limit),
@@ -121,9 +124,11 @@ class Versions(Connection):
         return self._with_artifacts(rows)
 
     def roles(self) -> list[str]:
+        """Every role with a recorded version, including roles no longer defined."""
         return [r[0] for r in self._query("SELECT DISTINCT role FROM versions ORDER BY role")]
 
     def packages(self, role: str, version: int) -> list[Package]:
+        """The package manifest of one version, for diff and the report."""
         rows = self._query(
             "SELECT name, pkg_version, arch FROM packages WHERE role = ? AND version = ?"
             " ORDER BY name, arch",
