@@ -89,6 +89,7 @@ class Versions(Connection):
 
     def set_status(self, role: str, version: int, status: str, reason: str | None = None) -> None:
         """Change a version's status (see STATUSES) in a transaction of its own."""
+        _check_status(status)  # before taking the write lock, as ever
         with self._transaction() as conn:
             write_status(conn, role, version, status, reason)
 
@@ -165,12 +166,16 @@ def write_status(
     conn: sqlite3.Connection, role: str, version: int, status: str, reason: str | None
 ) -> None:
     """Set a version's status inside the open transaction of conn, refusing unknown ones."""
-    if status not in _KNOWN:
-        raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+    _check_status(status)
     conn.execute(
         "UPDATE versions SET status = ?, status_reason = ? WHERE role = ? AND version = ?",
         (status, reason, role, version),
     )
+
+
+def _check_status(status: str) -> None:
+    if status not in _KNOWN:
+        raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
 
 
 def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
