@@ -321,3 +321,21 @@ def test_settled_files_are_cached_by_their_own_identity(tmp_path: Path) -> None:
     assert {name: tree_digests(tmp_path / name) for name in ("a", "b")} == want
     (tmp_path / "a" / "f.yml").write_text("changed")
     assert tree_digests(tmp_path / "a") == {"f.yml": hashlib.sha256(b"changed").hexdigest()}
+
+
+def test_the_canonical_form_is_pinned_because_fingerprints_are_recorded() -> None:
+    """Recorded fingerprints are digests of this text: a change of its form (key order,
+    separators, escaping of non-ASCII) would make every role look changed and rebake it."""
+    value = {"b": [1, "é"], "a": {"y": None, "x": True}}
+    assert canonical_json(value) == '{"a":{"x":true,"y":null},"b":[1,"é"]}'
+
+
+def test_locked_requirements_are_recorded_sorted_under_their_own_key(root: Path) -> None:
+    project = make_project(root)
+    locked = {"role:acme.repo-epel": "b" * 64, "collection:acme.tools": "a" * 64}
+    chain = fingerprint_chain(
+        project.role_named("web"), content=AnsibleContent((root / "roles",)),
+        templates_for={}, recipe={}, target="docker", tools=TOOLS,
+        secret_values={"web": {"token": "t"}}, key=b"k" * 32, requirements=locked,
+    )  # fmt: skip
+    assert list(chain["web"].inputs["requirements"].items()) == sorted(locked.items())

@@ -236,7 +236,8 @@ def test_template_errors_name_the_template(tmp_path: Path) -> None:
 
 
 def test_write_if_changed_writes_new_and_changed_files_only(tmp_path: Path) -> None:
-    first = RenderedFile(tmp_path / "sub" / "a.pkr.hcl", "a = 1\n")
+    # A fresh checkout has no packer/ directory, nor anything under it.
+    first = RenderedFile(tmp_path / "sub" / "deeper" / "a.pkr.hcl", "a = 1\n")
     second = RenderedFile(tmp_path / "b.pkr.hcl", "b = 1\n")
     assert write_if_changed([first, second]) == [first.path, second.path]
     assert first.path.read_text() == "a = 1\n"
@@ -246,3 +247,11 @@ def test_write_if_changed_writes_new_and_changed_files_only(tmp_path: Path) -> N
     assert first.path.stat().st_mtime_ns == before
     assert second.path.read_text() == "b = 2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pkr.hcl", "sub"]  # no temp files
+
+
+def test_hcl_body_sets_blocks_apart_at_every_depth() -> None:
+    # A provisioner block inside a build block: the names of blocks hold below the top level.
+    body = hcl_body(
+        {"build": {"provisioner": {"inline": 1}, "name": 2}}, 1, ("build", "provisioner")
+    )
+    assert body == "  build {\n    provisioner {\n      inline = 1\n    }\n    name = 2\n  }"
