@@ -150,6 +150,14 @@ TASK_CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "- name: Not hidden\n  debug: msg='{{ api_token }}'\n  no_log: 'false'\n",
         [("secret-no-log", "uses secret api_token without no_log: true")],
     ),
+    "no_log in every spelling Ansible reads as true": (
+        "".join(
+            f"- debug: msg='{{{{ api_token }}}}'\n  no_log: '{spelling}'\n"
+            for spelling in ("on", "ON", "1", "y", "Y", "t", " True ")
+        )
+        + "- name: Not hidden\n  debug: msg='{{ api_token }}'\n  no_log: 'off'\n",
+        [("secret-no-log", "uses secret api_token without no_log: true")],
+    ),
     "no_log on a block covers its tasks": (
         "- block:\n    - debug: msg='{{ api_token }}'\n  no_log: true\n",
         [],

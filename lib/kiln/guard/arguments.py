@@ -163,10 +163,12 @@ def _split_args(text: str) -> list[str]:
 
 
 def _truthy(value: object) -> bool:
-    """A keyword's boolean as Ansible reads it: true, yes, on, 1 and y, in any case."""
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"true", "yes", "on", "1", "y"}
+    """A keyword's boolean as Ansible reads it (true, t, yes, y, on, 1 in any case); a template
+    or anything else is not true."""
+    # Imported here: the ansible package costs 0.2 s to import, which most commands never need.
+    from ansible.module_utils.parsing.convert_bool import boolean
+
+    return bool(boolean(value, strict=False))
 
 
 def _strings(value: object) -> Iterator[str]:
