@@ -80,6 +80,13 @@ TASK_CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         "- shell: make\n  vars: {ansible_connection: local}\n",
         [("local-write", "runs shell on the control host")],
     ),
+    "ansible_connection local by its full name, beside a host": (
+        "- shell: make\n  vars: {ansible_connection: ansible.builtin.local, ansible_host: db1}\n",
+        [
+            ("connection-var", "vars sets ansible_host: 'db1', which points Ansible"),
+            ("local-write", "runs shell on the control host"),
+        ],
+    ),
     "ansible_connection to another machine": (
         "- ping:\n  vars: {ansible_connection: ssh, ansible_ssh_host: db1}\n",
         [
