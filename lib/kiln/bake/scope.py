@@ -1,4 +1,4 @@
-"""What a bake runs inside: the role's lock, its work directory, and an artifact not yet recorded.
+"""What a bake runs inside: role lock, work directory, packer's temp directory, pending artifact.
 
 Nested as `with role_lock(...), workspace(...) as work, pending_artifact(...) as pending:`, they
 undo a failed bake in one place, whatever the failure (a KeyboardInterrupt included).
