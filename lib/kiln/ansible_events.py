@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,12 @@ __all__ = [
     "PhaseEvent",
     "PlayStart",
     "Stats",
+    "StrategyEvent",
     "TaskResult",
     "TaskStart",
     "parse_event",
     "read_events",
+    "strategy_of",
 ]
 
 #: The task_result statuses that fail a run.
@@ -68,6 +70,15 @@ class PlayStart(Event):
 
     play: str = ""
     tasks_estimate: int = 0
+
+
+@dataclass(frozen=True)
+class StrategyEvent(Event):
+    """'strategy': the play's strategy, whether Mitogen runs it, and why not when it fell back."""
+
+    name: str = ""
+    mitogen: bool = False
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,11 +186,20 @@ _KINDS: dict[str, tuple[type[Event], Callable[[Mapping[str, Any]], dict[str, Any
         PlayStart,
         lambda d: {**_strs(d, "play"), "tasks_estimate": _int(d.get("tasks_estimate"))},
     ),
+    "strategy": (
+        StrategyEvent,
+        lambda d: {**_strs(d, "name", "fallback"), "mitogen": bool(d.get("mitogen"))},
+    ),
     "task_start": (TaskStart, lambda d: {**_task_fields(d), "handler": bool(d.get("handler"))}),
     "task_result": (TaskResult, _task_result),
     "stats": (Stats, lambda d: {"totals": {k: _int(v) for k, v in d.items() if k not in _COMMON}}),
     "phase": (PhaseEvent, lambda d: _strs(d, "phase", "detail")),
 }
+
+
+def strategy_of(events: Iterable[Event]) -> StrategyEvent | None:
+    """How Ansible's first play ran (None: no play started, or a callback older than kiln's)."""
+    return next((e for e in events if isinstance(e, StrategyEvent)), None)
 
 
 def parse_event(line_or_dict: str | bytes | Mapping[str, Any] | Event) -> Event:

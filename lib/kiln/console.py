@@ -80,6 +80,7 @@ class Reporter:
         self._lock = threading.RLock()
         self._started = time.monotonic()
         self.progress: dict[str, RoleProgress] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     # -- state ------------------------------------------------------------------------------
     def _state(self, role: str) -> RoleProgress:
@@ -120,6 +121,11 @@ class Reporter:
         self._write(role, text, kind="message", message=text)
 
     def warning(self, role: str, text: str) -> None:
+        """Write a warning once: every role of a bake may meet the same cause."""
+        with self._lock:
+            if (role, text) in self._warned:
+                return
+            self._warned.add((role, text))
         self._write(role, f"WARNING: {text}", kind="warning", message=text)
 
     def packer_line(self, role: str, line: str) -> None:

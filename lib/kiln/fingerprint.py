@@ -21,7 +21,7 @@ from kiln.ansible_content import AnsibleContent
 from kiln.errors import DefinitionError
 from kiln.model import Base, Node, Role, Secret
 
-FINGERPRINT_SCHEMA = 1
+FINGERPRINT_SCHEMA = 2
 # Files that never reach the image: editor and VCS debris, Molecule scenarios kept inside roles.
 IGNORED_NAMES = frozenset({".git", "__pycache__", ".pytest_cache", "molecule", ".DS_Store"})
 IGNORED_SUFFIXES = (".pyc", ".retry", ".swp", "~")

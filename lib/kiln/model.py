@@ -86,8 +86,9 @@ class Base:
 
     name: str
     suite: str = "bookworm"
-    # python3 for Ansible; systemd-sysv and procps so the builder runs systemd as PID 1.
-    packages: tuple[str, ...] = ("python3", "systemd-sysv", "procps")
+    # python3 for Ansible, python3-apt for its apt modules (which install it on the fly, but not
+    # under Mitogen); systemd-sysv and procps so the builder runs systemd as PID 1.
+    packages: tuple[str, ...] = ("python3", "python3-apt", "systemd-sysv", "procps")
     variant: str = "minbase"
     cloud: Mapping[str, CloudSettings] = field(default_factory=dict)
 
@@ -125,6 +126,9 @@ class Role:
     gather_subset: tuple[str, ...]
     drift_allow: tuple[str, ...]
     cloud: Mapping[str, CloudSettings]
+    #: Whether Ansible runs through Mitogen (one Python in the builder for the whole play); it
+    #: changes how fast a bake runs, never what it bakes, so it is not part of the fingerprint.
+    mitogen: bool = True
 
     def ancestry(self) -> list[Role | Base]:
         """This role and its ancestors, from the base down to this role."""
@@ -181,6 +185,12 @@ def _check_lint_profile(owner: str, profile: str | None) -> str | None:
     return profile
 
 
+def _check_switch(owner: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise DefinitionError(f"{owner}: {name} must be True or False, not {value!r}")
+    return value
+
+
 class Project:
     """All role definitions of one repository, rooted at the directory holding roles/."""
 
@@ -192,6 +202,7 @@ class Project:
         image_namespace: str = "kiln",
         production_hosts: Sequence[str] = (),
         lint_profile: str | None = None,
+        mitogen: bool = True,
     ) -> None:
         """root holds tasks.py; images are named <image_namespace>/<role>.
 
@@ -199,6 +210,7 @@ class Project:
         from here, never from ansible.cfg); roles installed by `invoke deps` are found after them.
         production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
         lint_profile: an ansible-lint profile (say "production") whose findings block bakes.
+        mitogen: run Ansible through Mitogen (the default; a role can say otherwise).
         """
         if not isinstance(image_namespace, str) or not re.fullmatch(
             r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
@@ -207,6 +219,7 @@ class Project:
         self.image_namespace = image_namespace
         self.production_hosts = tuple(production_hosts)
         self.lint_profile = _check_lint_profile("the project", lint_profile)
+        self.mitogen = _check_switch("the project", "mitogen", mitogen)
         self.root = Path(root).resolve()
         self.own_roles_paths = self._roles_paths(roles_path)
         # kiln's own templates, from the installed package, never from the project: the
@@ -292,8 +305,13 @@ class Project:
         gather_subset: Sequence[str] = (),
         drift_allow: Sequence[str] = ("/var/log", "/run", "/tmp", "/var/tmp", "/var/lib/systemd"),
         cloud: Mapping[str, CloudSettings] | None = None,
+        mitogen: bool | None = None,
     ) -> Role:
-        """Define a role. Ansible roles default to the one named like the role in roles/."""
+        """Define a role. Ansible roles default to the one named like the role in roles/.
+
+        mitogen: False bakes this role with Ansible's plain linear strategy; None follows the
+        project.
+        """
         self._check_new_name(name)
         parent_node = self._resolve_parent(name, parent)
         _check_lists(name, ansible_roles=ansible_roles, tests=tests)
@@ -328,6 +346,7 @@ class Project:
             gather_subset=self._check_gather_subset(name, gather_subset),
             drift_allow=tuple(drift_allow),
             cloud=dict(cloud or {}),
+            mitogen=self.mitogen if mitogen is None else _check_switch(name, "mitogen", mitogen),
         )
         self._nodes[name] = role
         return role

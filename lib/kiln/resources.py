@@ -16,6 +16,7 @@ __all__ = [
     "MOLECULE_SHARED_DIR",
     "PACKAGE_DIR",
     "SCAFFOLD_DIR",
+    "STRATEGY_DIR",
     "TEMPLATES_DIR",
     "missing",
 ]
@@ -32,6 +33,8 @@ MOLECULE_SHARED_DIR = PACKAGE_DIR / "molecule_shared"
 ANSIBLE_PLUGINS_DIR = PACKAGE_DIR / "ansible_plugins"
 #: kiln's callback plugin (kiln_events), handed to Ansible through ANSIBLE_CALLBACK_PLUGINS.
 CALLBACK_DIR = ANSIBLE_PLUGINS_DIR / "callback"
+#: kiln's strategy plugin (kiln_linear: Mitogen when it loads), through ANSIBLE_STRATEGY_PLUGINS.
+STRATEGY_DIR = ANSIBLE_PLUGINS_DIR / "strategy"
 #: The acceptance tests every image passes (kiln.batteries.base) and their pytest plugin.
 BATTERIES_DIR = PACKAGE_DIR / "batteries"
 
@@ -46,6 +49,7 @@ _REQUIRED = (
     MOLECULE_SHARED_DIR / "create.yml",
     MOLECULE_SHARED_DIR / "destroy.yml",
     CALLBACK_DIR / "kiln_events.py",
+    STRATEGY_DIR / "kiln_linear.py",
     BATTERIES_DIR / "base" / "test_base.py",
 )
 

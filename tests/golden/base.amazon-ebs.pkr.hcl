@@ -76,6 +76,8 @@ build {
       "ANSIBLE_COLLECTIONS_PATH=.kiln/galaxy/collections",
       "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
       "KILN_EVENTS_FILE=${var.events_file}",
+      "ANSIBLE_STRATEGY_PLUGINS=lib/kiln/ansible_plugins/strategy",
+      "ANSIBLE_STRATEGY=kiln_linear",
     ]
   }
 

@@ -102,7 +102,9 @@ build {
       "-e",
       "ansible_host=${build.ID}",
       "-e",
-      "ansible_connection=community.docker.docker",
+      "ansible_ssh_host=${build.ID}",
+      "-e",
+      "ansible_connection=docker",
       "-e",
       "ansible_python_interpreter=/usr/bin/python3",
       "-e",
@@ -119,6 +121,8 @@ build {
       "ANSIBLE_COLLECTIONS_PATH=.kiln/galaxy/collections",
       "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
       "KILN_EVENTS_FILE=${var.events_file}",
+      "ANSIBLE_STRATEGY_PLUGINS=lib/kiln/ansible_plugins/strategy",
+      "ANSIBLE_STRATEGY=kiln_linear",
     ]
   }
 

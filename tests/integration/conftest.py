@@ -114,13 +114,17 @@ class Sandbox:
         return Registry(self.root / ".kiln" / "registry.db")
 
     def invoke(
-        self, *args: str, timeout: float = 900, check: bool = False
+        self,
+        *args: str,
+        timeout: float = 900,
+        check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `invoke ARGS` in the sandbox as a real process."""
+        """Run `invoke ARGS` in the sandbox as a real process (env: variables to add or replace)."""
         proc = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -281,7 +281,7 @@ def test_the_fingerprint_of_a_base_is_pinned() -> None:
     purpose, with FINGERPRINT_SCHEMA bumped, and update the digest here."""
     fingerprint = fingerprint_base(Base("debian-bookworm"), target="docker")
     assert fingerprint.inputs["schema"] == FINGERPRINT_SCHEMA
-    assert fingerprint.digest == "9605c10daf381e972d93ab08126cccb55fa6024fc6e0cf033a42e2f3611a44a2"
+    assert fingerprint.digest == "d0720453603ccf9951132de75e92163efb52d7fc79127b2e3f0afb8045d1bb9b"
 
 
 def test_a_role_s_inputs_name_its_templates_and_a_missing_ansible_role(root: Path) -> None:

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from kiln import tools
+from kiln.ansible_events import strategy_of
 from kiln.bake.audit import audit_rendered_playbook, audit_role
 from kiln.bake.failures import raise_for_run, write_failure
 from kiln.bake.invocation import PackerInvocation, keep_events, packer_env
@@ -124,7 +125,7 @@ class NodeBake:
                     redact=redact,
                     check_idempotence=self.check_idempotence,
                 )
-                record = self._record_role(invocation, pending, timings, started, lint)
+                record = self._record_role(invocation, pending, timings, started, lint, run)
                 pending.keep()  # before the gate: a version that fails its tests keeps its image
         return Built(record, log_dir, redact)
 
@@ -192,7 +193,19 @@ class NodeBake:
             self.target.reap_builders(role=role, bake_id=invocation.bake_id)
             keep_events(work, log_dir, redact, self.reporter)
         timings.update(packer_phases(run, started))
+        self._warn_without_mitogen(plan, run)
         return run
+
+    def _warn_without_mitogen(self, plan: BakePlan, run: PackerRun) -> None:
+        """One warning (the reporter repeats none) when Mitogen was wanted and did not load."""
+        strategy = strategy_of(run.events)
+        if plan.role.mitogen and strategy is not None and not strategy.mitogen:
+            self.reporter.warning(
+                "kiln",
+                f"Mitogen did not load ({strategy.fallback or 'no reason given'}): Ansible ran "
+                "its linear strategy, slower, same image. Install a Mitogen release that supports "
+                "this ansible-core, or set mitogen=False on the project or role.",
+            )
 
     def _record_role(
         self,
@@ -201,6 +214,7 @@ class NodeBake:
         timings: dict[str, float],
         started: float,
         lint: LintVerdict | None,
+        run: PackerRun,
     ) -> Version:
         """Collect the artifact and the package manifest, and record the new version."""
         plan, version = invocation.plan, invocation.version
@@ -223,6 +237,7 @@ class NodeBake:
             took=time.monotonic() - started,
             artifact=artifact,
             lint=lint,
+            strategy=strategy_of(run.events),
         )
         record_version(self.registry, record, packages)
         return record

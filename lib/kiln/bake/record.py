@@ -6,12 +6,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from kiln.ansible_events import StrategyEvent
 from kiln.errors import BuildError, RegistryError
 from kiln.fingerprint import Fingerprint
 from kiln.lint import LintVerdict
 from kiln.model import Base, Role
 from kiln.packer import PackerRun
 from kiln.registry import Artifact, Package, Registry, Version, utc_now
+from kiln.targets.base import MITOGEN_STRATEGY
 
 #: (commit, dirty) of the project's git checkout.
 GitState = tuple[str, bool]
@@ -62,6 +64,7 @@ def role_record(
     took: float,
     artifact: Artifact,
     lint: LintVerdict | None,
+    strategy: StrategyEvent | None = None,
 ) -> Version:
     commit, dirty = git
     # What was fingerprinted (secrets as keyed digests), plus the audit exceptions and lint.
@@ -81,13 +84,24 @@ def role_record(
         status=status,
         git_commit=commit,
         git_dirty=dirty,
-        tools=dict(fingerprint.inputs.get("tools", {})),
+        tools={**fingerprint.inputs.get("tools", {}), **_strategy_tool(strategy)},
         inputs=inputs,
         timings={k: round(v, 3) for k, v in timings.items()},
         bake_seconds=round(took, 3),
         created_at=utc_now(),
         artifacts=(artifact,),
     )
+
+
+def _strategy_tool(strategy: StrategyEvent | None) -> dict[str, str]:
+    """How Ansible ran, beside the tools' versions (not fingerprinted: it bakes the same image)."""
+    if strategy is None:
+        return {}
+    if strategy.mitogen:
+        return {"ansible strategy": "mitogen"}
+    # kiln_linear without Mitogen is Ansible's linear strategy.
+    plain = strategy.name in ("", MITOGEN_STRATEGY)
+    return {"ansible strategy": "linear" if plain else strategy.name}
 
 
 def read_manifest(path: Path) -> list[Package]:

@@ -27,6 +27,7 @@ from kiln.render import (
     render_template,
 )
 from kiln.resources import CALLBACK_DIR as CALLBACK_DIR  # re-exported: acceptance and tests use it
+from kiln.resources import STRATEGY_DIR
 
 PLAYBOOK_TEMPLATE = "playbook.yml.j2"
 
@@ -253,7 +254,19 @@ ANSIBLE_ENV_STATIC: tuple[str, ...] = (
 )
 
 
+#: kiln's strategy (kiln.ansible_plugins.strategy): Mitogen's linear strategy when it loads.
+MITOGEN_STRATEGY = "kiln_linear"
+
+
 def ansible_env_vars(plan: BakePlan) -> list[Any]:
+    strategy = (
+        [
+            f"ANSIBLE_STRATEGY_PLUGINS={plan.relative(STRATEGY_DIR)}",
+            f"ANSIBLE_STRATEGY={MITOGEN_STRATEGY}",
+        ]
+        if plan.role.mitogen
+        else []
+    )
     return [
         *ANSIBLE_ENV_STATIC,
         "ANSIBLE_ROLES_PATH="
@@ -262,6 +275,7 @@ def ansible_env_vars(plan: BakePlan) -> list[Any]:
         + os.pathsep.join(plan.relative(p) for p in plan.project.content.collections_paths),
         f"ANSIBLE_CALLBACK_PLUGINS={plan.relative(CALLBACK_DIR)}",
         Interpolated("KILN_EVENTS_FILE=${var.events_file}"),
+        *strategy,
     ]
 
 

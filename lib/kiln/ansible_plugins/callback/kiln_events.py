@@ -94,8 +94,24 @@ class CallbackModule(CallbackBase):
         # Callback exceptions only become warnings; SystemExit ends ansible-playbook here.
         raise SystemExit(INVENTORY_REFUSED_EXIT)
 
+    def _report_strategy(self, play):
+        """Say which strategy runs the play, and whether Mitogen loaded (kiln_linear's report)."""
+        try:
+            from ansible.plugins.loader import strategy_loader
+
+            strategy = strategy_loader.get(play.strategy, class_only=True)
+        except Exception:  # the strategy's own load reports its failure; this only describes it
+            strategy = None
+        self._emit(
+            "strategy",
+            name=play.strategy,
+            mitogen=bool(getattr(strategy, "KILN_MITOGEN", False)),
+            fallback=getattr(strategy, "KILN_MITOGEN_FALLBACK", ""),
+        )
+
     def v2_playbook_on_play_start(self, play):
         self._check_inventory(play)
+        self._report_strategy(play)
         total = 0
         try:
             for block in play.compile():

@@ -129,12 +129,18 @@ class DockerTarget(BakeTarget):
         ]
 
     def _ansible_arguments(self, plan: BakePlan) -> list[Any]:
-        """Ansible's extra arguments: reach the builder through docker exec."""
+        """Ansible's extra arguments: reach the builder through docker exec.
+
+        The connection is named `docker`, which Ansible routes to community.docker.docker and
+        Mitogen to its own docker method; Mitogen takes the container from ansible_ssh_host,
+        which Packer's inventory sets to 127.0.0.1, so that is overridden too.
+        """
         return ansible_arguments(
             plan,
             [
                 Interpolated("ansible_host=${build.ID}"),
-                "ansible_connection=community.docker.docker",
+                Interpolated("ansible_ssh_host=${build.ID}"),
+                "ansible_connection=docker",
                 "ansible_python_interpreter=/usr/bin/python3",
             ],
         )

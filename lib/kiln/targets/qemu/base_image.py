@@ -52,6 +52,8 @@ BASE_PACKAGES = (
     "udev",
     "openssh-server",
     "python3",
+    # Ansible's apt modules need it; they install it on the fly, but not under Mitogen.
+    "python3-apt",
     "sudo",
     "ifupdown",
     "isc-dhcp-client",
