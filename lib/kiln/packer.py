@@ -221,6 +221,8 @@ def _follow(
         _stop(proc)
         raise
     result.returncode = proc.wait()
+    if result.interrupted:
+        _kill_stragglers(proc)
     for event in map(redact.ansible_event, tail.poll()):
         result.events.append(event)
         on_event(event)
@@ -237,6 +239,13 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    _kill_stragglers(proc)
+
+
+def _kill_stragglers(proc: subprocess.Popen[str]) -> None:
+    """End what is left of a stopped packer's process group (a `docker run` it had started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _handle_line(

@@ -13,14 +13,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Sandbox, clone_sandbox
+from kiln.bake.scope import remove_orphaned_packer_temp_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +132,10 @@ def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(box: 
         assert registry.get("web", interrupted) is None
     assert web_versions(box) == [plain]
     assert leftover_builders(box), "the killed bake left no builder: nothing for the reaper"
+    # Its packer temp dir (the builder's key in it) too; the next packer run removes it.
+    [left] = Path(tempfile.gettempdir()).glob(f"kiln-packer-{proc.pid}-*")
+    assert left in remove_orphaned_packer_temp_dirs()
+    assert not left.exists()
 
 
 def test_concurrent_bakes_share_one_version_and_reap_the_leftover(box: Sandbox) -> None:

@@ -38,6 +38,10 @@ from kiln.registry import Registry, Version
 from kiln.render import write_if_changed
 from kiln.targets.base import BakePlan, BakeTarget, secret_vars_file
 
+#: How long the reap keeps looking for a builder still being created after kiln stopped packer.
+REAP_SETTLE_S = 5.0
+REAP_INTERVAL_S = 0.5
+
 
 @dataclass(frozen=True)
 class Built:
@@ -168,6 +172,7 @@ class NodeBake:
         plan, work, role = invocation.plan, invocation.work, invocation.plan.role.name
         self.reporter.phase(role, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
         started = time.monotonic()
+        stopped = True  # by kiln: Ctrl-C, a full disk, any exception while packer ran
         try:
             with (
                 self.target.bake_session(plan, work) as session_vars,
@@ -184,17 +189,30 @@ class NodeBake:
                     on_event=partial(self.reporter.ansible_event, role),
                     redact=redact,
                 )
+                stopped = run.interrupted
         except OSError as exc:  # the log's disk is full: packer was stopped before this
             where = log_dir / "packer.log"
             version = invocation.version
             raise write_failure(plan.role, version, exc, where, self.project.root) from exc
         finally:
             (work / "secrets.json").unlink(missing_ok=True)
-            self.target.reap_builders(role=role, bake_id=invocation.bake_id)
+            self._reap(role, invocation.bake_id, settle=stopped)
             keep_events(work, log_dir, redact, self.reporter)
         timings.update(packer_phases(run, started))
         self._warn_without_mitogen(plan, run)
         return run
+
+    def _reap(self, role: str, bake_id: str, *, settle: bool) -> None:
+        """Remove what is left of the bake's builder; after a stop, look again a while.
+
+        A `docker run` that packer had sent when kiln stopped it is still carried out by the
+        engine, its client gone: that builder can appear after packer's exit and a first look.
+        """
+        self.target.reap_builders(role=role, bake_id=bake_id)
+        deadline = time.monotonic() + (REAP_SETTLE_S if settle else 0)
+        while time.monotonic() < deadline:
+            time.sleep(REAP_INTERVAL_S)
+            self.target.reap_builders(role=role, bake_id=bake_id)
 
     def _warn_without_mitogen(self, plan: BakePlan, run: PackerRun) -> None:
         """One warning (the reporter repeats none) when Mitogen was wanted and did not load."""

@@ -6,6 +6,7 @@ undo a failed bake in one place, whatever the failure (a KeyboardInterrupt inclu
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -40,18 +41,49 @@ def workspace(path: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: kiln-packer-<pid of the kiln process>-<random>: the pid tells a live bake's from a dead one's.
+PACKER_TEMP_PREFIX = "kiln-packer-"
+
+
 @contextmanager
 def packer_temp_dir() -> Iterator[Path]:
     """A private (0700) temp directory for one packer run, removed however the run ends.
 
     It sits in the system's temp directory, not the work directory: packer's plugins listen on
-    unix sockets in it, and a socket path holds at most 107 bytes.
+    unix sockets in it, and a socket path holds at most 107 bytes. A bake killed with SIGKILL
+    cannot remove its own (with the builder's private key in it): the next one does.
     """
-    path = Path(tempfile.mkdtemp(prefix="kiln-packer-"))
+    remove_orphaned_packer_temp_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{PACKER_TEMP_PREFIX}{os.getpid()}-"))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_packer_temp_dirs() -> list[Path]:
+    """Remove this user's packer temp directories whose kiln process is gone; returns them."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{PACKER_TEMP_PREFIX}*-*"):
+        pid = path.name.removeprefix(PACKER_TEMP_PREFIX).split("-", 1)[0]
+        try:
+            mine = path.is_dir() and path.stat().st_uid == os.getuid()
+        except OSError:  # removed meanwhile by its own bake
+            continue
+        if mine and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that number
+        return True
+    return True
 
 
 class PendingArtifact:
