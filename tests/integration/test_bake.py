@@ -76,7 +76,8 @@ def test_registry_records_the_whole_version(baked_sandbox: Sandbox) -> None:
         assert registry.integrity_check() == "ok"
     assert {"nginx", "python3", "systemd", "ca-certificates"} <= packages
     assert web.parent_role == "base"
-    assert set(web.tools) == {"packer", "ansible-core", "ansible-collections"}
+    assert set(web.tools) == {"packer", "ansible-core", "ansible-collections", "ansible strategy"}
+    assert web.tools["ansible strategy"] == "mitogen"
     assert {"render", "provision", "record"} <= set(web.timings)
     artifact = web.artifact("docker")
     assert artifact is not None and artifact.image_id.startswith("sha256:")
