@@ -247,6 +247,9 @@ def test_wheel_in_a_fresh_venv_bakes_an_existing_ansible_repository(
     # Ansible was handed kiln's callback plugin from the installed package, not from this tree.
     hcl = (project / "packer" / f"{ROLE}.pkr.hcl").read_text()
     assert f"ANSIBLE_CALLBACK_PLUGINS={venv}/lib/" in hcl, hcl
+    # And kiln's strategy: Mitogen, installed with the wheel's dependencies, ran the play.
+    assert f"ANSIBLE_STRATEGY_PLUGINS={venv}/lib/" in hcl, hcl
+    assert "Mitogen did not load" not in bake.stdout + bake.stderr
 
     # 5. The image, started the way kiln documents: lighttpd running and answering inside it.
     image = f"{namespace}/{ROLE}:1"

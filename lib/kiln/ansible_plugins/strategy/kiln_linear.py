@@ -4,7 +4,7 @@ Enabled by kiln for bakes (ANSIBLE_STRATEGY=kiln_linear) unless a role or the pr
 Mitogen off. Mitogen keeps one Python interpreter in the builder for the whole play instead of
 starting one per module, which is most of a simple task's cost. It follows ansible-core's
 internals, so a new ansible-core can break it: then this module falls back to the linear
-strategy, warns, and says why in MITOGEN_FALLBACK, which kiln's callback reports to kiln.
+strategy, warns, and says why in KILN_MITOGEN_FALLBACK, which kiln's callback reports.
 """
 
 from __future__ import annotations
