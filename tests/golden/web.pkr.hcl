@@ -76,17 +76,20 @@ build {
   sources = ["source.docker.web"]
 
   # Wait from the host until systemd has booted: its tmpfiles step empties /tmp, where Packer
-  # uploads scripts, so nothing may be uploaded before that. Until systemd listens on its socket,
-  # `systemctl --wait` fails at once ("Failed to connect to bus"), so first wait for the socket.
-  # Then the apt hooks (lib/kiln/targets/apt_cache.py) go to the builder's /run, a tmpfs that is
-  # never committed: the shared .deb cache and builder-only apt settings. Then `apt-get update`,
-  # so that roles find current package lists as on a freshly booted server (restored from the
-  # verified lists cache where possible); the seal step removes them again.
+  # uploads scripts and apt's gpgv keeps its temporary files, so nothing may start before that.
+  # Until systemd listens on its socket, `systemctl --wait` fails at once ("Failed to connect to
+  # bus"), so first wait for the socket. Then the apt hooks (lib/kiln/targets/docker/apt_cache.py)
+  # go to the builder's /run, a tmpfs that is never committed: the shared .deb cache and
+  # builder-only apt settings. Then `apt-get update` starts in the background, so that roles find
+  # current package lists as on a freshly booted server (restored from the verified lists cache
+  # where possible); it runs while Ansible starts and gathers facts, and the play's first task
+  # waits for it. The seal step removes the lists again.
   provisioner "shell-local" {
     environment_vars = ["KILN_APT_CACHE_SCRIPT=lib/kiln/targets/docker/apt_cache.py"]
     inline = [
       "timeout 120 sh -c 'until docker exec ${build.ID} test -S /run/systemd/private; do sleep 0.2; done; docker exec ${build.ID} systemctl is-system-running --wait' >/dev/null 2>&1 || true",
-      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup && apt-get -q update' < \"$KILN_APT_CACHE_SCRIPT\"",
+      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-apt.py && python3 /run/kiln-apt.py setup' < \"$KILN_APT_CACHE_SCRIPT\"",
+      "docker exec -d ${build.ID} python3 /run/kiln-apt.py update",
     ]
   }
 

@@ -305,3 +305,73 @@ def test_lists_are_saved_after_an_update_and_not_rewritten_when_unchanged(
     (lists / f"{PREFIX}main_binary-amd64_Packages").write_bytes(b"newer packages")
     assert list_hooks.main(["kiln-apt", "save-lists"]) == 0
     assert (cached / f"{PREFIX}main_binary-amd64_Packages").read_bytes() == b"newer packages"
+
+
+# -- the first apt-get update, in the background ----------------------------------------------
+def fake_apt_get(bin_dir: Path, output: str, status: int) -> None:
+    """An apt-get on PATH that prints output and exits with status (the real one runs in every
+    docker bake: tests/integration/test_bake.py)."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "apt-get"
+    script.write_text(
+        f"#!/bin/sh\n[ \"$*\" = '-q update' ] || exit 99\nprintf '{output}'\nexit {status}\n"
+    )
+    script.chmod(0o755)
+
+
+def test_the_update_status_and_output_reach_the_waiting_task(
+    hooks: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_apt_get(tmp_path / "bin", "Hit:1 http://deb.debian.org bookworm InRelease\\n", 0)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert hooks.main(["kiln-apt", "update"]) == 0
+    assert hooks.main(["kiln-apt", "wait-update"]) == 0
+    captured = capsys.readouterr()
+    assert "Hit:1 http://deb.debian.org bookworm InRelease" in captured.out
+    assert captured.err == ""
+    assert sorted(p.name for p in (tmp_path / "run" / "kiln-apt").iterdir()) == [
+        "update.log",
+        "update.status",
+    ]
+
+
+def test_a_failed_update_fails_the_waiting_task_with_its_output(
+    hooks: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_apt_get(
+        tmp_path / "bin", "E: The repository bookworm Release does not have a Release file.\\n", 100
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert hooks.main(["kiln-apt", "update"]) == 100
+    assert hooks.main(["kiln-apt", "wait-update"]) == 100
+    captured = capsys.readouterr()
+    assert "does not have a Release file" in captured.out
+    assert "apt-get update failed in the builder (exit 100)" in captured.err
+
+
+def test_an_update_that_cannot_start_still_reports(
+    hooks: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no apt-get at all
+    assert hooks.main(["kiln-apt", "update"]) == 1
+    assert hooks.main(["kiln-apt", "wait-update"]) == 1
+    captured = capsys.readouterr()
+    assert "kiln could not run apt-get update" in captured.out
+    assert "FileNotFoundError" in captured.out
+
+
+def test_the_waiting_task_gives_up_on_an_update_that_never_ends(
+    hooks: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hooks, "UPDATE_WAIT_S", 0.2)
+    assert hooks.main(["kiln-apt", "wait-update"]) == 1
+    assert "apt-get update did not finish within 0.2 s" in capsys.readouterr().err

@@ -139,8 +139,12 @@ class Renderer(ABC):
         check_values(parsed, self.expectations(plan), source=plan.relative(plan.hcl_path))
         return [
             RenderedFile(plan.hcl_path, hcl),
-            RenderedFile(plan.playbook_path, render_playbook(plan)),
+            RenderedFile(plan.playbook_path, self.playbook(plan)),
         ]
+
+    def playbook(self, plan: BakePlan) -> str:
+        """The play Ansible runs in the builder: the role's, unless a target adds a first task."""
+        return render_playbook(plan)
 
     def recipe(self) -> dict[str, Any]:
         """What this target's code adds to every image (flags, seal steps): part of fingerprints."""
@@ -215,12 +219,24 @@ class BakeTarget(Renderer, Builder):
 
 
 # -- pieces every target shares -------------------------------------------------------------
-def render_playbook(plan: BakePlan) -> str:
-    return playbook_text(plan.project, plan.role, plan.ansible_roles)
+def render_playbook(plan: BakePlan, *, lists_wait_command: str = "") -> str:
+    return playbook_text(
+        plan.project, plan.role, plan.ansible_roles, lists_wait_command=lists_wait_command
+    )
 
 
-def playbook_text(project: Project, role: Role, ansible_roles: list[str] | None = None) -> str:
-    """The playbook kiln generates for role; it depends on the definition only (`invoke audit`)."""
+def playbook_text(
+    project: Project,
+    role: Role,
+    ansible_roles: list[str] | None = None,
+    *,
+    lists_wait_command: str = "",
+) -> str:
+    """The playbook kiln generates for role (`invoke audit` writes it from the definition only).
+
+    lists_wait_command: the first task's command, which waits for the package lists of an
+    `apt-get update` the target started in the background (docker); none by default.
+    """
     return render_template(
         project.templates_path,
         PLAYBOOK_TEMPLATE,
@@ -228,6 +244,7 @@ def playbook_text(project: Project, role: Role, ansible_roles: list[str] | None 
             "role_name": role.name,
             "ansible_roles": ansible_roles or list(role.ansible_roles),
             "gather_subset": list(role.gather_subset),
+            "lists_wait_command": lists_wait_command,
         },
     )
 

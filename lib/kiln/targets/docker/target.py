@@ -22,6 +22,7 @@ from kiln.targets.base import (
     LineSink,
     ansible_arguments,
     ansible_env_vars,
+    render_playbook,
 )
 
 BAKE_LABEL = "kiln.bake"
@@ -32,6 +33,8 @@ APT_CACHE_VOLUME = "kiln-apt-archives"
 APT_CACHE_MOUNT = "/run/kiln-apt-cache"
 APT_CACHE_SCRIPT = Path(__file__).resolve().parent / "apt_cache.py"
 APT_CACHE_HOOKS_IN_BUILDER = "/run/kiln-apt.py"
+# The play's first task: the builder's `apt-get update` runs while Ansible starts (see the HCL).
+WAIT_FOR_LISTS = f"python3 {APT_CACHE_HOOKS_IN_BUILDER} wait-update"
 # Where the builder's package list waits until the host copies it out: /run is a tmpfs.
 MANIFEST_IN_BUILDER = "/run/kiln-packages.tsv"
 CAPTURE_COMMANDS = (
@@ -163,6 +166,10 @@ class DockerTarget(BakeTarget):
             "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
             "fetch_manifest_and_mark_commit": list(FETCH_MANIFEST_AND_MARK_COMMIT),
         }
+
+    def playbook(self, plan: BakePlan) -> str:
+        """The role's play, first waiting for the lists of the update started with the builder."""
+        return render_playbook(plan, lists_wait_command=WAIT_FOR_LISTS)
 
     def expectations(self, plan: BakePlan) -> dict[str, Any]:
         """What the parsed HCL must hold: the parent image, run command, changes, tag."""
