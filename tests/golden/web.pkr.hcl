@@ -130,9 +130,13 @@ build {
   }
 
   # Remove the apt hooks (and say what came from the cache), list the installed packages into
-  # the builder's /run (a tmpfs, never committed), then seal: nothing of the bake stays in the image.
-  provisioner "shell" {
+  # the builder's /run (a tmpfs, never committed), then seal: nothing of the bake stays in the
+  # image. All in one `docker exec`. Then copy the package list out and tell kiln's progress
+  # display that packer now commits.
+  provisioner "shell-local" {
+    environment_vars = ["KILN_MANIFEST_FILE=${var.manifest_file}", "KILN_EVENTS_FILE=${var.events_file}"]
     inline = [
+      "docker exec -i ${build.ID} sh -e <<'KILN_SEAL'",
       "python3 /run/kiln-apt.py finish",
       "dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /run/kiln-packages.tsv",
       "apt-get clean",
@@ -141,13 +145,7 @@ build {
       "touch -d @0 /var/lib/apt/lists",
       "find /var/log -type f -name '*.log' -exec truncate -s 0 {} +",
       "find /var/log/journal -type f -name '*.journal*' -delete",
-    ]
-  }
-
-  # Copy the package list out and tell kiln's progress display that packer now commits.
-  provisioner "shell-local" {
-    environment_vars = ["KILN_MANIFEST_FILE=${var.manifest_file}", "KILN_EVENTS_FILE=${var.events_file}"]
-    inline = [
+      "KILN_SEAL",
       "mkdir -p \"$(dirname \"$KILN_MANIFEST_FILE\")\"",
       "docker exec ${build.ID} cat /run/kiln-packages.tsv > \"$KILN_MANIFEST_FILE\"",
       "[ -z \"$KILN_EVENTS_FILE\" ] || echo '{\"event\": \"phase\", \"phase\": \"commit\"}' >> \"$KILN_EVENTS_FILE\"",

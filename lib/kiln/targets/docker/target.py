@@ -56,9 +56,16 @@ SEAL_COMMANDS = (
 )
 
 
-# Run on the host by shell-local (`sh -e`): copy the package list out of the builder, then tell
-# kiln's progress display (through the events file) that packer now commits the builder.
-FETCH_MANIFEST_AND_MARK_COMMIT = (
+# Run on the host by shell-local (`sh -e`): capture and seal in the builder in one `docker exec`
+# (the commands reach its shell through a quoted here-document, so the host expands none of
+# them), copy the package list out, then tell kiln's progress display (through the events file)
+# that packer now commits the builder.
+SEAL_DELIMITER = "KILN_SEAL"
+CAPTURE_SEAL_AND_MARK_COMMIT = (
+    Interpolated(f"docker exec -i ${{build.ID}} sh -e <<'{SEAL_DELIMITER}'"),
+    *CAPTURE_COMMANDS,
+    *SEAL_COMMANDS,
+    SEAL_DELIMITER,
     'mkdir -p "$(dirname "$KILN_MANIFEST_FILE")"',
     Interpolated(f'docker exec ${{build.ID}} cat {MANIFEST_IN_BUILDER} > "$KILN_MANIFEST_FILE"'),
     '[ -z "$KILN_EVENTS_FILE" ] || '
@@ -162,9 +169,8 @@ class DockerTarget(BakeTarget):
             "changes": self._changes(plan),
             "ansible_arguments": self._ansible_arguments(plan),
             "ansible_env_vars": ansible_env_vars(plan),
-            "capture_and_seal_commands": [*CAPTURE_COMMANDS, *SEAL_COMMANDS],
             "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
-            "fetch_manifest_and_mark_commit": list(FETCH_MANIFEST_AND_MARK_COMMIT),
+            "capture_seal_and_mark_commit": list(CAPTURE_SEAL_AND_MARK_COMMIT),
         }
 
     def playbook(self, plan: BakePlan) -> str:
