@@ -44,6 +44,12 @@ ROLES: dict[str, dict[str, str | bytes]] = {
         "tasks/main.yml": "- name: Sleep for a long time\n"
         "  ansible.builtin.command: sleep 300\n  changed_when: false\n",
     },
+    # A parent whose apt sources its children's `apt-get update` cannot read.
+    "brokenapt": {
+        "tasks/main.yml": "- name: Add an apt source apt cannot read\n  ansible.builtin.copy:\n"
+        '    content: "deb [broken\\n"\n    dest: /etc/apt/sources.list.d/kiln-broken.list\n'
+        '    mode: "0644"\n',
+    },
     "pair": {
         "tasks/main.yml": "- name: Mark the image\n  ansible.builtin.copy:\n"
         '    content: "pair\\n"\n    dest: /etc/kiln-pair\n    mode: "0644"\n',
@@ -420,6 +426,27 @@ def test_failing_ansible_task_names_task_file_line_and_module_message(box: Sandb
     )
     before = version_rows(box)
     assert_refused(box, run(box, case), case, before)
+
+
+def test_an_apt_get_update_that_fails_in_the_builder(box: Sandbox) -> None:
+    """The builder's first update runs in the background: its failure still stops the bake."""
+    box.invoke("bake", "brokenapt", "--skip-tests", check=True, timeout=1800)
+    case = Case(
+        ("bake", "afterbroken"),
+        (
+            'Ansible task "kiln : wait for the builder\'s apt-get update" of the play kiln '
+            "generated failed\n  at packer/afterbroken.playbook.yml:",
+            "E: Malformed entry 1 in list file /etc/apt/sources.list.d/kiln-broken.list",
+            "apt-get update failed in the builder (exit 100)",
+            "The builder was removed and no version was recorded.",
+        ),
+        extra='project.role("afterbroken", parent="brokenapt", ansible_roles=["seed"], '
+        "lint_allowed=True)",
+    )
+    before = version_rows(box)
+    with applied(box, case):
+        proc = run(box, case)
+    assert_refused(box, proc, case, before)
 
 
 def test_undefined_variable_in_an_ansible_template(box: Sandbox) -> None:

@@ -102,7 +102,7 @@ def idempotence_failure(
         where = relative_to(event.path, root)
         owner = event.role
         task = event.task.removeprefix(f"{owner} : ")  # Ansible's "role : name"
-        lines.append(f"  {task!r} of role {owner or '?'} at {where}")
+        lines.append(f"  {task!r} {task_owner(owner)} at {where}")
     return ProvisionError(
         f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
         "changes in a second Ansible pass over the finished builder:\n"
@@ -114,6 +114,11 @@ def idempotence_failure(
         version=version,
         log_dir=log_dir,
     )
+
+
+def task_owner(role: str | None) -> str:
+    """Whose task it is: an Ansible role's, or the play kiln generated (its own first task)."""
+    return f"of role {role}" if role else "of the play kiln generated"
 
 
 def failure(
@@ -137,7 +142,7 @@ def failure(
         body = "\n".join(f"    {line}" for line in lines)
         return ProvisionError(
             f"bake of {role.name} v{version} failed: Ansible task {event.task!r} "
-            f"of role {event.role or '?'} failed\n"
+            f"{task_owner(event.role)} failed\n"
             f"  at {relative_to(event.path, root)}\n"
             f"  output (last {len(lines)} lines):\n{body}\n"
             f"{NOTHING_RECORDED}\n{where}",

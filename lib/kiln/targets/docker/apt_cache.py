@@ -502,8 +502,8 @@ def wait_update() -> int:
     sys.stdout.write((STATE / UPDATE_LOG).read_text(encoding="utf-8", errors="replace"))
     if status != 0:
         sys.stderr.write(
-            f"apt-get update failed in the builder (exit {status}): its output is above. "
-            "Check the image's apt sources and that the mirror is reachable.\n"
+            f"apt-get update failed in the builder (exit {status}); see its output. "
+            "Check the parent image's apt sources and that the mirror is reachable.\n"
         )
     return status
 
