@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ import yaml
 from kiln import tools
 from kiln.ansible_content import AnsibleRole
 from kiln.console import Reporter
-from kiln.errors import LintError, ToolError
+from kiln.errors import KilnError, LintError, ToolError
 from kiln.fingerprint import canonical_json, file_digest, tree_digests
 from kiln.guard import ansible_environment
 from kiln.model import Project, Role
@@ -41,6 +42,7 @@ __all__ = [
     "check_role",
     "lint_ansible_roles",
     "lint_digest",
+    "prepare",
 ]
 
 #: The profile ansible-lint reports with: production, its strictest, so that every finding a role
@@ -163,6 +165,27 @@ def _environment() -> dict[str, str]:
     return env
 
 
+# Digests of the verdicts this process produced: a role's check after prepare() says that lint
+# ran (and how long it took) rather than calling the verdict cached.
+_RAN_HERE: set[str] = set()
+_RAN_HERE_LOCK = threading.Lock()
+
+
+def prepare(project: Project, roles: Sequence[Role], *, runner: Runner = _run) -> None:
+    """Lint every Ansible role these roles apply that has no verdict yet, in one ansible-lint run.
+
+    A bake of several roles checks each one (check_role) just before its builder, after its
+    parent's bake: without this, a new project pays ansible-lint's start-up once per role, in
+    series with the bakes. Errors (an unknown Ansible role, ansible-lint failing) are left to
+    check_role, which reports them as the failure of the role they belong to.
+    """
+    try:
+        names = [n for role in roles for n in project.content.closure_names(role.ansible_roles)]
+        lint_ansible_roles(project, names, runner=runner)
+    except KilnError:
+        return
+
+
 def lint_ansible_roles(
     project: Project, names: Sequence[str], *, runner: Runner = _run
 ) -> list[LintResult]:
@@ -199,6 +222,8 @@ def lint_ansible_roles(
                 duration_s=round(took, 3),
             )
             _store(_cache_path(project, digest), result)
+            with _RAN_HERE_LOCK:
+                _RAN_HERE.add(digest)
             results[name] = result
     return [results[name] for name in dict.fromkeys(names)]
 
@@ -352,6 +377,8 @@ def check_role(project: Project, role: Role, *, reporter: Reporter) -> LintVerdi
     role's lint_profile (unless lint_allowed). Everything else is a warning."""
     closure = project.content.closure_names(role.ansible_roles)
     results = lint_ansible_roles(project, closure)
+    with _RAN_HERE_LOCK:
+        ran = [r for r in results if not r.cached or r.digest in _RAN_HERE]
     findings = tuple(f for r in results for f in r.findings)
     verdict = LintVerdict(
         role=role.name,
@@ -361,9 +388,9 @@ def check_role(project: Project, role: Role, *, reporter: Reporter) -> LintVerdi
         blocking=tuple(
             f for f in findings if blocking(f, None if role.lint_allowed else role.lint_profile)
         ),
-        cached=all(r.cached for r in results),
+        cached=not ran,
     )
-    took = sum(r.duration_s for r in results if not r.cached)
+    took = sum(r.duration_s for r in ran)
     reporter.phase(
         role.name,
         "lint",

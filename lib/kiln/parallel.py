@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from kiln import packer
+from kiln import lint, packer
 from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
 from kiln.errors import DefinitionError, Interrupted, KilnError
@@ -148,6 +148,7 @@ def bake_many(
     planned = plan_jobs(stale, force=force, ancestors=not get_target(target).flattens_chain())
     result = BatchResult(jobs=planned + cached)
     if planned:
+        lint.prepare(project, [job.role for job in planned])
 
         def job_baker() -> Baker:
             if baker_factory is not None:

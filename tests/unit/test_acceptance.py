@@ -20,7 +20,7 @@ from kiln.acceptance import AcceptanceResult, TestCase
 from kiln.bake import Baker
 from kiln.bake.failures import idempotence_failure as _idempotence_failure
 from kiln.docker import Instance
-from kiln.errors import BuildError, DefinitionError, ProvisionError, TestFailure
+from kiln.errors import BuildError, DefinitionError, KilnError, ProvisionError, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Project
 from kiln.packer import PackerRun
@@ -508,6 +508,33 @@ def test_lint_results_are_cached_by_content(tmp_path: Path) -> None:
     assert [r.cached for r in third] == [True, False] and fake.lint_runs == 2
     last_lint = [argv for argv in fake.calls if "--offline" in argv][-1]
     assert last_lint[-1] == "roles/web"
+
+
+def test_prepare_lints_every_role_of_a_bake_in_one_run_and_the_checks_say_it_ran(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    roles = [project.role_named("base"), project.role_named("web")]
+    fake = FakeLint()
+    lint.prepare(project, roles, runner=fake)
+    lint_argvs = [argv for argv in fake.calls if "--offline" in argv]
+    assert len(lint_argvs) == 1 and {"roles/common", "roles/web"} <= set(lint_argvs[0])
+    for role in roles:
+        verdict = lint.check_role(project, role, reporter=_Recorder())
+        assert not verdict.cached  # it ran in this process: the progress must not say "cached"
+    assert fake.lint_runs == 1  # the checks read the verdicts prepare() stored
+
+
+def test_prepare_leaves_errors_to_each_roles_check(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    # With a requirements.yml, names are resolved at bake time (after `invoke deps`), not here.
+    (tmp_path / "requirements.yml").write_text("---\nroles: []\n")
+    role = project.role("unknown", parent="base", ansible_roles=["no-such-role"])
+    fake = FakeLint()
+    lint.prepare(project, [role], runner=fake)  # no exception: the role's own check reports it
+    assert fake.calls == []
+    with pytest.raises(KilnError, match="no-such-role"):
+        lint.check_role(project, role, reporter=_Recorder())
 
 
 class _Recorder(lint.Reporter):
