@@ -20,6 +20,9 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import Sandbox, bench_env, load, make_sandbox, median, run, timed
@@ -104,29 +107,50 @@ def check_hand_made_page(box: Sandbox) -> None:
     assert box.web_variables["web_title"] in page, "the hand-made image has no page"
 
 
+@dataclass
+class Prepared:
+    """A scratch project with base and web baked once, and the hand-written template beside it."""
+
+    box: Sandbox
+    env: dict[str, str]  # kiln's environment
+    parent: str  # the image both sides start from
+    packer: list[str]  # the hand-written template's command, run in hand
+    hand: Path
+    packer_env: dict[str, str]
+
+
+@contextmanager
+def prepared(tmp: Path) -> Iterator[Prepared]:
+    """Bake base and web once in a scratch project under tmp; removed with its images after."""
+    box = make_sandbox(tmp)
+    try:
+        env = bench_env(box)
+        print(f"preparing: baking base and web once ({load()})", flush=True)
+        run([*INVOKE, "bake", "web", "--skip-tests"], cwd=box.root, env=env)
+        parent = parent_image(box)
+        packer, hand, packer_env = hand_written_packer(box, parent)
+        yield Prepared(box, env, parent, packer, hand, packer_env)
+        check_hand_made_page(box)
+    finally:
+        box.cleanup()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each (default 5)")
     args = parser.parse_args()
     kiln_s: list[float] = []
     packer_s: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="kiln-bench-packer-") as tmp:
-        box = make_sandbox(Path(tmp))
-        env, root = bench_env(box), box.root
-        try:
-            print(f"preparing: baking base and web once ({load()})", flush=True)
-            run([*INVOKE, "bake", "web", "--skip-tests"], cwd=root, env=env)
-            parent = parent_image(box)
-            packer, hand, packer_env = hand_written_packer(box, parent)
-            print(f"both bake nginx on {parent}", flush=True)
-            for index in range(args.runs):
-                kiln_s.append(timed(KILN_BAKE, cwd=root, env=env))
-                print(f"run {index + 1}: kiln {kiln_s[-1]:.1f} s ({load()})", flush=True)
-                packer_s.append(timed(packer, cwd=hand, env=packer_env))
-                print(f"run {index + 1}: packer {packer_s[-1]:.1f} s ({load()})", flush=True)
-            check_hand_made_page(box)
-        finally:
-            box.cleanup()
+    with (
+        tempfile.TemporaryDirectory(prefix="kiln-bench-packer-") as tmp,
+        prepared(Path(tmp)) as bench,
+    ):
+        print(f"both bake nginx on {bench.parent}", flush=True)
+        for index in range(args.runs):
+            kiln_s.append(timed(KILN_BAKE, cwd=bench.box.root, env=bench.env))
+            print(f"run {index + 1}: kiln {kiln_s[-1]:.1f} s ({load()})", flush=True)
+            packer_s.append(timed(bench.packer, cwd=bench.hand, env=bench.packer_env))
+            print(f"run {index + 1}: packer {packer_s[-1]:.1f} s ({load()})", flush=True)
     a, b = median(kiln_s), median(packer_s)
     # Each kiln run and the packer run right after it saw about the same load: their ratio is
     # steadier than the ratio of the medians when other work comes and goes on the machine.

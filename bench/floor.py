@@ -23,14 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, Sandbox, bench_env, load, make_sandbox, measured, median, run
-from bake_vs_packer import (
-    INVOKE,
-    KILN_BAKE,
-    check_hand_made_page,
-    hand_written_packer,
-    parent_image,
-)
+from _common import REPO, Sandbox, load, measured, median
+from bake_vs_packer import KILN_BAKE, prepared
 
 TARGET_OVER_FLOOR_S = 1.5
 TARGET_PEAK_MB = 400
@@ -144,39 +138,30 @@ def main() -> int:
     floor_s: list[float] = []
     kiln_mb: list[float] = []
     packer_mb: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="kiln-bench-floor-") as tmp:
-        box = make_sandbox(Path(tmp))
-        env, root = bench_env(box), box.root
-        try:
-            print(f"preparing: baking base and web once ({load()})", flush=True)
-            run([*INVOKE, "bake", "web", "--skip-tests"], cwd=root, env=env)
-            parent = parent_image(box)
-            packer, hand, packer_env = hand_written_packer(box, parent)
-            files_dir = Path(tmp) / "floor"
-            files_dir.mkdir()
-            files = floor_files(box, f"{box.namespace}/web:1", files_dir)
-            print(f"all three bake nginx on {parent}", flush=True)
-            for index in range(args.runs):
-                seconds, memory = measured(KILN_BAKE, cwd=root, env=env)
-                kiln_s.append(seconds)
-                kiln_mb.append(memory)
-                kiln = kiln_phases(box, seconds)
-                print(
-                    f"run {index + 1}: kiln {seconds:.1f} s, {memory:.0f} MB ({load()})", flush=True
-                )
-                seconds, memory = measured(packer, cwd=hand, env=packer_env)
-                packer_s.append(seconds)
-                packer_mb.append(memory)
-                print(
-                    f"run {index + 1}: packer {seconds:.1f} s, {memory:.0f} MB ({load()})",
-                    flush=True,
-                )
-                floor = floor_run(box, parent, files, index)
-                floor_s.append(floor["total"])
-                print(f"run {index + 1}: floor {floor_s[-1]:.1f} s ({load()})", flush=True)
-            check_hand_made_page(box)
-        finally:
-            box.cleanup()
+    with (
+        tempfile.TemporaryDirectory(prefix="kiln-bench-floor-") as tmp,
+        prepared(Path(tmp)) as bench,
+    ):
+        box = bench.box
+        files_dir = Path(tmp) / "floor"
+        files_dir.mkdir()
+        files = floor_files(box, f"{box.namespace}/web:1", files_dir)
+        print(f"all three bake nginx on {bench.parent}", flush=True)
+        for index in range(args.runs):
+            seconds, memory = measured(KILN_BAKE, cwd=box.root, env=bench.env)
+            kiln_s.append(seconds)
+            kiln_mb.append(memory)
+            kiln = kiln_phases(box, seconds)
+            print(f"run {index + 1}: kiln {seconds:.1f} s, {memory:.0f} MB ({load()})", flush=True)
+            seconds, memory = measured(bench.packer, cwd=bench.hand, env=bench.packer_env)
+            packer_s.append(seconds)
+            packer_mb.append(memory)
+            print(
+                f"run {index + 1}: packer {seconds:.1f} s, {memory:.0f} MB ({load()})", flush=True
+            )
+            floor = floor_run(box, bench.parent, files, index)
+            floor_s.append(floor["total"])
+            print(f"run {index + 1}: floor {floor_s[-1]:.1f} s ({load()})", flush=True)
     report(kiln_s, packer_s, floor_s, kiln, floor)
     print(
         f"peak memory of the process tree (PSS), highest run: kiln {max(kiln_mb):.0f} MB "
