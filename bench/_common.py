@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,7 +17,17 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from conftest import Sandbox, make_sandbox  # noqa: E402  (the integration tests' sandboxes)
 
-__all__ = ["REPO", "Sandbox", "bench_env", "make_sandbox", "measured", "median", "run", "timed"]
+__all__ = [
+    "REPO",
+    "Memory",
+    "Sandbox",
+    "bench_env",
+    "make_sandbox",
+    "measured",
+    "median",
+    "run",
+    "timed",
+]
 MEMORY_SAMPLE_S = 0.1
 
 
@@ -54,25 +65,36 @@ def bench_env(box: Sandbox) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Memory:
+    """Memory of a process tree in MB: PSS (shared pages split between their users) and RSS
+    summed over the processes (shared pages counted once per process: an upper bound)."""
+
+    pss: float = 0.0
+    rss: float = 0.0
+
+    def peak(self, other: Memory) -> Memory:
+        return Memory(max(self.pss, other.pss), max(self.rss, other.rss))
+
+
 def measured(
     argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
-) -> tuple[float, float]:
-    """Run argv to the end: its wall time in seconds and the peak memory of its process tree, MB.
+) -> tuple[float, Memory]:
+    """Run argv to the end: its wall time in seconds and the peak memory of its process tree.
 
-    Memory is the proportional set size (PSS: shared pages split between the processes sharing
-    them) summed over the command and all its descendants (kiln, packer, ansible-playbook),
-    sampled every MEMORY_SAMPLE_S. Builders' own processes live under the Docker engine and
-    are not counted.
+    The tree is the command and all its descendants (kiln, packer, ansible-playbook), sampled
+    every MEMORY_SAMPLE_S. Builders' own processes live under the Docker engine and are not
+    counted.
     """
     started = time.perf_counter()
-    peak = 0.0
+    peak = Memory()
     with subprocess.Popen(
         list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as proc:
         collector = threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True)
         collector.start()
         while proc.poll() is None:
-            peak = max(peak, tree_pss_mb(proc.pid))
+            peak = peak.peak(tree_memory(proc.pid))
             time.sleep(MEMORY_SAMPLE_S)
         collector.join()
     if proc.returncode != 0:
@@ -80,8 +102,8 @@ def measured(
     return time.perf_counter() - started, peak
 
 
-def tree_pss_mb(root: int) -> float:
-    """The summed PSS of root and its descendants now, in MB (processes gone meanwhile: 0)."""
+def tree_memory(root: int) -> Memory:
+    """The memory of root and its descendants now (processes gone meanwhile count 0)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -91,7 +113,8 @@ def tree_pss_mb(root: int) -> float:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(entry.name))
-    total_kb, todo = 0, [root]
+    kb = {"Pss:": 0, "Rss:": 0}
+    todo = [root]
     while todo:
         pid = todo.pop()
         todo += children.get(pid, [])
@@ -100,9 +123,10 @@ def tree_pss_mb(root: int) -> float:
         except OSError:
             continue
         for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                total_kb += int(line.split()[1])
-    return total_kb / 1024
+            field = line.split(maxsplit=1)[0] if line else ""
+            if field in kb:
+                kb[field] += int(line.split()[1])
+    return Memory(pss=kb["Pss:"] / 1024, rss=kb["Rss:"] / 1024)
 
 
 def median(samples: Sequence[float]) -> float:
