@@ -310,7 +310,7 @@ def test_lists_are_saved_after_an_update_and_not_rewritten_when_unchanged(
 # -- the first apt-get update, in the background ----------------------------------------------
 def fake_apt_get(bin_dir: Path, output: str, status: int) -> None:
     """An apt-get on PATH that prints output and exits with status (the real one runs in every
-    docker bake: tests/integration/test_bake.py)."""
+    docker bake, and fails for real in tests/integration/test_bad_inputs.py)."""
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "apt-get"
     script.write_text(
