@@ -22,11 +22,13 @@ __all__ = [
     "Memory",
     "Sandbox",
     "bench_env",
+    "busy_cpu_seconds",
     "make_sandbox",
     "measured",
     "median",
     "run",
     "timed",
+    "timed_with_cpu",
 ]
 MEMORY_SAMPLE_S = 0.1
 
@@ -127,6 +129,23 @@ def tree_memory(root: int) -> Memory:
             if field in kb:
                 kb[field] += int(line.split()[1])
     return Memory(pss=kb["Pss:"] / 1024, rss=kb["Rss:"] / 1024)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle since boot (every process, including
+    dockerd and the builders' own processes, which are not kiln's children)."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_with_cpu(
+    argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """(wall seconds, busy CPU seconds of the whole machine) of one command."""
+    before = busy_cpu_seconds()
+    seconds = timed(argv, cwd=cwd, env=env)
+    return seconds, busy_cpu_seconds() - before
 
 
 def median(samples: Sequence[float]) -> float:

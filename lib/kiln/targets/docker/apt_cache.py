@@ -1,44 +1,13 @@
-"""kiln's shared apt cache, run inside a docker builder (python3 only: the builder's own Python).
+"""kiln's shared apt cache and package lists, run inside a docker builder by its own python3.
 
-The cache is a named Docker volume mounted at /run/kiln-apt-cache: /run is a tmpfs and volumes are
-never part of `docker commit`, so nothing of it can reach an image. It holds .deb files by content,
-sha256/<hex>.deb. Builders share it, but never apt's own archives directory: apt holds
-/var/cache/apt/archives/lock for a whole install, so two builders sharing that directory fail
-("Could not get lock"). Each builder keeps its own archives directory and apt hooks connect it:
-
-  link     APT::Update::Post-Invoke-Success: after every `apt-get update`, symlink each cached .deb
-           whose SHA256 the fresh (signature-checked) lists name into the archives directory, and
-           only where every list entry of that package file agrees on the hash.
-  verify   DPkg::Pre-Install-Pkgs: before dpkg runs, hash each cached .deb apt is about to install
-           and refuse (apt aborts) unless it is exactly the file its name promises. apt itself only
-           compares the size of a file already in the archives directory, never its hash.
-  publish  DPkg::Post-Invoke: copy the .debs apt downloaded (it checked their hashes) into the
-           cache, atomically (temporary name, then rename).
-
-It also keeps apt's package lists, lists/<apt's file name>, so that `apt-get update` fetches the
-small InRelease files again but no index file whose hash they still give (bookworm's Packages.xz
-alone is 9 MB):
-
-  restore-lists  APT::Update::Pre-Invoke: before an update, copy in the cached lists of each
-                 release whose InRelease gpgv accepts with the builder's trusted keys (see
-                 trusted_keyrings), and of its index files only those whose SHA256 that signed
-                 InRelease names. apt then refreshes them all from the mirror, so lists only
-                 ever appear where an update runs anyway and end up what a download would give.
-  save-lists     APT::Update::Post-Invoke-Success: copy the lists apt has just verified into the
-                 cache, atomically.
-
-The builder's first `apt-get update` runs while Ansible starts and gathers facts (seconds that
-would otherwise be spent one after the other):
-
-  update       started detached (`docker exec -d`) once systemd has booted: `apt-get update`
-               into a log, then its exit status, written atomically.
-  wait-update  the play's first task: waits for that status, shows the log, fails as it failed.
-
-`setup` also writes builder-only apt settings that cannot change what is installed (no
-description translations; dpkg without fsync, as a failed builder is discarded anyway), and moves
-Debian's docker-clean apt configuration (which deletes every .deb after dpkg runs) aside for the
-bake; `finish` publishes once more, removes the hooks, the settings and the links, puts
-docker-clean back, and prints what came from the cache and what was downloaded.
+The cache is a named volume at /run/kiln-apt-cache (under the /run tmpfs: never committed) that
+holds .debs by sha256 and apt's lists by file name. Each builder keeps its own archives directory,
+which apt locks for a whole install; apt hooks installed by `setup` connect the two: `link` and
+`verify` use a cached .deb only where the signature-checked lists give its SHA256 and hash it again
+before dpkg; `publish` adds what apt downloaded; `restore-lists` and `save-lists` keep the index
+files a gpgv-checked InRelease names. `update` runs the first `apt-get update` detached while
+Ansible starts, and `wait-update` (the play's first task) waits for it. `finish` removes every
+trace before the commit. docs/performance.md explains each step and why it is safe.
 """
 
 from __future__ import annotations
@@ -90,10 +59,15 @@ def _stats() -> dict[str, Any]:
         return {"cached": {}, "downloaded": {}, "published": 0, "linked": 0, "lists": {}}
 
 
+def _write_atomically(target: Path, text: str) -> None:
+    """Write so that a reader sees the whole text or none: a temporary name, then a rename."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
 def _save_stats(stats: dict[str, Any]) -> None:
-    tmp = STATE / f".stats.{os.getpid()}"
-    tmp.write_text(json.dumps(stats))
-    os.replace(tmp, STATE / "stats.json")
+    _write_atomically(STATE / "stats.json", json.dumps(stats))
 
 
 def _sha256(path: Path) -> str:
@@ -253,12 +227,12 @@ def signed_text(inrelease: Path) -> bytes | None:
     return done.stdout
 
 
+def _is_cache_link(path: Path) -> bool:
+    return path.is_symlink() and os.readlink(path).startswith(str(_pool_dir()) + "/")
+
+
 def _our_links() -> list[Path]:
-    out = []
-    for entry in ARCHIVES.glob("*.deb"):
-        if entry.is_symlink() and os.readlink(entry).startswith(str(_pool_dir()) + "/"):
-            out.append(entry)
-    return out
+    return [entry for entry in ARCHIVES.glob("*.deb") if _is_cache_link(entry)]
 
 
 def enabled() -> bool:
@@ -336,7 +310,7 @@ def verify(paths: list[str]) -> int:
         path = Path(raw.strip())
         if not raw.strip() or not path.name.endswith(".deb"):
             continue
-        if path.is_symlink() and os.readlink(path).startswith(str(_pool_dir()) + "/"):
+        if _is_cache_link(path):
             expected = Path(os.readlink(path)).name[:-4]
             actual = _sha256(path)
             if actual != expected:
@@ -484,9 +458,7 @@ def update() -> int:
         with (STATE / UPDATE_LOG).open("a", encoding="utf-8") as log:
             log.write(f"kiln could not run apt-get update:\n{traceback.format_exc()}")
     finally:
-        tmp = STATE / f".{UPDATE_STATUS}.{os.getpid()}"
-        tmp.write_text(f"{status}\n")
-        os.replace(tmp, STATE / UPDATE_STATUS)
+        _write_atomically(STATE / UPDATE_STATUS, f"{status}\n")
     return status
 
 
