@@ -173,6 +173,15 @@ def test_statuses_are_checked_and_recorded_with_their_reason(tmp_path: Path) -> 
         registry.set_status("web", 1, "revoked", "CVE-2026-1")
         got = registry.get("web", 1)
         assert got is not None and (got.status, got.status_reason) == ("revoked", "CVE-2026-1")
+        assert got.status is VersionStatus.REVOKED and not got.status.usable
+    # A status written around kiln (another tool, a newer release) is reported when read back.
+    with closing(sqlite3.connect(tmp_path / "r.db")) as conn, conn:
+        conn.execute("UPDATE versions SET status = 'quarantined' WHERE role = 'web'")
+    with (
+        Registry(tmp_path / "r.db") as registry,
+        pytest.raises(RegistryError, match=r"web v1 has unknown status 'quarantined' in"),
+    ):
+        registry.get("web", 1)
 
 
 def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:

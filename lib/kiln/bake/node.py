@@ -34,7 +34,7 @@ from kiln.lint import LintVerdict
 from kiln.model import Base, Project, Role
 from kiln.packer import PackerRun, run_packer
 from kiln.redact import Redactor
-from kiln.registry import Registry, Version
+from kiln.registry import Registry, Version, VersionStatus
 from kiln.render import write_if_changed
 from kiln.targets.base import BakePlan, BakeTarget, secret_vars_file
 
@@ -62,7 +62,7 @@ class NodeBake:
     registry: Registry
     reporter: Reporter
     git_state: Callable[[], GitState]
-    status: str
+    status: VersionStatus
     check_idempotence: bool = False
 
     def bootstrap(self, base: Base, fingerprint: Fingerprint) -> Built:

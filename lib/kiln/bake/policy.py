@@ -34,7 +34,7 @@ class BakePolicy:
             parent = self.registry.get(hit.parent_role, hit.parent_version)
             if parent is None or parent.status == VersionStatus.REVOKED:
                 return None
-        if VersionStatus(hit.status).awaiting_tests and not self.skip_tests:
+        if hit.status.awaiting_tests and not self.skip_tests:
             return None  # its acceptance tests never ran: not ready to stand in for a bake
         return hit if self._artifact_exists(hit) else None
 
@@ -43,7 +43,7 @@ class BakePolicy:
         if self.skip_tests:
             return None
         hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
-        if hit is None or not VersionStatus(hit.status).awaiting_tests:
+        if hit is None or not hit.status.awaiting_tests:
             return None
         return hit if self._artifact_exists(hit) else None
 
@@ -89,7 +89,7 @@ class BakePolicy:
     @staticmethod
     def refuse_unusable_parent(role: Role, parent: Version) -> None:
         """Never bake on a parent whose tests failed or that was revoked."""
-        if not VersionStatus(parent.status).usable:
+        if not parent.status.usable:
             raise Refused(
                 f"refusing to bake {role.name} on {parent.label}: it is {parent.status}"
                 f"{f' ({parent.status_reason})' if parent.status_reason else ''}"

@@ -12,7 +12,7 @@ from kiln.fingerprint import Fingerprint
 from kiln.lint import LintVerdict
 from kiln.model import Base, Role
 from kiln.packer import PackerRun
-from kiln.registry import Artifact, Package, Registry, Version, utc_now
+from kiln.registry import Artifact, Package, Registry, Version, VersionStatus, utc_now
 from kiln.targets.base import MITOGEN_STRATEGY
 
 #: (commit, dirty) of the project's git checkout.
@@ -25,7 +25,7 @@ def base_record(
     fingerprint: Fingerprint,
     *,
     target: str,
-    status: str,
+    status: VersionStatus,
     git: GitState,
     took: float,
     artifact: Artifact,
@@ -58,7 +58,7 @@ def role_record(
     parent: Version,
     *,
     target: str,
-    status: str,
+    status: VersionStatus,
     git: GitState,
     timings: Mapping[str, float],
     took: float,

@@ -61,7 +61,7 @@ def deployable_version(registry: Registry, role: str, channel: str) -> Version:
     version = registry.get(role, number)
     if version is None:
         raise DeployError(f"channel {channel} of {role} points at v{number}, which is not recorded")
-    if not VersionStatus(version.status).deployable:
+    if not version.status.deployable:
         why = f" ({version.status_reason})" if version.status_reason else ""
         raise DeployError(
             f"{version.label} is {version.status}{why}, and only {VersionStatus.TESTED} versions "

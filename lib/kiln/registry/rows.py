@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from kiln.registry.status import VersionStatus
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -35,10 +37,7 @@ class Version:
     fingerprint: str
     parent_role: str | None
     parent_version: int | None
-    #: A VersionStatus value; typed str so that callers may pass the stored string as it is
-    #: (bake/record.py builds versions from a plain str status: typing this VersionStatus needs it
-    #: to pass one).
-    status: str
+    status: VersionStatus
     git_commit: str
     git_dirty: bool
     tools: Mapping[str, str]
@@ -78,6 +77,8 @@ class VersionSummary(NamedTuple):
     fingerprint: str
     parent_role: str | None
     parent_version: int | None
+    #: The stored string: history, gc and outdated read them by the thousand, and
+    #: VersionStatus(...) on each would cost more than their tests (kiln.registry.statuses).
     status: str
     status_reason: str | None
     parent_revoked: bool

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from kiln.errors import RegistryError
 from kiln.registry.connection import Connection
 from kiln.registry.rows import Artifact, Package, Version
-from kiln.registry.status import STATUSES, statuses
+from kiln.registry.status import STATUSES, VersionStatus, statuses
 
 _KNOWN = frozenset(STATUSES)
 #: The statuses find_reusable asks SQL for, from the one rule VersionStatus.reusable.
@@ -178,6 +178,17 @@ def _check_status(status: str) -> None:
         raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
 
 
+def _stored_status(row: sqlite3.Row) -> VersionStatus:
+    try:
+        return VersionStatus(row["status"])
+    except ValueError:
+        raise RegistryError(
+            f"{row['role']} v{row['version']} has unknown status {row['status']!r} in the "
+            f"registry (known: {', '.join(STATUSES)}): this kiln did not write it; restore the "
+            "registry from a backup, or use the kiln release that wrote it"
+        ) from None
+
+
 def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
     return Version(
         role=row["role"],
@@ -187,7 +198,7 @@ def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
         fingerprint=row["fingerprint"],
         parent_role=row["parent_role"],
         parent_version=row["parent_version"],
-        status=row["status"],
+        status=_stored_status(row),
         git_commit=row["git_commit"],
         git_dirty=bool(row["git_dirty"]),
         tools=json.loads(row["tools"]),
