@@ -3,7 +3,8 @@
 It statically audits every Ansible task a bake would run before any builder starts, and it
 checks the environment and inventory handed to ansible-playbook.
 
-- findings: the rules, Finding, TaskException, AuditReport and raise_for_findings
+- rule: the rules (name, description, severity, whether an exception may allow it)
+- findings: Finding, TaskException, AuditReport and raise_for_findings
 - auditor: audit_roles, audit_playbook and the walk through roles and their files
 - plays: the walk through the plays, blocks, tasks and includes of one file
 - rules, control_host: the checks each play and task must pass
@@ -26,10 +27,10 @@ from kiln.guard.findings import (
     AuditReport,
     ExceptionLike,
     Finding,
-    Severity,
     TaskException,
     raise_for_findings,
 )
+from kiln.guard.rule import Rule, Severity
 
 __all__ = [
     "DEFAULT_BUILDER_GROUP",
@@ -38,6 +39,7 @@ __all__ = [
     "AuditReport",
     "ExceptionLike",
     "Finding",
+    "Rule",
     "SafeEnvironment",
     "Severity",
     "TaskException",

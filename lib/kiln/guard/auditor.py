@@ -19,6 +19,7 @@ from kiln.guard.findings import (
     _Where,
 )
 from kiln.guard.plays import _Plays
+from kiln.guard.rule import Rule
 from kiln.guard.rules import _Ctx, _Rules
 from kiln.guard.yaml_lines import _item_line, _line_of, _load_file, _Unreadable
 
@@ -155,7 +156,7 @@ class _Auditor:
             assert origin is not None  # audit_roles checked the top-level names
             self._rec.add(
                 origin,
-                "unknown-role",
+                Rule.UNKNOWN_ROLE,
                 f"role {name!r} is in no roles path and no installed collection, so kiln "
                 "cannot audit it: vendor it, or list it in requirements.yml (`invoke deps`)",
             )
@@ -174,7 +175,9 @@ class _Auditor:
                 continue
             found = _find_file(role_dir / kind, stem)
             if found is None and origin is not None:
-                self._rec.add(origin, "missing-include", f"{kind}/{stem} does not exist in {name}")
+                self._rec.add(
+                    origin, Rule.MISSING_INCLUDE, f"{kind}/{stem} does not exist in {name}"
+                )
             elif found is not None:
                 self.task_file(found, ctx)
 
@@ -189,21 +192,21 @@ class _Auditor:
             return
         top = _Where(file, _line_of(data) or 1, "", ctx.role)
         if not isinstance(data, dict):
-            self._rec.add(top, "yaml-error", "meta/main.yml should be a mapping")
+            self._rec.add(top, Rule.YAML_ERROR, "meta/main.yml should be a mapping")
             return
         deps = data.get("dependencies") or []
         if not isinstance(deps, list):
-            self._rec.add(top, "yaml-error", "dependencies in meta/main.yml should be a list")
+            self._rec.add(top, Rule.YAML_ERROR, "dependencies in meta/main.yml should be a list")
             return
         for i, dep in enumerate(deps):
             name = dependency_name(dep)
             where = _Where(file, _item_line(deps, i), f"dependency {name}", ctx.role)
             if not isinstance(name, str) or not name.strip():
-                self._rec.add(where, "yaml-error", "a dependency needs a role name")
+                self._rec.add(where, Rule.YAML_ERROR, "a dependency needs a role name")
             elif _TEMPLATED_RE.search(name):
                 self._rec.add(
                     where,
-                    "dynamic-include",
+                    Rule.DYNAMIC_INCLUDE,
                     f"dependency {name!r} is templated, so kiln cannot audit it: name the role",
                 )
             else:
@@ -235,7 +238,7 @@ class _Auditor:
             return None
         if not isinstance(data, list):
             where = _Where(file, _line_of(data) or 1, "", ctx.role)
-            self._rec.add(where, "yaml-error", not_a_list)
+            self._rec.add(where, Rule.YAML_ERROR, not_a_list)
             return None
         return data
 
@@ -253,7 +256,7 @@ class _Auditor:
                 self._plays.play(play, path, ctx)
             else:
                 where = _Where(self._rec.display(path), _item_line(plays, i), "", ctx.role)
-                self._rec.add(where, "yaml-error", "each play should be a mapping")
+                self._rec.add(where, Rule.YAML_ERROR, "each play should be a mapping")
 
 
 def _content(roles: Path | AnsibleContent) -> AnsibleContent:

@@ -9,6 +9,7 @@ from typing import Any
 
 from kiln.guard.arguments import _JINJA_RE, _TEMPLATED_RE
 from kiln.guard.findings import _Recorder, _Where
+from kiln.guard.rule import Rule
 
 # Modules that only read, or whose effect is checked by a rule of its own, may run locally.
 _LOCAL_READ_ONLY = frozenset(
@@ -78,7 +79,7 @@ class _ControlHost:
         if short in _LOCAL_COMMANDS:
             self._rec.add(
                 where,
-                "local-write",
+                Rule.LOCAL_WRITE,
                 f"runs {module} on the control host, where kiln cannot contain it: "
                 "run it on the builder (drop delegate_to/local_action)",
             )
@@ -87,7 +88,7 @@ class _ControlHost:
         else:
             self._rec.add(
                 where,
-                "local-write",
+                Rule.LOCAL_WRITE,
                 f"runs {module or 'an unknown module'} on the control host; only read-only "
                 "modules and file writes inside the work directory may run there: "
                 "run it on the builder",
@@ -104,12 +105,14 @@ class _ControlHost:
         )
         if not paths and module not in _WRITES_NOTHING_WITHOUT_PATH:
             self._rec.add(
-                where, "local-write", f"{what} without a {'/'.join(keys)} to check: {fix}"
+                where, Rule.LOCAL_WRITE, f"{what} without a {'/'.join(keys)} to check: {fix}"
             )
         for key, value in paths:
             problem = self._outside_work_dir(value)
             if problem:
-                self._rec.add(where, "local-write", f"{what} and {key} {value!r} {problem}: {fix}")
+                self._rec.add(
+                    where, Rule.LOCAL_WRITE, f"{what} and {key} {value!r} {problem}: {fix}"
+                )
 
     def _outside_work_dir(self, value: object) -> str | None:
         if not isinstance(value, str):
@@ -131,7 +134,7 @@ class _ControlHost:
             if isinstance(value, str) and _is_remote_path(value):
                 self._rec.add(
                     where,
-                    "remote-sync",
+                    Rule.REMOTE_SYNC,
                     f"synchronize {key} {value!r} names another host: sync only between "
                     "the control host's work directory and the builder",
                 )

@@ -4,39 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from kiln.errors import DefinitionError, GuardError
+from kiln.guard.rule import Rule, Severity
 
-RULES: Mapping[str, str] = {
-    "delegate-to": "a task is delegated to a host other than localhost",
-    "local-write": "a task on the control host runs a command or writes outside the work directory",
-    "add-host": "add_host puts a new host in the inventory",
-    "group-by": "group_by builds groups of hosts at run time",
-    "play-hosts": "a play targets hosts other than all or the builder group",
-    "prod-url": "a task names a production host (URL, host argument or command)",
-    "remote-sync": "synchronize copies to or from another host",
-    "connection-var": "a task or play sets ansible_host or another connection variable",
-    "unknown-role": "a role is not under the roles path, so kiln cannot audit it",
-    "yaml-error": "a file is not valid YAML, or not the shape Ansible expects",
-    "not-utf8": "a file is not valid UTF-8",
-    "secret-no-log": "a task uses a secret variable without no_log: true",
-    "dynamic-include": "an included file or role name is templated",
-    "missing-include": "an included task file does not exist",
-    "unused-exception": "an exception allowed no finding",
-}
-_WARNING_RULES = frozenset(
-    {"secret-no-log", "dynamic-include", "missing-include", "unused-exception"}
-)
-# A file kiln could not read was not audited at all, so no reason can make it safe.
-_NOT_EXCEPTABLE = frozenset({"yaml-error", "not-utf8", "unused-exception"})
-
-
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
+#: Each rule's name and what it catches (Rule owns them; this is the plain mapping).
+RULES: Mapping[str, str] = {rule.value: rule.description for rule in Rule}
 
 
 @dataclass(frozen=True)
@@ -45,15 +20,18 @@ class Finding:
 
     file: str
     line: int | None
-    rule: str
+    rule: Rule
     task: str
     message: str
     ansible_role: str = ""
     reason: str | None = None  # set when a TaskException allows the finding
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule", Rule(self.rule))  # a rule's plain name is accepted too
+
     @property
     def severity(self) -> Severity:
-        return Severity.WARNING if self.rule in _WARNING_RULES else Severity.ERROR
+        return self.rule.severity
 
     @property
     def allowed(self) -> bool:
@@ -115,8 +93,8 @@ def _validate_exception(exc: ExceptionLike) -> None:
     where = f"the exception for task {exc.task!r} of Ansible role {exc.ansible_role!r}"
     if not exc.ansible_role.strip() or not exc.task.strip():
         raise DefinitionError(f"{where} needs both an Ansible role and a task name")
-    if exc.rule not in RULES or exc.rule in _NOT_EXCEPTABLE:
-        allowed = ", ".join(r for r in RULES if r not in _NOT_EXCEPTABLE)
+    if exc.rule not in RULES or not Rule(exc.rule).exceptable:
+        allowed = ", ".join(rule for rule in Rule if rule.exceptable)
         raise DefinitionError(f"{where} names rule {exc.rule!r}; rules it can allow: {allowed}")
     if not exc.reason.strip():
         raise DefinitionError(f"{where} needs a reason: say why the task is safe")
@@ -193,7 +171,7 @@ def raise_for_findings(report: AuditReport, role_name: str) -> None:
         "that could reach a host other than the builder:"
     ]
     lines += [f"  {finding}" for finding in errors]
-    example = next((f for f in errors if f.rule not in _NOT_EXCEPTABLE and f.ansible_role), None)
+    example = next((f for f in errors if f.rule.exceptable and f.ansible_role), None)
     if example is None:
         lines.append(
             "Fix the files above: kiln could not audit them, so no exception can allow them."
@@ -202,7 +180,7 @@ def raise_for_findings(report: AuditReport, role_name: str) -> None:
         lines.append(
             "If a task is safe, allow it in the role definition with a reason, for example "
             f"TaskException(ansible_role={example.ansible_role!r}, task={example.task!r}, "
-            f"rule={example.rule!r}, reason='why this cannot reach another host')."
+            f"rule={example.rule.value!r}, reason='why this cannot reach another host')."
         )
     raise GuardError("\n".join(lines))
 
@@ -227,7 +205,7 @@ class _Recorder:
         self._roots = tuple(roots)
         self.findings: list[Finding] = []
 
-    def add(self, where: _Where, rule: str, message: str) -> None:
+    def add(self, where: _Where, rule: Rule, message: str) -> None:
         self.findings.append(Finding(where.file, where.line, rule, where.task, message, where.role))
 
     def display(self, path: Path) -> str:
@@ -260,7 +238,7 @@ def _unused_exception(exc: ExceptionLike, where: str) -> Finding:
     return Finding(
         where,
         None,
-        "unused-exception",
+        Rule.UNUSED_EXCEPTION,
         exc.task,
         f"the exception for rule {exc.rule} matched no task named {exc.task!r} in "
         f"Ansible role {exc.ansible_role}: remove it, or fix the task name",

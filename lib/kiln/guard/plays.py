@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from kiln.guard.arguments import _TEMPLATED_RE, _module_and_args
 from kiln.guard.findings import _Recorder, _Where
+from kiln.guard.rule import Rule
 from kiln.guard.rules import _Ctx, _Rules
 from kiln.guard.yaml_lines import _item_line, _line_of
 
@@ -51,16 +52,16 @@ class _Plays:
             if isinstance(tasks, list):
                 self.task_list(tasks, path, play_ctx)
             elif tasks is not None:
-                self._rec.add(where, "yaml-error", f"{key} should be a list of tasks")
+                self._rec.add(where, Rule.YAML_ERROR, f"{key} should be a list of tasks")
         self._play_roles(play.get("roles") or [], where, ctx)
 
     def _import_playbook(self, target: object, path: Path, where: _Where, ctx: _Ctx) -> None:
         if not isinstance(target, str) or not target.strip():
-            self._rec.add(where, "yaml-error", "import_playbook needs a file name")
+            self._rec.add(where, Rule.YAML_ERROR, "import_playbook needs a file name")
         elif _TEMPLATED_RE.search(target):
             self._rec.add(
                 where,
-                "dynamic-include",
+                Rule.DYNAMIC_INCLUDE,
                 f"import_playbook {target!r} is templated, so kiln cannot audit it",
             )
         else:
@@ -68,21 +69,21 @@ class _Plays:
             if imported.is_file():
                 self._files.playbook_file(imported, ctx)
             else:
-                self._rec.add(where, "missing-include", f"playbook {target!r} does not exist")
+                self._rec.add(where, Rule.MISSING_INCLUDE, f"playbook {target!r} does not exist")
 
     def _play_roles(self, roles: object, where: _Where, ctx: _Ctx) -> None:
         if not isinstance(roles, list):
-            self._rec.add(where, "yaml-error", "roles should be a list")
+            self._rec.add(where, Rule.YAML_ERROR, "roles should be a list")
             return
         for i, entry in enumerate(roles):
             role_name = entry.get("role", entry.get("name")) if isinstance(entry, dict) else entry
             role_where = _Where(where.file, _item_line(roles, i), where.task, ctx.role)
             if not isinstance(role_name, str) or not role_name.strip():
-                self._rec.add(role_where, "yaml-error", "a play's role needs a name")
+                self._rec.add(role_where, Rule.YAML_ERROR, "a play's role needs a name")
             elif _TEMPLATED_RE.search(role_name):
                 self._rec.add(
                     role_where,
-                    "dynamic-include",
+                    Rule.DYNAMIC_INCLUDE,
                     f"role {role_name!r} is templated, so kiln cannot audit it: name the role",
                 )
             else:
@@ -92,7 +93,7 @@ class _Plays:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 where = _Where(self._rec.display(path), _item_line(items, i), "", ctx.role)
-                self._rec.add(where, "yaml-error", "each task should be a mapping")
+                self._rec.add(where, Rule.YAML_ERROR, "each task should be a mapping")
             elif "hosts" in item or "import_playbook" in item:
                 self.play(item, path, ctx)  # a play where a task was expected
             else:
@@ -122,14 +123,14 @@ class _Plays:
             if isinstance(tasks, list):
                 self.task_list(tasks, path, inner)
             elif tasks is not None:
-                self._rec.add(where, "yaml-error", f"{key} should be a list of tasks")
+                self._rec.add(where, Rule.YAML_ERROR, f"{key} should be a list of tasks")
 
     def _include_tasks(self, args: Mapping[Any, Any], path: Path, where: _Where, run: _Ctx) -> None:
         target = args.get("file", args.get("_raw_params"))
         apply = args.get("apply")
         ctx = self._rules.keywords(apply, where, run) if isinstance(apply, Mapping) else run
         if not isinstance(target, str) or not target.strip():
-            self._rec.add(where, "yaml-error", "the include needs a file name")
+            self._rec.add(where, Rule.YAML_ERROR, "the include needs a file name")
             return
         target = target.strip()
         if _TEMPLATED_RE.search(target):
@@ -140,7 +141,9 @@ class _Plays:
             candidates += [ctx.role_dir / "tasks" / target, ctx.role_dir / "handlers" / target]
         found = next((c.resolve() for c in candidates if c.is_file()), None)
         if found is None:
-            self._rec.add(where, "missing-include", f"the included file {target!r} does not exist")
+            self._rec.add(
+                where, Rule.MISSING_INCLUDE, f"the included file {target!r} does not exist"
+            )
         else:
             self._files.task_file(found, ctx)
 
@@ -149,7 +152,7 @@ class _Plays:
         fallback = ctx.role_dir is not None and (ctx.role_dir / "tasks").is_dir()
         self._rec.add(
             where,
-            "dynamic-include",
+            Rule.DYNAMIC_INCLUDE,
             f"the included file {target!r} is templated, so kiln cannot tell which one runs"
             + ("; it audited every file under tasks/ instead" if fallback else "")
             + ": prefer a static file name",
@@ -162,13 +165,13 @@ class _Plays:
     def _include_role(self, args: Mapping[Any, Any], where: _Where) -> None:
         name = args.get("name", args.get("_raw_params"))
         if not isinstance(name, str) or not name.strip():
-            self._rec.add(where, "yaml-error", "include_role needs a role name")
+            self._rec.add(where, Rule.YAML_ERROR, "include_role needs a role name")
             return
         parts = [name] + [args.get(k) for k in ("tasks_from", "handlers_from")]
         if any(isinstance(p, str) and _TEMPLATED_RE.search(p) for p in parts):
             self._rec.add(
                 where,
-                "dynamic-include",
+                Rule.DYNAMIC_INCLUDE,
                 f"the included role {name!r} (or its tasks_from) is templated, so kiln cannot "
                 "audit it: name the role and file",
             )

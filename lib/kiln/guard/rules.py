@@ -13,6 +13,7 @@ from kiln.errors import DefinitionError
 from kiln.guard.arguments import _JINJA_RE, _TEMPLATED_RE, _strings, _truthy
 from kiln.guard.control_host import _ControlHost
 from kiln.guard.findings import _Recorder, _Where
+from kiln.guard.rule import Rule
 
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _SELF_RE = re.compile(r"\{\{\s*inventory_hostname\s*\}\}")
@@ -66,7 +67,7 @@ class _Rules:
         if bad:
             self._rec.add(
                 where,
-                "play-hosts",
+                Rule.PLAY_HOSTS,
                 f"the play targets {', '.join(bad)}; a bake may only target 'all' or the "
                 f"builder group {self._group!r}: set hosts: {self._group}",
             )
@@ -102,7 +103,7 @@ class _Rules:
                 continue
             self._rec.add(
                 where,
-                "connection-var",
+                Rule.CONNECTION_VAR,
                 f"vars sets {var}: {value!r}, which points Ansible at another machine: "
                 "remove it, the inventory already reaches the builder",
             )
@@ -122,14 +123,14 @@ class _Rules:
         if sync:
             self._rec.add(
                 where,
-                "remote-sync",
+                Rule.REMOTE_SYNC,
                 f"synchronize with delegate_to {target!r} {why}, copying between "
                 "that host and the builder: sync from the control host instead",
             )
         else:
             self._rec.add(
                 where,
-                "delegate-to",
+                Rule.DELEGATE_TO,
                 f"delegate_to {target!r} {why}; only the builder may be touched: "
                 "remove delegate_to (localhost is allowed for steps that stay in the "
                 "work directory)",
@@ -156,14 +157,14 @@ class _Rules:
         if short == "add_host":
             self._rec.add(
                 where,
-                "add-host",
+                Rule.ADD_HOST,
                 "add_host puts a new host in the inventory, so later tasks could reach it: "
                 "remove the task, the bake only configures the builder",
             )
         elif short == "group_by":
             self._rec.add(
                 where,
-                "group-by",
+                Rule.GROUP_BY,
                 "group_by builds host groups at run time, so plays could reach other hosts: "
                 f"target the builder group {self._group!r} instead",
             )
@@ -171,7 +172,7 @@ class _Rules:
             for var in sorted(_CONNECTION_VARS & {k for k in args if isinstance(k, str)}):
                 self._rec.add(
                     where,
-                    "connection-var",
+                    Rule.CONNECTION_VAR,
                     f"set_fact sets {var}, which points every later task at another machine: "
                     "remove it, the inventory already reaches the builder",
                 )
@@ -197,7 +198,7 @@ class _Rules:
             listed = "" if host == entry else f" (under {entry})"
             self._rec.add(
                 where,
-                "prod-url",
+                Rule.PROD_URL,
                 f"reaches production host {host}{listed}; bake-time tasks may only touch the "
                 "builder: use a non-production mirror or bake the file into the role",
             )
@@ -217,7 +218,7 @@ class _Rules:
         if used:
             self._rec.add(
                 where,
-                "secret-no-log",
+                Rule.SECRET_NO_LOG,
                 f"uses secret {', '.join(used)} without no_log: true, so its value can reach "
                 "the bake log: add no_log: true to the task",
             )

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from kiln.guard.rule import Rule
+
 
 class _Map(dict[Any, Any]):
     """A YAML mapping that remembers the 1-based line it starts on."""
@@ -68,7 +70,7 @@ def _item_line(items: list[Any], index: int) -> int | None:
 class _Unreadable(NamedTuple):
     """Why a file could not be loaded: the rule it breaks, the line at fault and the message."""
 
-    rule: str
+    rule: Rule
     line: int | None
     message: str
 
@@ -78,13 +80,13 @@ def _load_file(path: Path) -> Any | _Unreadable:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return _Unreadable("yaml-error", None, f"cannot be read: {exc}")
+        return _Unreadable(Rule.YAML_ERROR, None, f"cannot be read: {exc}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad_line = raw[: exc.start].count(b"\n") + 1
         return _Unreadable(
-            "not-utf8",
+            Rule.NOT_UTF8,
             bad_line,
             f"byte 0x{raw[exc.start]:02x} on line {bad_line} is not UTF-8, so kiln cannot "
             "audit this file: save it as UTF-8",
@@ -101,7 +103,7 @@ def _load_file(path: Path) -> Any | _Unreadable:
         elif isinstance(exc, yaml.reader.ReaderError):
             line = text[: exc.position].count("\n") + 1
         return _Unreadable(
-            "yaml-error",
+            Rule.YAML_ERROR,
             line,
             f"is not valid YAML ({problem}), so kiln cannot audit it: fix the syntax",
         )
