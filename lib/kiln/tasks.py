@@ -9,7 +9,6 @@ parses its arguments, calls one library function, prints, and turns a KilnError 
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import traceback
@@ -17,12 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from invoke.collection import Collection
-from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.program import Program
 
 from kiln.errors import KilnError
 from kiln.model import Project
@@ -38,7 +35,10 @@ def project() -> Project:
 
 
 def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    """tasks.py defines roles as invoke loads it, outside any task: its errors get one line too."""
+    """tasks.py defines roles as invoke loads it, outside any task: its errors get one line too.
+
+    Installed when tasks.py imports this module and put back by collection(), the last line of
+    tasks.py: it only covers the loading of the definitions, never a program that imports kiln."""
     if not isinstance(exc, KilnError):
         _previous_excepthook(kind, exc, tb)
         return
@@ -84,31 +84,27 @@ def _task_modules() -> tuple[ModuleType, ...]:
 def collection(proj: Project) -> Collection:
     """The Invoke collection for proj; tasks.py sets ``ns = collection(project)``."""
     _state["project"] = proj
+    if sys.excepthook is _excepthook:  # the definitions loaded: tasks report through cli()
+        sys.excepthook = _previous_excepthook
     ns = Collection()
     for module in _task_modules():
         for item in module.TASKS:  # flat: each task keeps its own top-level name
             ns.add_task(item)
-    for name in ns.task_names:
-        _answer_help_in_positionals(ns, name)
+    _let_help_follow_a_task(ns, sys.argv[1:])
     return ns
 
 
 _HELP_WORDS = frozenset({"--help", "-h"})
 
 
-def _answer_help_in_positionals(ns: Collection, name: str) -> None:
-    """`invoke show --help`: invoke hands `--help` to a task's missing positional as its value,
-    so the task itself answers with invoke's own help for it instead of reading it as a role."""
-    item = ns[name]
-    body = getattr(item.body, "__wrapped__", item.body)
+def _let_help_follow_a_task(ns: Collection, argv: list[str]) -> None:
+    """`invoke promote --help` shows promote's help, as `invoke --help promote` does.
 
-    @functools.wraps(body)
-    def answer_help_first(c: Context, *args: Any, **kwargs: Any) -> Any:
-        given = [*args, *(kwargs.get(arg) for arg in item.positional)]
-        if any(isinstance(value, str) and value in _HELP_WORDS for value in given):
-            Program(namespace=ns, binary="invoke").run(["invoke", "--help", name], exit=False)
-            return None
-        return body(c, *args, **kwargs)
-
-    if item.positional:
-        item.body = answer_help_first
+    Invoke hands `--help` after a task to the task's first missing positional as its value (so
+    `show` would look up a role named "--help", and `promote`, missing its second positional,
+    fails to parse). When this command line asks for a task's help, that task's positionals
+    become plain flags for this one run, and invoke reads `--help` as its own help flag."""
+    for index, word in enumerate(argv[:-1]):
+        if word in ns.task_names and argv[index + 1] in _HELP_WORDS:
+            ns[word].positional = []
+            return

@@ -48,16 +48,51 @@ def test_the_json_flag_is_dash_j_on_every_task(name: str) -> None:
         assert flags["json"] == {"json", "j"}, f"task {name}: JSON is {sorted(flags['json'])}"
 
 
-@pytest.mark.parametrize("name", ["show", "bake", "history"])
-def test_help_after_a_task_with_a_positional_is_its_help_not_a_role(name: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", name, "--help"],
+def _invoke(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *argv],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
+
+
+# show and history have one positional, promote and deploy two, diff three; bake has none.
+@pytest.mark.parametrize("name", ["show", "bake", "history", "promote", "deploy", "diff"])
+@pytest.mark.parametrize("word", ["--help", "-h"])
+def test_help_after_a_task_is_its_help_not_a_positional(name: str, word: str) -> None:
+    proc = _invoke(name, word)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"Usage: invoke [--core-opts] {name} [--options]")
-    assert "Options:" in proc.stdout and "role" not in proc.stderr
+    assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} [--options]")
+    assert "Options:" in proc.stdout and proc.stderr == ""
+    assert proc.stdout == _invoke("--help", name).stdout
+
+
+def test_without_help_a_task_still_wants_its_positionals() -> None:
+    # Only a command line that asks for help turns the positionals into flags.
+    proc = _invoke("show")
+    assert proc.returncode != 0
+    assert "'show' did not receive required positional arguments: 'role'" in proc.stderr
+
+
+def test_the_one_line_error_hook_covers_only_the_loading_of_the_definitions(
+    tmp_path: Path,
+) -> None:
+    # In a fresh interpreter: the hook is process-wide, so a test must not change its own.
+    script = """
+import sys
+from pathlib import Path
+before = sys.excepthook
+import kiln.tasks
+from kiln import Project
+assert sys.excepthook is not before, "no hook while tasks.py defines its roles"
+kiln.tasks.collection(Project(Path(sys.argv[1])))
+assert sys.excepthook is before, "the hook outlived the definitions"
+print("ok")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
