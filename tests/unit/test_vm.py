@@ -108,6 +108,7 @@ def test_template_provisioners(rendered: str) -> None:
     env = ansible["ansible_env_vars"]
     assert "ANSIBLE_PIPELINING=True" in env
     assert "ANSIBLE_SSH_RETRIES=5" in env
+    assert "ANSIBLE_TIMEOUT=120" in env  # Mitogen connects to a VM under TCG within it
     assert "ANSIBLE_ROLES_PATH=roles:.kiln/galaxy/roles" in env
 
 

@@ -40,6 +40,8 @@ SEAL_COMMAND = (
     "rm -rf /root/.ansible /tmp/kiln-packages.tsv; apt-get clean; rm -rf /var/lib/apt/lists/*; "
     "fstrim -av || true; sync; poweroff'"
 )
+#: Seconds Ansible (and Mitogen) may take to connect to the VM builder (Ansible's default: 10).
+CONNECT_TIMEOUT_S = 120
 QEMU_ARGS = (
     ("-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"),
     ("-serial", "file:${var.serial_log}"),
@@ -111,6 +113,9 @@ class QemuTarget(BakeTarget):
             "ansible_env_vars": [
                 *ansible_env_vars(plan),
                 "ANSIBLE_SSH_RETRIES=5",
+                # Mitogen's whole connection setup (SSH, sudo, python3 in the guest) must fit in
+                # this, and it ignores SSH retries: under TCG on a busy host 10 s is too short.
+                f"ANSIBLE_TIMEOUT={CONNECT_TIMEOUT_S}",
                 "ANSIBLE_HOST_KEY_CHECKING=False",
             ],
             "manifest_command": MANIFEST_COMMAND,
