@@ -6,7 +6,7 @@ import sqlite3
 
 from kiln.registry.audit import utc_now
 from kiln.registry.connection import Connection
-from kiln.registry.rows import ChannelEntry, ChannelLogEntry
+from kiln.registry.rows import ChannelEntry, ChannelLogEntry, from_row
 
 
 class Channels(Connection):
@@ -34,21 +34,7 @@ class Channels(Connection):
             " ORDER BY id DESC",
             (role, channel, channel),
         )
-        return [
-            ChannelLogEntry(
-                id=r["id"],
-                role=r["role"],
-                channel=r["channel"],
-                from_version=r["from_version"],
-                to_version=r["to_version"],
-                action=r["action"],
-                actor=r["actor"],
-                reason=r["reason"],
-                forced=bool(r["forced"]),
-                at=r["at"],
-            )
-            for r in rows
-        ]
+        return [from_row(ChannelLogEntry, r, forced=bool(r["forced"])) for r in rows]
 
     def channel_entries(self, role: str | None = None) -> list[ChannelEntry]:
         """Channels (of role, or of all roles) with the version they point at and since when."""
@@ -56,7 +42,7 @@ class Channels(Connection):
             rows = self._query("SELECT * FROM channels ORDER BY role, channel")
         else:
             rows = self._query("SELECT * FROM channels WHERE role = ? ORDER BY channel", (role,))
-        return [ChannelEntry(r["role"], r["channel"], r["version"], r["updated_at"]) for r in rows]
+        return [from_row(ChannelEntry, r) for r in rows]
 
 
 def write_channel(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kiln.registry.audit import utc_now
-from kiln.registry.rows import Deployment, Event, TestRun
+from kiln.registry.rows import Deployment, Event, TestRun, from_row
 from kiln.registry.versions import Versions, write_status
 
 
@@ -44,20 +44,7 @@ class Records(Versions):
             "SELECT * FROM test_runs WHERE role = ? AND (? IS NULL OR version = ?) ORDER BY id",
             (role, version, version),
         )
-        return [
-            TestRun(
-                id=r["id"],
-                role=r["role"],
-                version=r["version"],
-                suite=r["suite"],
-                passed=bool(r["passed"]),
-                summary=r["summary"],
-                output=r["output"],
-                started_at=r["started_at"],
-                duration_s=r["duration_s"],
-            )
-            for r in rows
-        ]
+        return [from_row(TestRun, r, passed=bool(r["passed"])) for r in rows]
 
     def record_deployment(
         self,
@@ -100,23 +87,7 @@ class Records(Versions):
             "SELECT * FROM deployments WHERE (? IS NULL OR role = ?) ORDER BY id DESC",
             (role, role),
         )
-        return [
-            Deployment(
-                id=r["id"],
-                deployment=r["deployment"],
-                role=r["role"],
-                version=r["version"],
-                channel=r["channel"],
-                strategy=r["strategy"],
-                replicas=r["replicas"],
-                result=r["result"],
-                detail=r["detail"],
-                actor=r["actor"],
-                started_at=r["started_at"],
-                duration_s=r["duration_s"],
-            )
-            for r in rows
-        ]
+        return [from_row(Deployment, r) for r in rows]
 
     def log_event(
         self, role: str, version: int | None, kind: str, detail: Mapping[str, Any], actor: str
@@ -128,18 +99,7 @@ class Records(Versions):
     def events(self, role: str) -> list[Event]:
         """The audit events of role, newest first, their detail decoded from JSON."""
         rows = self._query("SELECT * FROM events WHERE role = ? ORDER BY id DESC", (role,))
-        return [
-            Event(
-                r["id"],
-                r["role"],
-                r["version"],
-                r["kind"],
-                json.loads(r["detail"]),
-                r["actor"],
-                r["at"],
-            )
-            for r in rows
-        ]
+        return [from_row(Event, r, detail=json.loads(r["detail"])) for r in rows]
 
 
 def write_event(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from kiln.registry.status import VersionStatus
 
@@ -187,6 +187,27 @@ class Deployment:
     def as_dict(self) -> dict[str, Any]:
         """The row as `history --json` has always printed it: its columns, in table order."""
         return _fields(self)
+
+
+_Row = TypeVar("_Row")
+
+
+class Columns(Protocol):
+    """A database row read by column name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def from_row(cls: type[_Row], row: Columns, **converted: Any) -> _Row:
+    """A row dataclass from a database row: each field from the column of its name, except the
+    fields given here already converted (JSON decoded, 0 or 1 as a bool, a renamed column)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:  # once per class: history and gc read rows by the thousand
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: converted[name] if name in converted else row[name] for name in names})
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _fields(row: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from kiln.errors import RegistryError
 from kiln.registry.connection import Connection
-from kiln.registry.rows import Artifact, Package, Version
+from kiln.registry.rows import Artifact, Package, Version, from_row
 from kiln.registry.status import STATUSES, VersionStatus, statuses
 
 _KNOWN = frozenset(STATUSES)
@@ -135,7 +135,7 @@ class Versions(Connection):
             " ORDER BY name, arch",
             (role, version),
         )
-        return [Package(r["name"], r["pkg_version"], r["arch"]) for r in rows]
+        return [from_row(Package, r, version=r["pkg_version"]) for r in rows]
 
     def _with_artifacts(self, rows: list[sqlite3.Row]) -> list[Version]:
         if not rows:
@@ -149,16 +149,7 @@ class Versions(Connection):
             " AND version BETWEEN ? AND ? ORDER BY target",
             (*roles, lo, hi),
         ):
-            artifacts.setdefault((a["role"], a["version"]), []).append(
-                Artifact(
-                    a["target"],
-                    a["ref"],
-                    a["image_id"],
-                    a["sha256"],
-                    a["size_bytes"],
-                    a["deleted_at"],
-                )
-            )
+            artifacts.setdefault((a["role"], a["version"]), []).append(from_row(Artifact, a))
         return [_version(r, tuple(artifacts.get((r["role"], r["version"]), ()))) for r in rows]
 
 
@@ -190,23 +181,14 @@ def _stored_status(row: sqlite3.Row) -> VersionStatus:
 
 
 def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
-    return Version(
-        role=row["role"],
-        version=row["version"],
-        kind=row["kind"],
-        target=row["target"],
-        fingerprint=row["fingerprint"],
-        parent_role=row["parent_role"],
-        parent_version=row["parent_version"],
+    return from_row(
+        Version,
+        row,
         status=_stored_status(row),
-        git_commit=row["git_commit"],
         git_dirty=bool(row["git_dirty"]),
         tools=json.loads(row["tools"]),
         inputs=json.loads(row["inputs"]),
         timings=json.loads(row["timings"]),
-        bake_seconds=row["bake_seconds"],
-        created_at=row["created_at"],
         artifacts=artifacts,
-        status_reason=row["status_reason"],
         parent_revoked=bool(row["parent_revoked"]),
     )
