@@ -26,6 +26,7 @@ __all__ = [
     "make_sandbox",
     "measured",
     "median",
+    "print_ratio",
     "run",
     "timed",
     "timed_with_cpu",
@@ -146,6 +147,19 @@ def timed_with_cpu(
     before = busy_cpu_seconds()
     seconds = timed(argv, cwd=cwd, env=env)
     return seconds, busy_cpu_seconds() - before
+
+
+def print_ratio(kiln_s: Sequence[float], packer_s: Sequence[float], target: float) -> None:
+    """Medians of alternated kiln and hand-written Packer runs, and their ratio both ways: of the
+    medians, and the median of the run pairs (each kiln run and the packer run right after it saw
+    about the same load, so their ratio is steadier when other work comes and goes)."""
+    a, b = median(kiln_s), median(packer_s)
+    pairs = median([k / p for k, p in zip(kiln_s, packer_s, strict=True)])
+    print(f"median of {len(kiln_s)}: kiln {a:.1f} s, hand-written packer {b:.1f} s")
+    print(
+        f"ratio kiln / packer: {a / b:.2f} of the medians, {pairs:.2f} median of the run pairs "
+        f"(target <= {target}: {'met' if max(a / b, pairs) <= target else 'missed'})"
+    )
 
 
 def median(samples: Sequence[float]) -> float:

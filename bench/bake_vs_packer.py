@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Sandbox, bench_env, load, make_sandbox, median, run, timed
+from _common import Sandbox, bench_env, load, make_sandbox, print_ratio, run, timed
 
 TARGET_RATIO = 0.50
 INVOKE = [sys.executable, "-m", "invoke"]
@@ -151,15 +151,7 @@ def main() -> int:
             print(f"run {index + 1}: kiln {kiln_s[-1]:.1f} s ({load()})", flush=True)
             packer_s.append(timed(bench.packer, cwd=bench.hand, env=bench.packer_env))
             print(f"run {index + 1}: packer {packer_s[-1]:.1f} s ({load()})", flush=True)
-    a, b = median(kiln_s), median(packer_s)
-    # Each kiln run and the packer run right after it saw about the same load: their ratio is
-    # steadier than the ratio of the medians when other work comes and goes on the machine.
-    pairs = median([k / p for k, p in zip(kiln_s, packer_s, strict=True)])
-    print(f"median of {args.runs}: kiln {a:.1f} s, hand-written packer {b:.1f} s")
-    print(
-        f"ratio kiln / packer: {a / b:.2f} of the medians, {pairs:.2f} median of the run pairs "
-        f"(target <= {TARGET_RATIO}: {'met' if max(a / b, pairs) <= TARGET_RATIO else 'missed'})"
-    )
+    print_ratio(kiln_s, packer_s, TARGET_RATIO)
     return 0
 
 
