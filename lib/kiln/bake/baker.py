@@ -51,7 +51,6 @@ class Baker:
         self.project = project
         #: The defaults of every bake() call; a call's overrides never change them.
         self.options = BakeOptions(skip_tests=skip_tests, check_idempotence=check_idempotence)
-        self.target_name = target
         self.target: Renderer = get_target(target, accel=accel)
         self.registry = registry or open_registry(project)
         self.reporter = reporter or NullReporter()
@@ -68,7 +67,7 @@ class Baker:
         memo (see fingerprint_chain) spares a run over many roles the work they share. Refuses
         to go on when what `invoke deps` installed differs from requirements.lock.
         """
-        return chain_fingerprints(self.project, role, self.target, self.target_name, memo)
+        return chain_fingerprints(self.project, role, self.target, memo)
 
     def bake(
         self,
@@ -122,14 +121,12 @@ class Baker:
     def policy(self, options: BakeOptions | None = None) -> BakePolicy:
         """The reuse and refusal rules under options (by default this Baker's)."""
         skip_tests = (options or self.options).skip_tests
-        return BakePolicy(self.registry, self.target, self.target_name, skip_tests=skip_tests)
+        return BakePolicy(self.registry, self.target, skip_tests=skip_tests)
 
     def gate(self, options: BakeOptions | None = None) -> AcceptanceGate:
         """The acceptance gate a new or untested version passes under options."""
         skip_tests = (options or self.options).skip_tests
-        return AcceptanceGate(
-            self.project, self.registry, self.target, self.target_name, self.reporter, skip_tests
-        )
+        return AcceptanceGate(self.project, self.registry, self.target, self.reporter, skip_tests)
 
     def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
         """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
@@ -194,7 +191,6 @@ class Baker:
         return NodeBake(
             project=self.project,
             target=self.target.builder(),
-            target_name=self.target_name,
             registry=self.registry,
             reporter=self.reporter,
             git_state=self._git_state,

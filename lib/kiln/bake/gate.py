@@ -26,7 +26,6 @@ class AcceptanceGate:
     project: Project
     registry: Registry
     target: Renderer
-    target_name: str
     reporter: Reporter
     skip_tests: bool = False
 
@@ -48,7 +47,7 @@ class AcceptanceGate:
             self.reporter.message(
                 node.name,
                 f"{version.label} recorded untested: acceptance tests run on docker instances; "
-                f"boot this {self.target_name} image with `invoke boot {node.name}`",
+                f"boot this {self.target.name} image with `invoke boot {node.name}`",
             )
             return untested
         if self.skip_tests:
@@ -62,7 +61,7 @@ class AcceptanceGate:
             registry=self.registry,
             reporter=self.reporter,
             redact=redact or str,
-            target=self.target_name,
+            target=self.target.name,
         )
         tested = acceptance.record_result(self.registry, version, result)
         log = acceptance.write_log(self.project, result)

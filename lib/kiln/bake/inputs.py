@@ -21,7 +21,6 @@ def chain_fingerprints(
     project: Project,
     role: Role,
     target: Renderer,
-    target_name: str,
     memo: FingerprintMemo | None = None,
 ) -> tuple[dict[str, Fingerprint], Secrets]:
     """Fingerprints of role and its ancestors on target, and the secret values read for them.
@@ -44,7 +43,7 @@ def chain_fingerprints(
         content=project.content,
         templates_for=templates,
         recipe=target.recipe(),
-        target=target_name,
+        target=target.name,
         tools=tools.tool_versions(project.state_path),
         secret_values=secrets,
         key=secret_key(project.state_path),

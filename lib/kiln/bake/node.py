@@ -58,7 +58,6 @@ class NodeBake:
 
     project: Project
     target: BakeTarget
-    target_name: str
     registry: Registry
     reporter: Reporter
     git_state: Callable[[], GitState]
@@ -81,7 +80,7 @@ class NodeBake:
                 base,
                 version,
                 fingerprint,
-                target=self.target_name,
+                target=self.target.name,
                 status=self.status,
                 git=self.git_state(),
                 took=took,
@@ -248,7 +247,7 @@ class NodeBake:
             version,
             plan.fingerprint,
             plan.parent,
-            target=self.target_name,
+            target=self.target.name,
             status=self.status,
             git=self.git_state(),
             timings=timings,

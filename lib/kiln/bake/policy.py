@@ -21,12 +21,11 @@ class BakePolicy:
 
     registry: Registry
     target: Renderer
-    target_name: str
     skip_tests: bool = False
 
     def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
         """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
-        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
+        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target.name)
         if hit is None:
             return None
         if hit.parent_role is not None and hit.parent_version is not None:
@@ -42,7 +41,7 @@ class BakePolicy:
         """A version with this fingerprint whose acceptance tests have not run yet."""
         if self.skip_tests:
             return None
-        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target_name)
+        hit = self.registry.find_reusable(node.name, fingerprint.digest, self.target.name)
         if hit is None or not hit.status.awaiting_tests:
             return None
         return hit if self._artifact_exists(hit) else None
@@ -58,7 +57,7 @@ class BakePolicy:
         twins = [
             v
             for v in self.registry.history(node.name)
-            if v.fingerprint == fingerprint.digest and v.target == self.target_name
+            if v.fingerprint == fingerprint.digest and v.target == self.target.name
         ]
         if not twins or twins[0].status != VersionStatus.FAILED:
             return
@@ -76,7 +75,7 @@ class BakePolicy:
         """Never build on a revoked image by accident: rebaking the same inputs may repeat the
         reason it was revoked, so kiln asks for --force (or a changed definition) first."""
         for node in role.ancestry()[:-1]:
-            newest = self.registry.latest(node.name, target=self.target_name)
+            newest = self.registry.latest(node.name, target=self.target.name)
             if newest is not None and newest.status == VersionStatus.REVOKED:
                 why = f" ({newest.status_reason})" if newest.status_reason else ""
                 raise Refused(
@@ -96,5 +95,5 @@ class BakePolicy:
             )
 
     def _artifact_exists(self, version: Version) -> bool:
-        artifact = version.artifact(self.target_name)
+        artifact = version.artifact(self.target.name)
         return artifact is not None and self.target.builder().artifact_exists(artifact)
