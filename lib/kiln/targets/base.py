@@ -30,6 +30,12 @@ from kiln.resources import CALLBACK_DIR as CALLBACK_DIR  # re-exported: acceptan
 from kiln.resources import STRATEGY_DIR
 
 PLAYBOOK_TEMPLATE = "playbook.yml.j2"
+#: The package manifest of a builder reached over SSH (qemu, cloud), fetched by Packer's file
+#: provisioner; the docker target captures it inside its own seal step.
+MANIFEST_COMMAND = (
+    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\n'"
+    " > /tmp/kiln-packages.tsv"
+)
 
 LineSink = Callable[[str], None]
 

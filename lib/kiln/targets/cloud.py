@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 from kiln.errors import DefinitionError
 from kiln.model import Base, CloudSettings
 from kiln.render import Interpolated
-from kiln.targets.base import BakePlan, Renderer, ansible_arguments, ansible_env_vars
+from kiln.targets.base import (
+    MANIFEST_COMMAND,
+    BakePlan,
+    Renderer,
+    ansible_arguments,
+    ansible_env_vars,
+)
 
 CLOUD_SEAL_COMMANDS = (
     "sudo rm -f /tmp/kiln-packages.tsv",
@@ -23,10 +29,6 @@ CLOUD_SEAL_COMMANDS = (
     "sudo rm -f /etc/ssh/ssh_host_*",
     "sudo truncate -s 0 /etc/machine-id",
     "rm -f ~/.ssh/authorized_keys",
-)
-MANIFEST_COMMAND = (
-    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\n'"
-    " > /tmp/kiln-packages.tsv"
 )
 
 

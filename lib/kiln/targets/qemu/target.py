@@ -21,13 +21,13 @@ from kiln.fingerprint import file_digest
 from kiln.model import Base, Project
 from kiln.registry import Artifact
 from kiln.targets.base import (
+    MANIFEST_COMMAND,
     BakePlan,
     BakeTarget,
     LineSink,
     ansible_arguments,
     ansible_env_vars,
 )
-from kiln.targets.cloud import MANIFEST_COMMAND
 from kiln.targets.qemu.access import PACKER_USER, bake_access
 from kiln.targets.qemu.base_image import SUITE, build_vm_base, vm_base_digest
 from kiln.targets.qemu.kvm import probe_kvm
