@@ -16,7 +16,7 @@ from kiln.bake import Baker, open_registry
 from kiln.docker import run_command_line, start_instance, wait_until_booted
 from kiln.errors import DefinitionError, RegistryError
 from kiln.fingerprint import FingerprintMemo
-from kiln.guard import AuditReport, Finding, audit_playbook, audit_roles
+from kiln.guard import AuditReport, audit_playbook, audit_roles
 from kiln.model import Project, Role
 from kiln.registry import Version
 from kiln.render import write_if_changed
@@ -120,25 +120,6 @@ def audit_project(project: Project, names: Sequence[str] | None = None) -> dict[
     """Audit the named roles (default: every role), by role name."""
     roles = [project.role_named(n) for n in names] if names else project.roles
     return {role.name: audit_role(project, role) for role in roles}
-
-
-def audit_lines(reports: dict[str, AuditReport]) -> list[str]:
-    """Findings as `file:line [rule] task: message`, errors first; allowed ones with reasons."""
-    lines: list[str] = []
-    order = {"error": 0, "warning": 1, "allowed": 2}
-    for name, report in reports.items():
-        lines.append(
-            f"{name}: {len(report.errors)} error(s), {len(report.warnings)} warning(s), "
-            f"{len(report.allowed)} allowed ({len(report.roles)} Ansible role(s), "
-            f"{len(report.files)} file(s): {', '.join(report.roles)})"
-        )
-        for finding in sorted(report.findings, key=lambda f: order[f.status]):
-            lines.append(f"  {finding.status:<8} {_finding_line(finding)}")
-    return lines
-
-
-def _finding_line(finding: Finding) -> str:
-    return str(finding) if finding.reason is None else f"{finding} (allowed: {finding.reason})"
 
 
 def boot_vm(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from kiln.bake.failures import inventory_refusal as _inventory_refusal
-from kiln.commands import audit_lines, audit_project
+from kiln.cli.audit_text import audit_lines
+from kiln.commands import audit_project
 from kiln.guard import TaskException
 from kiln.model import Project, Secret
 from kiln.packer import PackerRun

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kiln.cli.audit_text import audit_lines
 from kiln.errors import DefinitionError, GuardError
 from kiln.guard import (
     HOST_CHANGING_ENV,
@@ -320,7 +321,7 @@ def test_the_real_roles_pass_the_audit() -> None:
         production_hosts=PRODUCTION,
         secret_vars=SECRETS,
     )
-    assert report.errors == (), report.table()
+    assert report.errors == (), [str(f) for f in report.errors]
     assert set(names) <= set(report.roles)
     assert "roles/web/tasks/main.yml" in report.files
     assert "roles/web/handlers/main.yml" in report.files
@@ -363,19 +364,20 @@ def test_a_missing_playbook_is_a_guard_error(tmp_path: Path) -> None:
 # --- report rendering -----------------------------------------------------------------------
 
 
-def test_table_lists_errors_first_with_location_rule_and_task() -> None:
+def test_the_listing_puts_errors_first_with_location_rule_and_task() -> None:
     exc = TaskException("delegate", "Ask the database host", "delegate-to", "read-only probe")
-    table = audit("delegate", exceptions=[exc]).table()
-    lines = table.splitlines()
-    assert lines[0].split() == ["STATUS", "WHERE", "RULE", "TASK", "MESSAGE"]
-    assert lines[1].startswith("error")
-    assert "roles/delegate/tasks/main.yml:6" in lines[1]
-    assert lines[-2].startswith("allowed") and "[allowed: read-only probe]" in lines[-2]
-    assert lines[-1].startswith("4 error(s), 0 warning(s), 1 allowed")
+    lines = audit_lines({"delegate": audit("delegate", exceptions=[exc])})
+    assert lines[0].startswith("delegate: 4 error(s), 0 warning(s), 1 allowed (1 Ansible role(s)")
+    assert lines[1].startswith("  error    roles/delegate/tasks/main.yml:")
+    assert "roles/delegate/tasks/main.yml:6 [delegate-to]" in "".join(lines[1:-1])
+    assert lines[-1].startswith("  allowed  ") and "(allowed: read-only probe)" in lines[-1]
 
 
-def test_table_of_a_clean_audit_says_so() -> None:
-    assert audit("clean").table().startswith("No findings: 1 role(s), 4 file(s)")
+def test_the_listing_of_a_clean_audit_says_so() -> None:
+    lines = audit_lines({"clean": audit("clean")})
+    assert lines == [
+        "clean: 0 error(s), 0 warning(s), 0 allowed (1 Ansible role(s), 4 file(s): clean)"
+    ]
 
 
 def test_report_to_json_round_trips_through_json() -> None:

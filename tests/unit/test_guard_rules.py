@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kiln.cli.audit_text import audit_lines
 from kiln.errors import DefinitionError, GuardError
 from kiln.guard import (
     RULES,
@@ -400,13 +401,13 @@ def test_production_hosts_are_normalized_before_matching(tmp_path: Path) -> None
     assert audit_tasks(tmp_path, tasks, production_hosts=("", "/")) == []
 
 
-def test_the_table_puts_warnings_between_errors_and_allowed_findings() -> None:
+def test_the_listing_puts_warnings_between_errors_and_allowed_findings() -> None:
     exc = TaskException("delegate", "Remote block", "delegate-to", "reviewed")
     report = audit("delegate", exceptions=[exc, TaskException("delegate", "x", "add-host", "y")])
-    statuses = [line.split()[0] for line in report.table().splitlines()[1:-1]]
-    assert statuses == ["error"] * 4 + ["warning", "allowed"]
-    assert report.table().splitlines()[-1] == (
-        "4 error(s), 1 warning(s), 1 allowed; 1 role(s), 1 file(s) audited."
+    lines = audit_lines({"delegate": report})
+    assert [line.split()[0] for line in lines[1:]] == ["error"] * 4 + ["warning", "allowed"]
+    assert lines[0] == (
+        "delegate: 4 error(s), 1 warning(s), 1 allowed (1 Ansible role(s), 1 file(s): delegate)"
     )
 
 
@@ -825,7 +826,7 @@ def test_ansible_tags_are_read_through(tmp_path: Path) -> None:
     assert report == [("yaml-error", "each task should be a mapping")]
 
 
-def test_the_table_sorts_by_status_and_marks_only_allowed_findings(tmp_path: Path) -> None:
+def test_the_listing_sorts_by_status_and_marks_only_allowed_findings(tmp_path: Path) -> None:
     tasks = (
         "- name: Allowed\n  add_host: {name: x}\n"
         "- name: Warned\n  debug: msg='{{ api_token }}'\n"
@@ -836,16 +837,24 @@ def test_the_table_sorts_by_status_and_marks_only_allowed_findings(tmp_path: Pat
     (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text(tasks)
     allow = TaskException("r", "Allowed", "add-host", "a throwaway in-memory host")
     report = audit("r", roles_path=tmp_path / "roles", exceptions=[allow])
-    rows = [line.split() for line in report.table().splitlines()[1:-1]]
+    rows = [_status_and_task(line) for line in audit_lines({"r": report})[1:]]
     # A broken file is audited no further: its error (no task: "-") and the now unused exception.
-    assert [(row[0], row[3]) for row in rows] == [("error", "-"), ("warning", "Allowed")]
+    assert rows == [("error", "-"), ("warning", "Allowed")]
     (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text(tasks.rsplit("- debug", 1)[0])
     report = audit("r", roles_path=tmp_path / "roles", exceptions=[allow])
-    lines = report.table().splitlines()[1:-1]
-    assert [line.split()[0] for line in lines] == ["error", "warning", "allowed"]
-    assert "Refused" in lines[0] and "Warned" in lines[1] and "Allowed" in lines[2]
-    assert "[allowed: a throwaway in-memory host]" in lines[2]
-    assert not any("[allowed" in line for line in lines[:2])
+    lines = audit_lines({"r": report})[1:]
+    assert [_status_and_task(line) for line in lines] == [
+        ("error", "Refused"), ("warning", "Warned"), ("allowed", "Allowed"),
+    ]  # fmt: skip
+    assert lines[2].endswith("(allowed: a throwaway in-memory host)")
+    assert not any("(allowed" in line for line in lines[:2])
+
+
+def _status_and_task(line: str) -> tuple[str, str]:
+    """(status, task) of one line of `invoke audit`: `  STATUS  FILE:LINE [RULE] TASK: MESSAGE`."""
+    found = re.match(r"  (\w+) +\S+ \[[\w-]+\] ([^:]+): ", line)
+    assert found, line
+    return found[1], found[2]
 
 
 def test_an_exception_for_a_rule_it_cannot_allow_lists_the_ones_it_can() -> None:

@@ -201,7 +201,8 @@ def list_roles(c: Context, json: bool = False) -> None:
 )
 def audit(c: Context, role: str | None = None, json: bool = False) -> None:
     """Audit roles' Ansible for anything that could reach a host other than the builder."""
-    from kiln.commands import audit_lines, audit_project
+    from kiln.cli.audit_text import audit_lines
+    from kiln.commands import audit_project
 
     with cli():
         reports = audit_project(project(), [role] if role else None)

@@ -124,29 +124,6 @@ class AuditReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def table(self) -> str:
-        """The findings as an aligned plain-text table, errors first, then a summary line."""
-        audited = f"{len(self.roles)} role(s), {len(self.files)} file(s) audited"
-        if not self.findings:
-            return f"No findings: {audited}."
-        order = {"error": 0, "warning": 1, "allowed": 2}
-        rows = [("STATUS", "WHERE", "RULE", "TASK", "MESSAGE")]
-        for f in sorted(self.findings, key=lambda f: order[f.status]):
-            message = f.message if f.reason is None else f"{f.message} [allowed: {f.reason}]"
-            rows.append((f.status, f.location, f.rule, f.task or "-", message))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = [
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
-            + "  "
-            + row[4]
-            for row in rows
-        ]
-        counts = (
-            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), "
-            f"{len(self.allowed)} allowed; {audited}."
-        )
-        return "\n".join([*lines, counts])
-
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
