@@ -8,7 +8,6 @@ from typing import Any
 
 from kiln.ansible_content import AnsibleContent, dependency_name
 from kiln.errors import DefinitionError, GuardError
-from kiln.guard.arguments import _TEMPLATED_RE
 from kiln.guard.findings import (
     AuditReport,
     ExceptionLike,
@@ -201,16 +200,15 @@ class _Auditor:
         for i, dep in enumerate(deps):
             name = dependency_name(dep)
             where = _Where(file, _item_line(deps, i), f"dependency {name}", ctx.role)
-            if not isinstance(name, str) or not name.strip():
-                self._rec.add(where, Rule.YAML_ERROR, "a dependency needs a role name")
-            elif _TEMPLATED_RE.search(name):
-                self._rec.add(
-                    where,
-                    Rule.DYNAMIC_INCLUDE,
-                    f"dependency {name!r} is templated, so kiln cannot audit it: name the role",
-                )
-            else:
-                self.role(name.strip(), origin=where)
+            role = self._rec.static_name(
+                where,
+                name,
+                missing="a dependency needs a role name",
+                templated=f"dependency {name!r} is templated, so kiln cannot audit it: "
+                "name the role",
+            )
+            if role is not None:
+                self.role(role, origin=where)
 
     # -- files
 

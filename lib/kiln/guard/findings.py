@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kiln.errors import DefinitionError, GuardError
+from kiln.guard.arguments import _TEMPLATED_RE
 from kiln.guard.rule import Rule, Severity
 
 #: Each rule's name and what it catches (Rule owns them; this is the plain mapping).
@@ -184,6 +185,19 @@ class _Recorder:
 
     def add(self, where: _Where, rule: Rule, message: str) -> None:
         self.findings.append(Finding(where.file, where.line, rule, where.task, message, where.role))
+
+    def static_name(
+        self, where: _Where, value: object, *, missing: str, templated: str
+    ) -> str | None:
+        """value stripped, when it names a file or role kiln can follow; otherwise None, and the
+        finding that says why: `missing` (no name at all) or `templated` (a Jinja expression)."""
+        if not isinstance(value, str) or not value.strip():
+            self.add(where, Rule.YAML_ERROR, missing)
+            return None
+        if _TEMPLATED_RE.search(value):
+            self.add(where, Rule.DYNAMIC_INCLUDE, templated)
+            return None
+        return value.strip()
 
     def display(self, path: Path) -> str:
         for root in self._roots:

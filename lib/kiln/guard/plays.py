@@ -56,20 +56,19 @@ class _Plays:
         self._play_roles(play.get("roles") or [], where, ctx)
 
     def _import_playbook(self, target: object, path: Path, where: _Where, ctx: _Ctx) -> None:
-        if not isinstance(target, str) or not target.strip():
-            self._rec.add(where, Rule.YAML_ERROR, "import_playbook needs a file name")
-        elif _TEMPLATED_RE.search(target):
-            self._rec.add(
-                where,
-                Rule.DYNAMIC_INCLUDE,
-                f"import_playbook {target!r} is templated, so kiln cannot audit it",
-            )
+        name = self._rec.static_name(
+            where,
+            target,
+            missing="import_playbook needs a file name",
+            templated=f"import_playbook {target!r} is templated, so kiln cannot audit it",
+        )
+        if name is None:
+            return
+        imported = (path.parent / name).resolve()
+        if imported.is_file():
+            self._files.playbook_file(imported, ctx)
         else:
-            imported = (path.parent / target.strip()).resolve()
-            if imported.is_file():
-                self._files.playbook_file(imported, ctx)
-            else:
-                self._rec.add(where, Rule.MISSING_INCLUDE, f"playbook {target!r} does not exist")
+            self._rec.add(where, Rule.MISSING_INCLUDE, f"playbook {target!r} does not exist")
 
     def _play_roles(self, roles: object, where: _Where, ctx: _Ctx) -> None:
         if not isinstance(roles, list):
@@ -78,16 +77,15 @@ class _Plays:
         for i, entry in enumerate(roles):
             role_name = entry.get("role", entry.get("name")) if isinstance(entry, dict) else entry
             role_where = _Where(where.file, _item_line(roles, i), where.task, ctx.role)
-            if not isinstance(role_name, str) or not role_name.strip():
-                self._rec.add(role_where, Rule.YAML_ERROR, "a play's role needs a name")
-            elif _TEMPLATED_RE.search(role_name):
-                self._rec.add(
-                    role_where,
-                    Rule.DYNAMIC_INCLUDE,
-                    f"role {role_name!r} is templated, so kiln cannot audit it: name the role",
-                )
-            else:
-                self._files.role(role_name.strip(), origin=role_where)
+            name = self._rec.static_name(
+                role_where,
+                role_name,
+                missing="a play's role needs a name",
+                templated=f"role {role_name!r} is templated, so kiln cannot audit it: "
+                "name the role",
+            )
+            if name is not None:
+                self._files.role(name, origin=role_where)
 
     def task_list(self, items: list[Any], path: Path, ctx: _Ctx) -> None:
         for i, item in enumerate(items):
