@@ -6,7 +6,8 @@ a scratch clone, and each round runs its copy of the benchmark, then this tree's
 its own kiln (PYTHONPATH) with the same virtualenv and tools. Prints each run's last lines.
 
 Run from the repository root:
-  .venv/bin/python bench/against.py REV bench/noop.py [--rounds 2] [-- ARGS FOR THE BENCHMARK]
+  .venv/bin/python bench/against.py [--rounds 2] [--lines 3] REV bench/noop.py [ITS ARGS]
+(everything after the benchmark's path is the benchmark's own arguments)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> int:
     parser.add_argument("script", help="the benchmark, e.g. bench/noop.py")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of earlier, then this")
     parser.add_argument("--lines", type=int, default=3, help="last lines of each run to print")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then the benchmark's own")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own arguments")
     options = parser.parse_args()
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
     with tempfile.TemporaryDirectory(prefix="kiln-bench-against-") as tmp:
