@@ -156,6 +156,13 @@ def test_version_status_rules_and_plain_string_use() -> None:
     assert statuses(lambda s: s.awaiting_tests) == {"baked"}
 
 
+def test_a_version_made_with_a_plain_status_string_holds_its_versionstatus() -> None:
+    version = replace(parent_version(), status="revoked")
+    assert version.status is VersionStatus.REVOKED and not version.status.usable
+    with pytest.raises(ValueError, match="'quarantined' is not a valid VersionStatus"):
+        replace(version, status="quarantined")
+
+
 def test_find_reusable_skips_failed_and_revoked_versions(tmp_path: Path) -> None:
     fingerprint = "f" * 64
     with Registry(tmp_path / "r.db") as registry:

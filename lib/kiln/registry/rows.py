@@ -49,6 +49,10 @@ class Version:
     status_reason: str | None = None
     parent_revoked: bool = False
 
+    def __post_init__(self) -> None:
+        # A caller may give the plain string (the library's users, tests): it is one of them.
+        object.__setattr__(self, "status", VersionStatus(self.status))
+
     @property
     def label(self) -> str:
         return f"{self.role} v{self.version}"
