@@ -68,8 +68,12 @@ RACY_S = 2.0
 def _identity(path: Path) -> tuple[FileKey, bool]:
     st = os.stat(path)
     key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    settled = time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_S
-    return key, settled
+    return key, _settled(st)
+
+
+def _settled(st: os.stat_result) -> bool:
+    """Unchanged for longer than RACY_S: what its time stamps say can be trusted to remember it."""
+    return time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_S
 
 
 def file_digest(path: Path) -> str:
@@ -134,7 +138,7 @@ def _listing(directory: str) -> tuple[list[str], list[str]]:
             elif not name.endswith(IGNORED_SUFFIXES):
                 files.append(name)
     result = (sorted(dirs), sorted(files))
-    if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_S:
+    if _settled(st):
         _LISTINGS[key] = result
     return result
 

@@ -7,9 +7,10 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from kiln import DefinitionError, Project, Secret
+from kiln import DefinitionError, Project, Secret, fingerprint
 from kiln.ansible_content import AnsibleContent
 from kiln.fingerprint import (
     FINGERPRINT_SCHEMA,
@@ -339,3 +340,63 @@ def test_locked_requirements_are_recorded_sorted_under_their_own_key(root: Path)
         secret_values={"web": {"token": "t"}}, key=b"k" * 32, requirements=locked,
     )  # fmt: skip
     assert list(chain["web"].inputs["requirements"].items()) == sorted(locked.items())
+
+
+class _Clock:
+    """kiln.fingerprint's `time` while a test moves it: time() returns `now`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def _last_change(path: Path) -> float:
+    st = path.stat()
+    return max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+
+
+def test_a_file_is_settled_only_once_the_racy_window_has_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.yml"
+    path.write_text("x")
+    clock = _Clock(_last_change(path) + RACY_S / 2)
+    monkeypatch.setattr(fingerprint, "time", clock)
+    assert fingerprint._settled(path.stat()) is False
+    clock.now = _last_change(path) + RACY_S + 1
+    assert fingerprint._settled(path.stat()) is True
+
+
+def test_a_settled_file_is_read_once_and_a_racy_one_at_every_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.yml"
+    path.write_text("x")
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    clock = _Clock(_last_change(path))  # just written: racy
+    monkeypatch.setattr(fingerprint, "time", clock)
+    want = hashlib.sha256(b"x").hexdigest()
+    assert [file_digest(path), file_digest(path)] == [want, want]
+    assert opened == [path, path]
+    clock.now += RACY_S + 1  # settled: the next digest is remembered
+    assert [file_digest(path), file_digest(path)] == [want, want]
+    assert opened == [path, path, path]
+
+
+def test_the_memo_walks_each_ansible_roles_tree_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walked: list[Path] = []
+    monkeypatch.setattr(fingerprint, "tree_digests", lambda path: walked.append(path) or {})
+    memo = FingerprintMemo()
+    assert memo.tree(tmp_path / "a") == memo.tree(tmp_path / "a") == memo.tree(tmp_path / "b")
+    assert walked == [tmp_path / "a", tmp_path / "b"]
