@@ -916,3 +916,59 @@ def test_an_unknown_role_in_a_play_is_named_where_the_play_lists_it(tmp_path: Pa
     assert [(f.location, f.rule, f.task) for f in report.findings] == [
         ("site.yml:4", "unknown-role", "Site")
     ]
+
+
+# --- survivors of the mutation run (scripts/mutation.sh) that would let a task escape -----------
+
+DELEGATED = "- shell: 'true'\n  delegate_to: db.example.net\n"
+
+
+def test_a_production_entry_with_a_deep_path_still_names_its_host(tmp_path: Path) -> None:
+    tasks = "- get_url: url=https://api.prod.example.com/x dest=/tmp/x\n"
+    found = audit_tasks(tmp_path, tasks, production_hosts=("https://prod.example.com/v1/a/b",))
+    assert [rule for rule, _ in found] == ["prod-url"]
+
+
+def test_tasks_under_always_are_audited_like_block_and_rescue(tmp_path: Path) -> None:
+    for section in ("block", "rescue", "always"):
+        tasks = (
+            f"- name: Around\n  {section}:\n"
+            "    - name: Reach out\n      shell: 'true'\n      delegate_to: db.example.net\n"
+        )
+        assert [rule for rule, _ in audit_tasks(tmp_path, tasks)] == ["delegate-to"], section
+
+
+def test_include_tasks_apply_keywords_are_audited_at_the_include(tmp_path: Path) -> None:
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True)
+    (tmp_path / "roles" / "r" / "tasks" / "other.yml").write_text("- debug: msg=hi\n")
+    tasks = (
+        "- name: Pull in the rest\n  include_tasks:\n    file: other.yml\n"
+        "    apply: {delegate_to: db.example.net}\n"
+    )
+    (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text(tasks)
+    report = audit("r", roles_path=tmp_path / "roles")
+    assert [(f.rule, f.task, f.line) for f in report.findings] == [
+        ("delegate-to", "Pull in the rest", 1)
+    ]
+
+
+def test_an_include_is_found_next_to_the_file_that_includes_it(tmp_path: Path) -> None:
+    tasks_dir = tmp_path / "roles" / "r" / "tasks"
+    (tasks_dir / "sub").mkdir(parents=True)
+    (tasks_dir / "sub" / "b.yml").write_text("- include_tasks: c.yml\n")
+    (tasks_dir / "sub" / "c.yml").write_text("- shell: 'true'\n  delegate_to: db.example.net\n")
+    found = audit_tasks(tmp_path, "- include_tasks: sub/b.yml\n")
+    assert [rule for rule, _ in found] == ["delegate-to"]  # not missing-include
+
+
+def test_a_templated_include_audits_yaml_files_of_both_spellings(tmp_path: Path) -> None:
+    tasks_dir = tmp_path / "roles" / "r" / "tasks"
+    tasks_dir.mkdir(parents=True)
+    (tasks_dir / "debian.yaml").write_text(DELEGATED)
+    found = audit_tasks(tmp_path, "- include_tasks: '{{ ansible_os_family | lower }}.yaml'\n")
+    assert sorted(rule for rule, _ in found) == ["delegate-to", "dynamic-include"]
+
+
+def test_a_templated_no_log_is_not_true_and_does_not_stop_the_audit(tmp_path: Path) -> None:
+    tasks = "- debug: msg='{{ api_token }}'\n  no_log: '{{ hide_secrets }}'\n"
+    assert [rule for rule, _ in audit_tasks(tmp_path, tasks)] == ["secret-no-log"]
