@@ -972,3 +972,12 @@ def test_a_templated_include_audits_yaml_files_of_both_spellings(tmp_path: Path)
 def test_a_templated_no_log_is_not_true_and_does_not_stop_the_audit(tmp_path: Path) -> None:
     tasks = "- debug: msg='{{ api_token }}'\n  no_log: '{{ hide_secrets }}'\n"
     assert [rule for rule, _ in audit_tasks(tmp_path, tasks)] == ["secret-no-log"]
+
+
+def test_arguments_ansible_cannot_split_are_still_read_whole(tmp_path: Path) -> None:
+    # Unbalanced quotes: Ansible's own splitter refuses them (the task would fail at run time),
+    # and the audit still reads every word, so a production URL in them is found.
+    tasks = '- get_url: url=https://api.prod.example.com/x dest="/tmp/x\n'
+    assert [rule for rule, _ in audit_tasks(tmp_path, tasks)] == ["prod-url"]
+    tasks = "- local_action: shell curl https://api.prod.example.com/{{ path\n"
+    assert sorted(rule for rule, _ in audit_tasks(tmp_path, tasks)) == ["local-write", "prod-url"]

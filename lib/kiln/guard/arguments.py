@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-_KV_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _TEMPLATED_RE = re.compile(r"\{\{|\{%")
 _JINJA_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
@@ -106,60 +105,17 @@ def _args_value(value: object) -> dict[Any, Any]:
 
 
 def _parse_kv(text: str) -> dict[Any, Any]:
-    """Ansible's free-form ``key=value`` arguments; the rest becomes ``_raw_params``."""
-    args: dict[Any, Any] = {}
-    raw: list[str] = []
-    for token in _split_args(text):
-        match = _KV_RE.match(token)
-        if match:
-            value = match.group(2)
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            args[match.group(1)] = value
-        else:
-            raw.append(token)
-    if raw:
-        args["_raw_params"] = " ".join(raw)
-    return args
+    """Ansible's free-form ``key=value`` arguments, split by Ansible's own parser; the rest
+    becomes ``_raw_params``. Text that parser cannot split (unbalanced quotes or Jinja) stays
+    whole in ``_raw_params``: Ansible would refuse the task, and the audit still reads all of it."""
+    # Imported here: the ansible package costs 0.2 s to import, which most commands never need.
+    from ansible.errors import AnsibleParserError
+    from ansible.parsing.splitter import parse_kv
 
-
-def _split_args(text: str) -> list[str]:
-    """Split on whitespace outside quotes and Jinja delimiters."""
-    tokens: list[str] = []
-    current: list[str] = []
-    quote: str | None = None
-    depth = 0
-    i = 0
-    while i < len(text):
-        pair = text[i : i + 2]
-        char = text[i]
-        if quote is not None:
-            current.append(char)
-            if char == quote and text[i - 1] != "\\":
-                quote = None
-        elif pair in ("{{", "{%", "{#"):
-            depth += 1
-            current.append(pair)
-            i += 2
-            continue
-        elif pair in ("}}", "%}", "#}") and depth:
-            depth -= 1
-            current.append(pair)
-            i += 2
-            continue
-        elif char in "'\"":
-            quote = char
-            current.append(char)
-        elif char.isspace() and depth == 0:
-            if current:
-                tokens.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-        i += 1
-    if current:
-        tokens.append("".join(current))
-    return tokens
+    try:
+        return dict(parse_kv(text))
+    except AnsibleParserError:
+        return {"_raw_params": text}
 
 
 def _truthy(value: object) -> bool:
