@@ -331,3 +331,45 @@ def test_a_transaction_refuses_writes_after_its_block(tmp_path: Path) -> None:
         with pytest.raises(RegistryError, match="transaction has ended"):
             tx.set_status("web", 1, "revoked", "too late: it would commit on its own")
         assert registry.get("web", 1).status == "failed"  # type: ignore[union-attr]
+
+
+# --- survivors of the mutation run (scripts/mutation.sh) ---------------------------------------
+
+
+def test_an_event_logged_inside_a_transaction_keeps_its_version(tmp_path: Path) -> None:
+    with Registry(tmp_path / "r.db") as registry:
+        recorded(registry, "web", 3)
+        with registry.transaction() as tx:
+            tx.log_event("web", 3, "revoke", {"why": "CVE-2026-1"}, "ann")
+        [event] = registry.events("web")
+        assert (event.version, event.kind, event.detail) == (3, "revoke", {"why": "CVE-2026-1"})
+
+
+def test_a_summary_keeps_the_channels_given_and_the_log_prints_forced_as_0_or_1(
+    tmp_path: Path,
+) -> None:
+    version = parent_version("web", 3)
+    assert version.summary(("canary", "prod")).channels == ("canary", "prod")
+    assert version.summary().channels == ()
+    with Registry(tmp_path / "r.db") as registry:
+        with registry.transaction() as tx:
+            tx.set_channel(role="web", channel="prod", version=3, action="promote", actor="ann",
+                           forced=True)  # fmt: skip
+        [entry] = registry.channel_log("web")
+        assert entry.as_dict() == {
+            "id": entry.id, "role": "web", "channel": "prod", "from_version": None,
+            "to_version": 3, "action": "promote", "actor": "ann", "reason": None, "forced": 1,
+            "at": entry.at,
+        }  # fmt: skip
+
+
+def test_a_registry_that_cannot_be_read_names_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with Registry(path) as registry:
+        recorded(registry, "web", 1)
+    with closing(sqlite3.connect(path)) as raw, raw:  # behind the registry's back
+        raw.execute("DROP TABLE versions")
+    with Registry(path) as registry:
+        for read in (registry.version_summaries, registry.history):  # bulk tuples, and rows
+            with pytest.raises(RegistryError, match=f"cannot read the registry {path}: no such"):
+                read("web")
