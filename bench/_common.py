@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from conftest import Sandbox, make_sandbox  # noqa: E402  (the integration tests' sandboxes)
 
 __all__ = [
+    "INVOKE",
     "REPO",
     "Memory",
     "Sandbox",
@@ -32,6 +33,8 @@ __all__ = [
     "timed_with_cpu",
 ]
 MEMORY_SAMPLE_S = 0.1
+#: kiln's command line, run by this interpreter (the project's venv) in a sandbox.
+INVOKE = [sys.executable, "-m", "invoke"]
 
 
 def run(
@@ -164,10 +167,6 @@ def print_ratio(kiln_s: Sequence[float], packer_s: Sequence[float], target: floa
 
 def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
-
-
-def invoke(sandbox: Sandbox) -> list[str]:
-    return [sys.executable, "-m", "invoke"]
 
 
 def load() -> str:

@@ -25,10 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Sandbox, bench_env, load, make_sandbox, print_ratio, run, timed
+from _common import INVOKE, Sandbox, bench_env, load, make_sandbox, print_ratio, run, timed
 
 TARGET_RATIO = 0.50
-INVOKE = [sys.executable, "-m", "invoke"]
 KILN_BAKE = [*INVOKE, "bake", "web", "--force", "--skip-tests"]
 # Packer 1.6's SSH proxy offers only ssh-rsa host keys, which OpenSSH refuses unless told to.
 SSH_RSA = "-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa"

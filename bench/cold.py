@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import bench_env, load, make_sandbox
+from _common import INVOKE, bench_env, load, make_sandbox
 
 TARGET_S = 45.0
 PHASE_LINE = re.compile(r"^\[\s*([\d.]+)s\] ([\w.-]+): (\w[\w ]*?) - ")
@@ -66,7 +65,7 @@ def main() -> int:
             print(f"cold: invoke bake web, base {base_name}, empty cache {volume} ({load()})")
             started = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "invoke", "bake", "web"],
+                [*INVOKE, "bake", "web"],
                 cwd=box.root, env=env, capture_output=True, text=True, check=False,
             )  # fmt: skip
             cold = time.perf_counter() - started

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import REPO, Sandbox, load, make_sandbox, median, run
+from _common import INVOKE, REPO, Sandbox, load, make_sandbox, median, run
 
 BASELINE = "cf5da7a"  # main before issue 12: min facts, no package lists
 
@@ -45,7 +45,7 @@ class Side:
         return env
 
     def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "invoke", *args]
+        argv = [*INVOKE, *args]
         return run(argv, cwd=self.box.root, env=self.env())
 
     def bake_once(self) -> None:

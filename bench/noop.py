@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import load, make_sandbox, median, run, timed
+from _common import INVOKE, load, make_sandbox, median, run, timed
 
 TARGET_S = 1.0
 
@@ -26,23 +26,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    invoke = [sys.executable, "-m", "invoke"]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-noop-") as tmp:
         box = make_sandbox(Path(tmp))
         env, cwd = box.env(), box.root
         try:
             print(f"preparing: invoke bake web until it is up to date ({load()})", flush=True)
-            run([*invoke, "bake", "web"], cwd=cwd, env=env)
+            run([*INVOKE, "bake", "web"], cwd=cwd, env=env)
             commands = {
                 "python -c pass": [sys.executable, "-c", "pass"],
-                "invoke --list": [*invoke, "--list"],
-                "invoke bake web": [*invoke, "bake", "web"],
+                "invoke --list": [*INVOKE, "--list"],
+                "invoke bake web": [*INVOKE, "bake", "web"],
             }
             samples: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(args.runs):
                 for name, argv in commands.items():
                     samples[name].append(timed(argv, cwd=cwd, env=env))
-            out = run([*invoke, "bake", "web"], cwd=cwd, env=env).stdout
+            out = run([*INVOKE, "bake", "web"], cwd=cwd, env=env).stdout
             assert "up to date" in out or "cached" in out, out
         finally:
             box.cleanup()

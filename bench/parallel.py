@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import load, make_sandbox, median, run, timed_with_cpu
+from _common import INVOKE, load, make_sandbox, median, run, timed_with_cpu
 
 ROLES = ("web-a", "web-b", "web-c", "web-d")
 EXTRA = "\n".join(
@@ -37,15 +37,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kiln-bench-parallel-") as tmp:
         box = make_sandbox(Path(tmp))
         box.write_tasks(EXTRA)
-        invoke = [sys.executable, "-m", "invoke"]
         try:
             print(f"preparing: baking base once ({load()})", flush=True)
-            run([*invoke, "bake", "base", "--skip-tests"], cwd=box.root, env=box.env())
+            run([*INVOKE, "bake", "base", "--skip-tests"], cwd=box.root, env=box.env())
             results: dict[int, list[float]] = {1: [], 2: []}
             cpu: dict[int, list[float]] = {1: [], 2: []}
             for index in range(args.runs):
                 for jobs in (1, 2):
-                    argv = [*invoke, "bake", ",".join(ROLES), "--force", "--skip-tests",
+                    argv = [*INVOKE, "bake", ",".join(ROLES), "--force", "--skip-tests",
                             "-p", str(jobs)]  # fmt: skip
                     seconds, busy = timed_with_cpu(argv, cwd=box.root, env=box.env())
                     results[jobs].append(seconds)

@@ -23,11 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import Sandbox, bench_env, load, make_sandbox, print_ratio, run, timed
+from _common import INVOKE, Sandbox, bench_env, load, make_sandbox, print_ratio, run, timed
 from kiln.targets.qemu.inspect import guest_file
 
 TARGET_RATIO = 1.0
-INVOKE = [sys.executable, "-m", "invoke"]
 TEMPLATE = """
 variable "base" {
   type = string
