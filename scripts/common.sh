@@ -2,11 +2,12 @@
 
 # packer (1.6.6 in Debian 12) with its built-in docker, qemu and ansible plugins; docker.io for
 # the engine; mmdebstrap to bootstrap bases without Docker Hub; qemu, genisoimage, grub and
-# e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists.
+# e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists;
+# postgresql for the tests of the shared registry (each starts a throwaway cluster of its own).
 APT_PACKAGES=(
   packer docker.io mmdebstrap git python3-venv python3-dev
   qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
-  chromium gnupg
+  chromium gnupg postgresql
 )
 
 install_apt_packages() {

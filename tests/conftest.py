@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from postgres_cluster import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +31,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 SETUP_TOOLS = (
     "packer", "docker", "dockerd", "mmdebstrap", "git", "qemu", "qemu-system-x86_64", "qemu-img",
     "genisoimage", "grub-mkimage", "debugfs", "mkfs.ext4", "sfdisk", "ssh-keygen", "chromium",
-    "gpg", "gpgv", "ansible-playbook", "ansible-lint", "ansible-galaxy", "molecule",
+    "gpg", "gpgv", "ansible-playbook", "ansible-lint", "ansible-galaxy", "molecule", "postgresql",
 )  # fmt: skip
 #: Skip reasons that say a tool is missing: `missing tool: X`, `needs X`, `X is not installed`.
 MISSING = "missing tool: "
@@ -74,3 +78,21 @@ def pytest_runtest_makereport(
                 f"({reason}). Install it (bash scripts/setup.sh) or find why it is not on PATH."
             )
     return report
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for this pytest worker (new_database() per test)."""
+    # Imported here: tests/unit/test_ci_skips.py runs this file's text on its own.
+    from postgres_cluster import MISSING as MISSING_POSTGRES
+    from postgres_cluster import PostgresCluster, server_bin
+
+    bindir = server_bin()
+    if bindir is None:
+        pytest.skip(MISSING_POSTGRES)
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -6,6 +6,7 @@ validated as they are defined so that a typo fails at once with the role's name 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kiln.ansible_content import AnsibleContent, is_role_name
-from kiln.errors import DefinitionError
+from kiln.errors import DefinitionError, RegistryError
 from kiln.guard import TaskException
+from kiln.registry.backend import scheme, sqlite_path
 from kiln.resources import TEMPLATES_DIR
 from kiln.variables import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES  # re-exported
 from kiln.variables import check_variable, valid_variable_name
@@ -203,6 +205,7 @@ class Project:
         production_hosts: Sequence[str] = (),
         lint_profile: str | None = None,
         mitogen: bool = True,
+        registry_url: str | None = None,
     ) -> None:
         """root holds tasks.py; images are named <image_namespace>/<role>.
 
@@ -211,6 +214,9 @@ class Project:
         production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
         lint_profile: an ansible-lint profile (say "production") whose findings block bakes.
         mitogen: run Ansible through Mitogen (the default; a role can say otherwise).
+        registry_url: where versions are recorded: sqlite:///PATH (relative to root) or
+        postgresql://... for a registry a team shares; $KILN_REGISTRY_URL overrides it, and
+        without either it is .kiln/registry.db.
         """
         if not isinstance(image_namespace, str) or not re.fullmatch(
             r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
@@ -227,9 +233,23 @@ class Project:
         self.templates_path = TEMPLATES_DIR
         self.packer_path = self.root / "packer"
         self.state_path = self.root / ".kiln"
-        #: The SQLite registry every bake, lifecycle verb and deploy of this project shares.
-        self.registry_path = self.state_path / "registry.db"
+        #: The registry every bake, lifecycle verb and deploy of this project shares, and its
+        #: file when it is SQLite (None for PostgreSQL).
+        self.registry_url, self.registry_path = self._registry(registry_url)
         self._nodes: dict[str, Node] = {}
+
+    def _registry(self, url: str | None) -> tuple[str, Path | None]:
+        url = os.environ.get("KILN_REGISTRY_URL") or url
+        if not url:
+            path = self.state_path / "registry.db"
+            return f"sqlite:///{path}", path
+        try:
+            if scheme(url) != "sqlite":
+                return url, None
+            path = self.root / sqlite_path(url)  # an absolute path stays itself
+        except RegistryError as exc:
+            raise DefinitionError(str(exc)) from None
+        return f"sqlite:///{path}", path
 
     def _roles_paths(self, roles_path: Sequence[Path | str]) -> tuple[Path, ...]:
         if isinstance(roles_path, str | Path):

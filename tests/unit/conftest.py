@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import runpy
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from kiln.fingerprint import Fingerprint
 from kiln.model import Project, Role
-from kiln.registry import Artifact, Version
+from kiln.registry import Artifact, Registry, Version
 from kiln.targets import get_target
 from kiln.targets.base import BakePlan
 
@@ -47,3 +49,26 @@ def default_image_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def project() -> Project:
     return repo_project()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty registry of each backend: a SQLite file, and a database of its own in the
+    worker's throwaway PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/r.db"
+    return str(request.getfixturevalue("postgres").new_database())
+
+
+def behind_the_back(registry: Registry, *statements: str) -> None:
+    """Run SQL on the registry's database around kiln, as another tool or a person would."""
+    if registry.path is not None:
+        with closing(sqlite3.connect(registry.path)) as raw, raw:
+            for statement in statements:
+                raw.execute(statement)
+        return
+    import psycopg
+
+    with psycopg.connect(registry.location, autocommit=True) as raw:
+        for statement in statements:
+            raw.execute(statement)

@@ -185,7 +185,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     base = project.base("debian-bookworm")
     project.role("base", parent=base, ansible_roles=["common"])
     project.role("web", parent="base", health_check=FAST_CHECK)
-    registry = Registry(project.registry_path)
+    registry = Registry(project.registry_url)
     for number in (1, 2, 3):
         registry.record_version(version_record(number, "tested"))
     world = World(project, registry, FakeEngine())

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import sqlite3
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import parent_version
+from conftest import behind_the_back, parent_version
 from kiln import Registry, RegistryError
 from kiln.registry import (
     MIGRATIONS,
@@ -22,18 +29,22 @@ from kiln.registry import (
     actor,
     statuses,
 )
+from kiln.registry.postgres_schema import POSTGRES_MIGRATIONS
+
+if TYPE_CHECKING:
+    from postgres_cluster import PostgresCluster
 
 
-def test_versions_are_monotonic_and_never_reused(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_versions_are_monotonic_and_never_reused(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         assert [registry.allocate_version("web") for _ in range(3)] == [1, 2, 3]
         assert registry.allocate_version("base") == 1
-    with Registry(tmp_path / "r.db") as registry:
+    with Registry(registry_url) as registry:
         assert registry.allocate_version("web") == 4
 
 
-def test_record_and_find_reusable(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_record_and_find_reusable(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         version = replace(parent_version("web", registry.allocate_version("web")), status="baked")
         registry.record_version(version, packages=[Package("nginx", "1.22", "amd64")])
         found = registry.find_reusable("web", version.fingerprint, "docker")
@@ -45,11 +56,11 @@ def test_record_and_find_reusable(tmp_path: Path) -> None:
         assert registry.integrity_check() == "ok"
 
 
-def test_a_failed_record_leaves_nothing(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_a_failed_record_leaves_nothing(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         version = parent_version("web", registry.allocate_version("web"))
         bad = replace(version, artifacts=(*version.artifacts, version.artifacts[0]))
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(RegistryError, match=r"cannot write to the registry .*(UNIQUE|unique)"):
             registry.record_version(bad)
         assert registry.history("web") == []
         assert registry.packages("web", version.version) == []
@@ -104,8 +115,8 @@ def recorded(registry: Registry, role: str, version: int, **changes: object) -> 
     return base
 
 
-def test_a_recorded_version_reads_back_whole(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_a_recorded_version_reads_back_whole(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         version = replace(
             parent_version("web", 3),
             parent_role="base", parent_version=7, git_dirty=True, tools={"packer": "1.6.6"},
@@ -121,8 +132,8 @@ def test_a_recorded_version_reads_back_whole(tmp_path: Path) -> None:
         assert registry.roles() == ["web"]
 
 
-def test_latest_history_and_reuse_pick_the_right_rows(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_latest_history_and_reuse_pick_the_right_rows(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         for number, target, status in ((1, "docker", "tested"), (2, "qemu", "untested"),
                                        (3, "docker", "revoked")):  # fmt: skip
             recorded(registry, "web", number, target=target, status=status)
@@ -163,9 +174,9 @@ def test_a_version_made_with_a_plain_status_string_holds_its_versionstatus() -> 
         replace(version, status="quarantined")
 
 
-def test_find_reusable_skips_failed_and_revoked_versions(tmp_path: Path) -> None:
+def test_find_reusable_skips_failed_and_revoked_versions(registry_url: str) -> None:
     fingerprint = "f" * 64
-    with Registry(tmp_path / "r.db") as registry:
+    with Registry(registry_url) as registry:
         for number, status in enumerate(["untested", "tested", "baked", "failed", "revoked"], 1):
             recorded(registry, "web", number, status=status)
         found = registry.find_reusable("web", fingerprint, "docker")
@@ -191,8 +202,8 @@ def test_statuses_are_checked_and_recorded_with_their_reason(tmp_path: Path) -> 
         registry.get("web", 1)
 
 
-def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_channels_move_and_every_move_is_logged(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         with registry.transaction() as tx:
             first = tx.set_channel(role="web", channel="prod", version=1, action="promote",
                                    actor="ann")  # fmt: skip
@@ -218,8 +229,8 @@ def test_channels_move_and_every_move_is_logged(tmp_path: Path) -> None:
         assert [e.channel for e in registry.channel_entries("web")] == ["canary", "prod"]
 
 
-def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_test_runs_set_the_status_and_keep_the_failure_summary(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "web", 1, status="baked")
         recorded(registry, "web", 2, status="baked")
         run = {"suite": "acceptance", "output": "...", "started_at": "t", "duration_s": 2.5}
@@ -235,8 +246,8 @@ def test_test_runs_set_the_status_and_keep_the_failure_summary(tmp_path: Path) -
         assert [r.summary for r in registry.test_runs("web", 2)] == ["3 passed", "again"]
 
 
-def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_a_failed_transaction_writes_nothing(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "web", 1)
         with pytest.raises(KeyError), registry.transaction() as tx:
             tx.set_status("web", 1, "revoked", "x")
@@ -246,8 +257,8 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
         assert registry.events("web") == []
 
 
-def test_deployments_and_events_read_back_newest_first(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_deployments_and_events_read_back_newest_first(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         for role, result in (("web", "ok"), ("db", "ok"), ("web", "failed")):
             registry.record_deployment(
                 deployment="d", role=role, version=1, channel="prod", strategy="rolling",
@@ -265,8 +276,8 @@ def test_deployments_and_events_read_back_newest_first(tmp_path: Path) -> None:
         assert events[1].detail == {"channel": "prod", "to": 1}
 
 
-def test_gc_marks_artifacts_deleted_and_keeps_the_rest_live(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_gc_marks_artifacts_deleted_and_keeps_the_rest_live(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "web", 1)
         image = Artifact("qemu", "web-2.qcow2", "sha256:" + "b" * 64, "c" * 64, 4096)
         recorded(registry, "web", 2, artifacts=(image,))
@@ -278,8 +289,8 @@ def test_gc_marks_artifacts_deleted_and_keeps_the_rest_live(tmp_path: Path) -> N
         assert registry.get("web", 2).artifact() == image  # type: ignore[union-attr]
 
 
-def test_summaries_descendants_and_revoked_parents(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_summaries_descendants_and_revoked_parents(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "base", 1)
         recorded(registry, "web", 1, parent_role="base", parent_version=1, git_dirty=True)
         recorded(registry, "api", 4, parent_role="web", parent_version=1)
@@ -323,8 +334,8 @@ def test_a_trigger_body_stays_one_statement() -> None:
     assert _statements("SELECT 1;\nSELECT 2") == ["SELECT 1;", "SELECT 2"]
 
 
-def test_a_transaction_refuses_writes_after_its_block(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_a_transaction_refuses_writes_after_its_block(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "web", 1)
         with registry.transaction() as tx:
             tx.set_status("web", 1, "failed", "smoke test")
@@ -336,8 +347,8 @@ def test_a_transaction_refuses_writes_after_its_block(tmp_path: Path) -> None:
 # --- survivors of the mutation run (scripts/mutation.sh) ---------------------------------------
 
 
-def test_an_event_logged_inside_a_transaction_keeps_its_version(tmp_path: Path) -> None:
-    with Registry(tmp_path / "r.db") as registry:
+def test_an_event_logged_inside_a_transaction_keeps_its_version(registry_url: str) -> None:
+    with Registry(registry_url) as registry:
         recorded(registry, "web", 3)
         with registry.transaction() as tx:
             tx.log_event("web", 3, "revoke", {"why": "CVE-2026-1"}, "ann")
@@ -346,12 +357,12 @@ def test_an_event_logged_inside_a_transaction_keeps_its_version(tmp_path: Path) 
 
 
 def test_a_summary_keeps_the_channels_given_and_the_log_prints_forced_as_0_or_1(
-    tmp_path: Path,
+    registry_url: str,
 ) -> None:
     version = parent_version("web", 3)
     assert version.summary(("canary", "prod")).channels == ("canary", "prod")
     assert version.summary().channels == ()
-    with Registry(tmp_path / "r.db") as registry:
+    with Registry(registry_url) as registry:
         with registry.transaction() as tx:
             tx.set_channel(role="web", channel="prod", version=3, action="promote", actor="ann",
                            forced=True)  # fmt: skip
@@ -373,3 +384,94 @@ def test_a_registry_that_cannot_be_read_names_its_file(tmp_path: Path) -> None:
         for read in (registry.version_summaries, registry.history):  # bulk tuples, and rows
             with pytest.raises(RegistryError, match=f"cannot read the registry {path}: no such"):
                 read("web")
+
+
+# --- the PostgreSQL backend: what only it has to prove ------------------------------------------
+
+
+def test_a_registry_url_names_its_backend(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match=r"neither sqlite:///PATH nor postgresql://"):
+        Registry("mysql://kiln@db/kiln")
+    with Registry(f"sqlite:///{tmp_path}/by-url.db") as registry:
+        assert registry.path == tmp_path / "by-url.db" and registry.location == str(registry.path)
+
+
+def test_an_unreachable_postgresql_is_named_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://kiln:hunter2@/kiln?host={tmp_path}"  # no server listens there
+    with pytest.raises(RegistryError) as caught:
+        Registry(url)
+    message = str(caught.value)
+    assert message.startswith(
+        f"cannot reach the registry postgresql://kiln:***@/kiln?host={tmp_path}"
+    )
+    assert "hunter2" not in message
+
+
+def test_postgresql_refuses_to_change_a_recorded_artifact(postgres: PostgresCluster) -> None:
+    import psycopg
+
+    with Registry(postgres.new_database()) as registry:
+        registry.record_version(parent_version("web", 1))
+        with pytest.raises(
+            psycopg.errors.RaiseException, match="a recorded artifact never changes"
+        ):
+            behind_the_back(registry, "UPDATE artifacts SET image_id = 'sha256:x'")
+        assert registry.get("web", 1).artifact().image_id == "sha256:" + "a" * 64  # type: ignore[union-attr]
+        assert registry.integrity_check() == "ok"
+
+
+def test_postgresql_refuses_a_newer_schema(postgres: PostgresCluster) -> None:
+    url = postgres.new_database()
+    with Registry(url) as registry:
+        assert registry.schema_version == len(POSTGRES_MIGRATIONS)
+        behind_the_back(
+            registry, f"INSERT INTO kiln_schema VALUES ({len(POSTGRES_MIGRATIONS) + 1})"
+        )
+    with pytest.raises(RegistryError, match="newer than this kiln understands"):
+        Registry(url)
+
+
+def _allocate(url: str, count: int) -> list[int]:
+    with Registry(url) as registry:
+        return [registry.allocate_version("web") for _ in range(count)]
+
+
+def test_version_numbers_stay_unique_across_processes(postgres: PostgresCluster) -> None:
+    """Four processes (machines, for PostgreSQL) take numbers at once: none is handed out twice."""
+    url = postgres.new_database()
+    with Registry(url):  # migrated once, so that the race is on the numbers
+        pass
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        numbers = [n for batch in pool.map(_allocate, [url] * 4, [25] * 4) for n in batch]
+    assert sorted(numbers) == list(range(1, 101))
+
+
+def _hold_lock(url: str, name: str, held: Any) -> None:
+    from kiln.registry.postgres_backend import advisory_lock
+
+    with advisory_lock(url, name):
+        held.set()
+        time.sleep(600)
+
+
+def test_an_advisory_lock_waits_for_its_holder_and_dies_with_it(postgres: PostgresCluster) -> None:
+    from kiln.registry.postgres_backend import advisory_lock
+
+    url = postgres.new_database()
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    holder = context.Process(target=_hold_lock, args=(url, "web", held))
+    holder.start()
+    try:
+        assert held.wait(60), "the holder never took the lock"
+        waits: list[str] = []
+        with advisory_lock(url, "api", on_wait=lambda: waits.append("api")):
+            pass  # another name: no wait
+        threading.Timer(1.0, os.kill, (holder.pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with advisory_lock(url, "web", on_wait=lambda: waits.append("web")):
+            waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.join()
+    assert waits == ["web"] and 0.9 < waited < 30, (waits, waited)

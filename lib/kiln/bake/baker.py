@@ -31,7 +31,7 @@ from kiln.targets.base import Renderer
 
 
 def open_registry(project: Project) -> Registry:
-    return Registry(project.registry_path)
+    return Registry(project.registry_url)
 
 
 class Baker:

@@ -65,7 +65,7 @@ def drift(
         project.role_named(role)
     engine = engine or DockerEngine()
     report: list[InstanceDrift] = []
-    with Registry(project.registry_path) as registry:
+    with Registry(project.registry_url) as registry:
         for server in engine.servers(project.image_namespace, role):
             report.append(_instance_drift(project, registry, engine, server))
     return report

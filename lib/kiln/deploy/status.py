@@ -44,7 +44,7 @@ def servers(
     engine = engine or DockerEngine()
     found = engine.servers(project.image_namespace, role)
     statuses: list[ServerStatus] = []
-    with Registry(project.registry_path) as registry:
+    with Registry(project.registry_url) as registry:
         for server in found:
             statuses.append(
                 ServerStatus(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from kiln.registry.audit import utc_now
+from kiln.registry.backend import Session
 from kiln.registry.connection import Connection
 from kiln.registry.rows import ChannelEntry, ChannelLogEntry, from_row
 
@@ -46,7 +45,7 @@ class Channels(Connection):
 
 
 def write_channel(
-    conn: sqlite3.Connection,
+    conn: Session,
     *,
     role: str,
     channel: str,
@@ -58,9 +57,7 @@ def write_channel(
 ) -> int | None:
     """Point channel at version inside the open transaction of conn, logging the move;
     returns the version it pointed at before."""
-    row = conn.execute(
-        "SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel)
-    ).fetchone()
+    row = conn.one("SELECT version FROM channels WHERE role = ? AND channel = ?", (role, channel))
     previous = row["version"] if row else None
     now = utc_now()
     conn.execute(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from kiln.registry.audit import utc_now
+from kiln.registry.backend import Session
 from kiln.registry.connection import Connection
 from kiln.registry.rows import Artifact, VersionSummary
 
@@ -88,7 +88,7 @@ class Lineage(Connection):
             )
 
 
-def write_parent_revoked(conn: sqlite3.Connection, versions: Sequence[tuple[str, int]]) -> None:
+def write_parent_revoked(conn: Session, versions: Sequence[tuple[str, int]]) -> None:
     """Flag versions as built on a revoked parent, inside the open transaction of conn."""
     conn.executemany(
         "UPDATE versions SET parent_revoked = 1 WHERE role = ? AND version = ?", versions

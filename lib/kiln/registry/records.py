@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from kiln.registry.audit import utc_now
+from kiln.registry.backend import Session
 from kiln.registry.rows import Deployment, Event, TestRun, from_row
 from kiln.registry.versions import Versions, write_status
 
@@ -103,7 +103,7 @@ class Records(Versions):
 
 
 def write_event(
-    conn: sqlite3.Connection,
+    conn: Session,
     role: str,
     version: int | None,
     kind: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -200,6 +200,8 @@ class Columns(Protocol):
     """A database row read by column name (sqlite3.Row, a dict)."""
 
     def __getitem__(self, column: str, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
 
 
 def from_row(cls: type[_Row], row: Columns, **converted: Any) -> _Row:

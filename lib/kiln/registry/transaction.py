@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kiln.errors import RegistryError
+from kiln.registry.backend import Session
 from kiln.registry.channels import write_channel
 from kiln.registry.lineage import write_parent_revoked
 from kiln.registry.records import write_event
@@ -22,8 +22,8 @@ class Transaction:
     the same connection, so they see these writes and hold the same write lock.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn: sqlite3.Connection | None = conn
+    def __init__(self, conn: Session) -> None:
+        self._conn: Session | None = conn
 
     def __enter__(self) -> Transaction:
         return self
@@ -69,7 +69,7 @@ class Transaction:
         """Record one audit event with the change it describes."""
         write_event(self._open(), role, version, kind, detail, actor)
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> Session:
         if self._conn is None:
             raise RegistryError(
                 "this registry transaction has ended (committed or rolled back); "

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from kiln.errors import RegistryError
+from kiln.registry.backend import Session
 from kiln.registry.connection import Connection
-from kiln.registry.rows import Artifact, Package, Version, from_row
+from kiln.registry.rows import Artifact, Columns, Package, Version, from_row
 from kiln.registry.status import STATUSES, VersionStatus, statuses
 
 _KNOWN = frozenset(STATUSES)
@@ -22,12 +22,12 @@ class Versions(Connection):
     def allocate_version(self, role: str) -> int:
         """Reserve the next version number of role. Numbers are never handed out twice."""
         with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT MAX(last_version) FROM (SELECT last_version FROM counters WHERE role = ?"
-                " UNION ALL SELECT MAX(version) FROM versions WHERE role = ?)",
+            row = conn.one(
+                "SELECT MAX(last_version) AS last FROM (SELECT last_version FROM counters"
+                " WHERE role = ? UNION ALL SELECT MAX(version) FROM versions WHERE role = ?) known",
                 (role, role),
-            ).fetchone()
-            number = int(row[0] or 0) + 1
+            )
+            number = int((row and row["last"]) or 0) + 1
             conn.execute(
                 "INSERT INTO counters (role, last_version) VALUES (?, ?) "
                 "ON CONFLICT (role) DO UPDATE SET last_version = excluded.last_version",
@@ -82,8 +82,9 @@ class Versions(Connection):
                 ],
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO packages (role, version, name, pkg_version, arch)"
-                " VALUES (?,?,?,?,?)",
+                "INSERT INTO packages (role, version, name, pkg_version, arch) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (role, version, name, arch) DO UPDATE"
+                " SET pkg_version = excluded.pkg_version",
                 [(version.role, version.version, p.name, p.version, p.arch) for p in packages],
             )
 
@@ -118,15 +119,16 @@ class Versions(Connection):
 
     def history(self, role: str, *, limit: int | None = None) -> list[Version]:
         """Whole versions of role, newest first; version_summaries is cheaper for thousands."""
-        rows = self._query(
-            "SELECT * FROM versions WHERE role = ? ORDER BY version DESC LIMIT ?",
-            (role, -1 if limit is None else limit),
-        )
+        sql = "SELECT * FROM versions WHERE role = ? ORDER BY version DESC"
+        if limit is None:
+            rows = self._query(sql, (role,))
+        else:
+            rows = self._query(f"{sql} LIMIT ?", (role, limit))
         return self._with_artifacts(rows)
 
     def roles(self) -> list[str]:
         """Every role with a recorded version, including roles no longer defined."""
-        return [r[0] for r in self._query("SELECT DISTINCT role FROM versions ORDER BY role")]
+        return [r["role"] for r in self._query("SELECT DISTINCT role FROM versions ORDER BY role")]
 
     def packages(self, role: str, version: int) -> list[Package]:
         """The package manifest of one version, for diff and the report."""
@@ -137,7 +139,7 @@ class Versions(Connection):
         )
         return [from_row(Package, r, version=r["pkg_version"]) for r in rows]
 
-    def _with_artifacts(self, rows: list[sqlite3.Row]) -> list[Version]:
+    def _with_artifacts(self, rows: list[Columns]) -> list[Version]:
         if not rows:
             return []
         keys = [(r["role"], r["version"]) for r in rows]
@@ -153,9 +155,7 @@ class Versions(Connection):
         return [_version(r, tuple(artifacts.get((r["role"], r["version"]), ()))) for r in rows]
 
 
-def write_status(
-    conn: sqlite3.Connection, role: str, version: int, status: str, reason: str | None
-) -> None:
+def write_status(conn: Session, role: str, version: int, status: str, reason: str | None) -> None:
     """Set a version's status inside the open transaction of conn, refusing unknown ones."""
     _check_status(status)
     conn.execute(
@@ -169,7 +169,7 @@ def _check_status(status: str) -> None:
         raise RegistryError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
 
 
-def _stored_status(row: sqlite3.Row) -> VersionStatus:
+def _stored_status(row: Columns) -> VersionStatus:
     try:
         return VersionStatus(row["status"])
     except ValueError:
@@ -180,7 +180,7 @@ def _stored_status(row: sqlite3.Row) -> VersionStatus:
         ) from None
 
 
-def _version(row: sqlite3.Row, artifacts: tuple[Artifact, ...]) -> Version:
+def _version(row: Columns, artifacts: tuple[Artifact, ...]) -> Version:
     return from_row(
         Version,
         row,
