@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kiln.console import Reporter
 from kiln.errors import BuildError
-from kiln.locks import file_lock
+from kiln.locks import project_lock
 from kiln.model import Project
 from kiln.registry import Artifact
 from kiln.targets.base import BakePlan, Builder
@@ -23,8 +23,9 @@ from kiln.targets.base import BakePlan, Builder
 
 def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContextManager[None]:
     """Serialise bakes of one role across processes."""
-    return file_lock(
-        project.state_path / "locks" / f"{role}.lock",
+    return project_lock(
+        project,
+        role,
         on_wait=lambda: reporter.message(
             role, "another bake of this role is running; waiting for it"
         ),

@@ -16,7 +16,7 @@ from kiln.deploy.rollout import DeployStep, LogSink, Rollout, cleanup
 from kiln.deploy.server import Server
 from kiln.deploy.strategies import roll
 from kiln.errors import DeployError, KilnError
-from kiln.locks import file_lock
+from kiln.locks import project_lock
 from kiln.model import Project
 from kiln.registry import Registry, Version, utc_now
 
@@ -50,7 +50,7 @@ def deploy(
     deployment = uuid.uuid4().hex[:12]
     # Timed from here: a wait for another deploy's lock counts in the recorded duration.
     started_at, clock = utc_now(), time.monotonic()
-    with Registry(project.registry_path) as registry, deploy_lock(project, plan.role.name, say):
+    with Registry(project.registry_url) as registry, deploy_lock(project, plan.role.name, say):
         named = registry.channels(plan.role.name).get(channel)
         base = DeployResult(
             deployment, plan.role.name, named, channel, strategy, replicas, "refused", ""
@@ -75,9 +75,10 @@ def deploy(
 
 
 def deploy_lock(project: Project, role: str, log: LogSink) -> AbstractContextManager[None]:
-    """One deploy per role at a time, across processes."""
-    return file_lock(
-        project.state_path / "locks" / f"deploy-{role}.lock",
+    """One deploy per role at a time, across processes (across machines with PostgreSQL)."""
+    return project_lock(
+        project,
+        f"deploy-{role}",
         on_wait=lambda: log(f"another deploy of {role} is running; waiting for it"),
     )
 
