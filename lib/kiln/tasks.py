@@ -76,9 +76,9 @@ def cli() -> Iterator[None]:
 
 def _task_modules() -> tuple[ModuleType, ...]:
     # Imported here, not at the top: they import cli() and project() from this module.
-    from kiln.cli import baking, roles, servers, versions
+    from kiln.cli import baking, registry, roles, servers, versions
 
-    return (baking, versions, servers, roles)
+    return (baking, versions, servers, roles, registry)
 
 
 def collection(proj: Project) -> Collection:

@@ -136,11 +136,12 @@ class Sandbox:
             )
         return proc
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start `invoke ARGS` in the sandbox (env: variables to add or replace)."""
         return subprocess.Popen(
             [sys.executable, "-m", "invoke", *args],
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
