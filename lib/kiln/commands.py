@@ -54,6 +54,7 @@ def render_roles(
     with open_registry(project) as registry:
         baker = Baker(project, target=target, registry=registry)
         tgt = get_target(target)
+        packer = tools.packer_version(project.state_path)  # 1.7+: the HCL pins its plugins
         memo = FingerprintMemo()
         for role in roles:
             fingerprints, _ = baker.fingerprints(role, memo)
@@ -67,7 +68,9 @@ def render_roles(
                 )
             if not tgt.starts_from_recorded_parent():
                 parent = None  # cloud: found by fingerprint tag
-            plan = BakePlan(project, role, fingerprints[role.name], parent, tgt)
+            plan = BakePlan(
+                project, role, fingerprints[role.name], parent, tgt, packer_version=packer
+            )
             files = tgt.render(plan)
             write_if_changed(files)
             if validate:

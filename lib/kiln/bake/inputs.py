@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kiln import requirements, tools
+from collections.abc import Mapping
+
+from kiln import packer_plugins, requirements, tools
 from kiln.fingerprint import (
     Fingerprint,
     FingerprintMemo,
@@ -44,10 +46,20 @@ def chain_fingerprints(
         templates_for=templates,
         recipe=target.recipe(),
         target=target.name,
-        tools=tools.tool_versions(project.state_path),
+        tools=tool_inputs(tools.tool_versions(project.state_path)),
         secret_values=secrets,
         key=secret_key(project.state_path),
         requirements=requirements.locked_content(project),
         memo=memo,
     )
     return fingerprints, secrets
+
+
+def tool_inputs(versions: Mapping[str, str]) -> dict[str, str]:
+    """The tool versions a fingerprint holds (and a version records): with Packer 1.7+, also the
+    plugin pins its HCL carries. All of them: a fingerprint is made before any file is rendered.
+    """
+    inputs = dict(versions)
+    if tools.packer_supports_required_plugins(inputs["packer"]):
+        inputs["packer-plugins"] = packer_plugins.pins_text()
+    return inputs

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kiln import packer_plugins, tools
 from kiln.errors import BuildError
 from kiln.fingerprint import Fingerprint
 from kiln.model import Base, Project, Role
@@ -54,6 +55,16 @@ class BakePlan:
     #: Render a second Ansible pass (KILN_PASS=2) that must change nothing. The image is the
     #: same either way, so this is not part of the fingerprint.
     check_idempotence: bool = False
+    #: The Packer version that will run the HCL (tools.packer_version). From 1.7 the HCL pins its
+    #: plugins in a required_plugins block; None renders for Packer 1.6, which has no such block.
+    packer_version: str | None = None
+
+    @property
+    def pins_plugins(self) -> bool:
+        """Whether the HCL pins the plugins it uses (Packer 1.7+) for packer init to install."""
+        return self.packer_version is not None and tools.packer_supports_required_plugins(
+            self.packer_version
+        )
 
     @property
     def layers(self) -> list[Role]:
@@ -138,11 +149,19 @@ class Renderer(ABC):
 
     def render(self, plan: BakePlan) -> list[RenderedFile]:
         """Render the HCL and playbook, parse the HCL back and check it against the model."""
-        templates = plan.project.templates_path
+        templates, source = plan.project.templates_path, plan.relative(plan.hcl_path)
         context = {**self.context(plan), "check_idempotence": plan.check_idempotence}
         hcl = render_template(templates, self.template, context)
-        parsed = parse_hcl(hcl, source=plan.relative(plan.hcl_path))
-        check_values(parsed, self.expectations(plan), source=plan.relative(plan.hcl_path))
+        parsed = parse_hcl(hcl, source=source)
+        expected = self.expectations(plan)
+        # Added outside the template: a template's digest is part of every fingerprint, and files
+        # rendered for Packer 1.6 (and so their fingerprints) must stay exactly as they were.
+        plugins = packer_plugins.plugins_used(parsed) if plan.pins_plugins else []
+        if plugins:
+            hcl = packer_plugins.with_required_plugins(hcl, plugins)
+            parsed = parse_hcl(hcl, source=source)
+            expected.update(packer_plugins.expectations(plugins))
+        check_values(parsed, expected, source=source)
         return [
             RenderedFile(plan.hcl_path, hcl),
             RenderedFile(plan.playbook_path, self.playbook(plan)),

@@ -1,0 +1,122 @@
+# Rendered by kiln from templates/cloud.pkr.hcl.j2 for role web on googlecompute.
+# Do not edit: change the role definition and run `invoke render --role web --target googlecompute`.
+# Bake it where the cloud account is reachable: packer build packer/web.googlecompute.pkr.hcl
+
+# The plugins this file uses, pinned by kiln for Packer 1.7+. kiln runs `packer init` before
+# each build; by hand, run `packer init` on this file once before `packer build`.
+packer {
+  required_plugins {
+    ansible = {
+      "source"  = "github.com/hashicorp/ansible"
+      "version" = "~> 1.1"
+    }
+    googlecompute = {
+      "source"  = "github.com/hashicorp/googlecompute"
+      "version" = "~> 1.1"
+    }
+  }
+}
+
+variable "version" {
+  type    = string
+  default = "dev"
+}
+
+variable "source_commit" {
+  type    = string
+  default = "unknown"
+}
+
+variable "bake_id" {
+  type    = string
+  default = "manual"
+}
+
+variable "manifest_file" {
+  type    = string
+  default = ".kiln/work/web/manual/packages.tsv"
+}
+
+variable "events_file" {
+  type    = string
+  default = ""
+}
+
+source "googlecompute" "web" {
+  project_id          = "kiln-images"
+  zone                = "europe-west1-b"
+  machine_type        = "e2-small"
+  ssh_username        = "admin"
+  image_name          = "kiln-web-${var.version}"
+  image_family        = "kiln-web"
+  image_description   = "kiln web fingerprint cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+  source_image_family = "kiln-base"
+  image_labels = {
+    "kiln-role"        = "web"
+    "kiln-version"     = "${var.version}"
+    "kiln-fingerprint" = "cccccccccccccccccccccccccccccccc"
+    "kiln-parent"      = "base-bbbbbbbbbbbb"
+  }
+}
+
+build {
+  name    = "web"
+  sources = ["source.googlecompute.web"]
+
+  provisioner "shell" {
+    inline = ["cloud-init status --wait >/dev/null"]
+  }
+
+  # Ansible reaches the builder directly over SSH; its inventory holds only the builder.
+  provisioner "ansible" {
+    playbook_file = "packer/web.playbook.yml"
+    user          = "admin"
+    use_proxy     = false
+
+    extra_arguments = [
+      "-e",
+      "ansible_python_interpreter=/usr/bin/python3",
+      "-e",
+      "ansible_become=true",
+      "-e",
+      "{\"web_message\": \"Baked once, never patched.\", \"web_title\": \"Hello from kiln\"}",
+    ]
+
+    ansible_env_vars = [
+      "ANSIBLE_PIPELINING=True",
+      "ANSIBLE_NO_TARGET_SYSLOG=True",
+      "ANSIBLE_CALLBACKS_ENABLED=kiln_events",
+      "ANSIBLE_RETRY_FILES_ENABLED=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_ROLES_PATH=roles:.kiln/galaxy/roles",
+      "ANSIBLE_COLLECTIONS_PATH=.kiln/galaxy/collections",
+      "ANSIBLE_CALLBACK_PLUGINS=lib/kiln/ansible_plugins/callback",
+      "KILN_EVENTS_FILE=${var.events_file}",
+      "ANSIBLE_STRATEGY_PLUGINS=lib/kiln/ansible_plugins/strategy",
+      "ANSIBLE_STRATEGY=kiln_linear",
+    ]
+  }
+
+  provisioner "shell" {
+    inline = ["dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /tmp/kiln-packages.tsv"]
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "/tmp/kiln-packages.tsv"
+    destination = var.manifest_file
+  }
+
+  # Seal: no bake key, host keys, machine id or cloud-init state stays in the image.
+  provisioner "shell" {
+    inline = [
+      "sudo rm -f /tmp/kiln-packages.tsv",
+      "sudo apt-get clean",
+      "sudo rm -rf /var/lib/apt/lists/*",
+      "sudo cloud-init clean --logs",
+      "sudo rm -f /etc/ssh/ssh_host_*",
+      "sudo truncate -s 0 /etc/machine-id",
+      "rm -f ~/.ssh/authorized_keys",
+    ]
+  }
+}
