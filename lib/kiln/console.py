@@ -31,6 +31,7 @@ PHASES = (
     "waiting",
     "base",
     "render",
+    "plugins",
     "builder start",
     "provision",
     "capture",

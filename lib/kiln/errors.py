@@ -7,6 +7,7 @@
     ├── ToolError           a tool is missing or too old, or dockerd is not running
     ├── BuildError          packer failed outside Ansible
     │   ├── ProvisionError  an Ansible task failed in the builder
+    │   ├── PluginInitError `packer init` could not install the plugins the HCL pins (1.7+)
     │   └── Interrupted     Ctrl-C or SIGTERM stopped a bake; exit code 130
     ├── RegistryError       the registry cannot be read or written
     │   └── Refused         a lifecycle or bake rule refused an operation; nothing was changed
@@ -74,6 +75,25 @@ class BuildError(KilnError):
 
 class ProvisionError(BuildError):
     """An Ansible task failed while provisioning the builder."""
+
+
+class PluginInitError(BuildError):
+    """`packer init` failed to install the plugins a role's HCL pins (Packer 1.7 and newer).
+
+    ``plugins`` holds the pins it was asked for, as ``name constraint``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugins: Sequence[str],
+        role: str | None = None,
+        version: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__(message, role=role, version=version, log_dir=log_dir)
+        self.plugins = tuple(plugins)
 
 
 class Interrupted(BuildError):

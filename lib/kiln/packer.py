@@ -67,14 +67,14 @@ def decode_machine_line(
 class _EventTail:
     """Reads JSON lines appended to the events file by kiln's Ansible callback."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | None) -> None:
+        self.path = path  # None: a run that starts no Ansible (packer init)
         self._handle: TextIO | None = None
         self._partial = ""
 
     def poll(self) -> list[Event]:
         if self._handle is None:
-            if not self.path.exists():
+            if self.path is None or not self.path.exists():
                 return []
             self._handle = self.path.open(encoding="utf-8")
         out: list[Event] = []
@@ -139,13 +139,16 @@ def run_packer(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    events_path: Path,
+    events_path: Path | None,
     log: TextIO,
     on_line: LineSink,
     on_event: EventSink,
     redact: Redactor,
 ) -> PackerRun:
-    """Run packer to completion, streaming UI lines and Ansible events; never leaves it running."""
+    """Run packer to completion, streaming UI lines and Ansible events; never leaves it running.
+
+    events_path is None for a run that starts no Ansible (packer init).
+    """
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -13,14 +13,22 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import hcl2
 import pytest
 from conftest import parent_version, plan_for
 from kiln import Project
+from kiln.bake.failures import init_failure
 from kiln.bake.inputs import tool_inputs
+from kiln.bake.invocation import PackerInvocation
+from kiln.bake.plugins import INIT_LOG, install_plugins
+from kiln.console import NullReporter
+from kiln.errors import Interrupted, PluginInitError
 from kiln.fingerprint import Fingerprint
+from kiln.packer import PackerRun
 from kiln.packer_plugins import COMPONENTS, PLUGINS, declared_plugins, with_required_plugins
+from kiln.redact import Redactor
 from kiln.registry import Artifact
 from kiln.render import decode_hcl
 from kiln.targets import get_target
@@ -145,3 +153,69 @@ def test_fingerprints_hold_the_pins_from_packer_1_7_only() -> None:
     assert new["packer-plugins"] == (
         "amazon ~> 1.3, ansible ~> 1.1, docker ~> 1.1, googlecompute ~> 1.1, qemu ~> 1.1"
     )
+
+
+# -- packer init ---------------------------------------------------------------------------------
+def fake_packer(tmp_path: Path, *, exit_code: int = 0, output: str = "") -> tuple[Path, Path]:
+    """A stand-in for Packer 1.7+, which cannot be installed here (Debian ships 1.6.6, which has
+    no `init`): it records its arguments and prints output. kiln starts it through run_packer
+    exactly as it would start the real one, so only Packer's own work is faked."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "packer"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\nprintf "%s\\n" "{output}"\nexit {exit_code}\n'
+    )
+    script.chmod(0o755)
+    return script, calls
+
+
+def init(plan: BakePlan, packer: Path, log_dir: Path) -> dict[str, str]:
+    invocation = PackerInvocation(
+        packer=str(packer),
+        plan=plan,
+        version=3,
+        bake_id="web:3:test",
+        source_commit="0" * 40,
+        work=log_dir,
+    )
+    hcl = hcl_of(plan)
+    return install_plugins(invocation, hcl, NullReporter(), log_dir=log_dir, redact=Redactor([]))
+
+
+def test_no_packer_init_for_a_file_without_the_block(project: Project, tmp_path: Path) -> None:
+    packer, calls = fake_packer(tmp_path)
+    assert init(web_plan(project, "docker", "1.6.6"), packer, tmp_path) == {}
+    assert not calls.exists() and not (tmp_path / INIT_LOG).exists()
+
+
+def test_packer_init_runs_when_the_block_is_rendered(project: Project, tmp_path: Path) -> None:
+    packer, calls = fake_packer(tmp_path, output="Installed plugin github.com/hashicorp/docker")
+    pins = init(web_plan(project, "docker", "1.10.2"), packer, tmp_path)
+    assert pins == {"ansible": "~> 1.1", "docker": "~> 1.1"}
+    assert calls.read_text() == "init packer/web.pkr.hcl\n"
+    assert "Installed plugin" in (tmp_path / INIT_LOG).read_text()
+
+
+def test_a_failing_packer_init_says_what_to_do(project: Project, tmp_path: Path) -> None:
+    packer, _ = fake_packer(tmp_path, exit_code=1, output="Error: Failed getting the docker plugin")
+    with pytest.raises(PluginInitError) as caught:
+        init(web_plan(project, "docker", "1.10.2"), packer, tmp_path)
+    error: Any = caught.value
+    message = str(error)
+    assert message.startswith("bake of web v3 failed: packer init exited with 1")
+    assert "(ansible ~> 1.1, docker ~> 1.1)" in message
+    assert "Error: Failed getting the docker plugin" in message
+    assert "packer plugins install" in message and "no version was recorded" in message
+    assert message.endswith(f"Full logs: {tmp_path / INIT_LOG}")  # outside the project root
+    assert (error.role, error.version, error.log_dir) == ("web", 3, tmp_path)
+    assert error.plugins == ("ansible ~> 1.1", "docker ~> 1.1")
+
+
+def test_an_interrupted_packer_init_is_an_interrupt(project: Project, tmp_path: Path) -> None:
+    run = PackerRun(returncode=-2, interrupted=True)
+    role = project.role_named("web")
+    error = init_failure(
+        role, 3, run, plugins=["docker ~> 1.1"], output=[], log=tmp_path / INIT_LOG, root=REPO
+    )
+    assert isinstance(error, Interrupted)
+    assert "interrupted during packer init" in str(error)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from pathlib import Path
 
 from kiln.ansible_events import GuardEvent, InventoryEvent, TaskResult
-from kiln.errors import BuildError, GuardError, Interrupted, ProvisionError
+from kiln.errors import BuildError, GuardError, Interrupted, PluginInitError, ProvisionError
 from kiln.guard import check_single_host_inventory
 from kiln.model import Role
 from kiln.packer import PackerRun
@@ -157,4 +158,40 @@ def failure(
         role=role.name,
         version=version,
         log_dir=log_dir,
+    )
+
+
+def init_failure(
+    role: Role,
+    version: int,
+    run: PackerRun,
+    *,
+    plugins: Sequence[str],
+    output: Sequence[str],
+    log: Path,
+    root: Path,
+) -> BuildError:
+    """The error of a `packer init` that was interrupted or failed; output is its last lines."""
+    where = f"Full logs: {relative_to(str(log), root)}"
+    nothing = "Nothing was built and no version was recorded."
+    if run.interrupted:
+        return Interrupted(
+            f"bake of {role.name} v{version} was interrupted during packer init. {nothing}\n"
+            f"{where}",
+            role=role.name,
+            version=version,
+            log_dir=log.parent,
+        )
+    body = "\n".join(f"    {line}" for line in output[-20:]) or "    (no output)"
+    return PluginInitError(
+        f"bake of {role.name} v{version} failed: packer init exited with {run.returncode} "
+        f"installing the plugins its HCL pins ({', '.join(plugins)}):\n{body}\n"
+        "Packer downloads them (from GitHub; from releases.hashicorp.com since Packer 1.14): "
+        "check that this machine reaches them (set PACKER_GITHUB_API_TOKEN if GitHub limits "
+        "its rate), or install them by hand with `packer plugins install`. The pins are in "
+        f"lib/kiln/packer_plugins.py. {nothing}\n{where}",
+        plugins=plugins,
+        role=role.name,
+        version=version,
+        log_dir=log.parent,
     )

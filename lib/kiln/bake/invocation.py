@@ -51,6 +51,10 @@ class PackerInvocation:
             argv += ["-var", f"{name}={value}"]
         return [*argv, self.plan.relative(self.plan.hcl_path)]
 
+    def init_argv(self) -> list[str]:
+        """`packer init` of the HCL, which installs the plugins it pins (Packer 1.7+)."""
+        return [self.packer, "init", self.plan.relative(self.plan.hcl_path)]
+
 
 def packer_env(project: Project, reporter: Reporter, temp_dir: Path) -> dict[str, str]:
     """kiln's environment without variables that could point Ansible elsewhere than the builder.

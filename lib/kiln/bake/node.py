@@ -18,6 +18,7 @@ from kiln.ansible_events import strategy_of
 from kiln.bake.audit import audit_rendered_playbook, audit_role
 from kiln.bake.failures import raise_for_run, write_failure
 from kiln.bake.invocation import PackerInvocation, keep_events, packer_env
+from kiln.bake.plugins import install_plugins
 from kiln.bake.policy import BakePolicy
 from kiln.bake.record import (
     GitState,
@@ -112,11 +113,13 @@ class NodeBake:
             parent,
             self.target,
             check_idempotence=self.check_idempotence,
+            packer_version=tools.packer_version(self.project.state_path),
         )
         with workspace(self.project.state_path / "work" / role.name / str(version)) as work:
-            self._render(plan, version, work)
+            hcl = self._render(plan, version, work)
             timings = {"render": time.monotonic() - started}
             invocation = self._invocation(packer, plan, version, work, secrets)
+            self._install_plugins(invocation, hcl, log_dir, redact, timings)
             with pending_artifact(self.target, plan, version) as pending:
                 run = self._run_packer(invocation, log_dir, redact, timings)
                 raise_for_run(
@@ -132,8 +135,11 @@ class NodeBake:
                 pending.keep()  # before the gate: a version that fails its tests keeps its image
         return Built(record, log_dir, redact)
 
-    def _render(self, plan: BakePlan, version: int, work: Path) -> None:
-        """Audit the role, refuse a bad parent, render its files and audit the playbook."""
+    def _render(self, plan: BakePlan, version: int, work: Path) -> str:
+        """Audit the role, refuse a bad parent, render its files and audit the playbook.
+
+        Returns the rendered HCL.
+        """
         role, parent = plan.role, plan.parent
         assert parent is not None
         audit_role(self.project, role, self.reporter, work, warn=True)
@@ -141,8 +147,23 @@ class NodeBake:
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
         )
-        write_if_changed(self.target.render(plan))
+        files = self.target.render(plan)
+        write_if_changed(files)
         audit_rendered_playbook(self.project, role, plan.playbook_path, work)
+        return next(f.text for f in files if f.path == plan.hcl_path)
+
+    def _install_plugins(
+        self,
+        invocation: PackerInvocation,
+        hcl: str,
+        log_dir: Path,
+        redact: Redactor,
+        timings: dict[str, float],
+    ) -> None:
+        """`packer init` when the HCL pins plugins (Packer 1.7+); adds its time to timings."""
+        started = time.monotonic()
+        if install_plugins(invocation, hcl, self.reporter, log_dir=log_dir, redact=redact):
+            timings["plugins"] = time.monotonic() - started
 
     def _invocation(
         self, packer: str, plan: BakePlan, version: int, work: Path, secrets: Mapping[str, str]
