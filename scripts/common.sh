@@ -3,11 +3,12 @@
 # packer (1.6.6 in Debian 12) with its built-in docker, qemu and ansible plugins; docker.io for
 # the engine; mmdebstrap to bootstrap bases without Docker Hub; qemu, genisoimage, grub and
 # e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists;
-# postgresql for the tests of the shared registry (each starts a throwaway cluster of its own).
+# postgresql and docker-registry for the tests of a team's setup (shared registry, OCI registry;
+# the tests start throwaway instances of their own).
 APT_PACKAGES=(
   packer docker.io mmdebstrap git python3-venv python3-dev
   qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
-  chromium gnupg postgresql
+  chromium gnupg postgresql docker-registry
 )
 
 install_apt_packages() {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from oci_registry import OciRegistry
     from postgres_cluster import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ SETUP_TOOLS = (
     "packer", "docker", "dockerd", "mmdebstrap", "git", "qemu", "qemu-system-x86_64", "qemu-img",
     "genisoimage", "grub-mkimage", "debugfs", "mkfs.ext4", "sfdisk", "ssh-keygen", "chromium",
     "gpg", "gpgv", "ansible-playbook", "ansible-lint", "ansible-galaxy", "molecule", "postgresql",
+    "docker-registry",
 )  # fmt: skip
 #: Skip reasons that say a tool is missing: `missing tool: X`, `needs X`, `X is not installed`.
 MISSING = "missing tool: "
@@ -96,3 +98,20 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[OciRegistry]:
+    """A throwaway OCI registry on 127.0.0.1 for this pytest worker."""
+    from oci_registry import MISSING as MISSING_REGISTRY
+    from oci_registry import OciRegistry, registry_binary
+
+    binary = registry_binary()
+    if binary is None:
+        pytest.skip(MISSING_REGISTRY)
+    registry = OciRegistry(binary)
+    try:
+        registry.start()
+        yield registry
+    finally:
+        registry.remove()

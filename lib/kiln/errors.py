@@ -12,6 +12,7 @@
     ├── RegistryError       the registry cannot be read or written
     │   └── Refused         a lifecycle or bake rule refused an operation; nothing was changed
     ├── GuardError          a role would make Ansible touch something other than the builder
+    ├── ImageRegistryError  an image could not be pushed to, or pulled from, the OCI registry
     ├── TestFailure         acceptance or role tests failed
     │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
     └── DeployError         a deploy failed or was refused
@@ -113,6 +114,14 @@ class Refused(RegistryError):
 
 class GuardError(KilnError):
     """Configuration tooling would reach something other than the throwaway builder."""
+
+
+class ImageRegistryError(KilnError):
+    """An image could not be pushed to, or pulled from, the OCI registry (KILN_IMAGE_REGISTRY).
+
+    A version whose push failed stays recorded, as not pushed: the next bake or `invoke push`
+    pushes it again.
+    """
 
 
 class TestFailure(KilnError):

@@ -16,6 +16,7 @@ from typing import Any
 from kiln.ansible_content import AnsibleContent, is_role_name
 from kiln.errors import DefinitionError, RegistryError
 from kiln.guard import TaskException
+from kiln.image_registry import checked_image_registry
 from kiln.registry.backend import scheme, sqlite_path
 from kiln.resources import TEMPLATES_DIR
 from kiln.variables import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES  # re-exported
@@ -206,6 +207,7 @@ class Project:
         lint_profile: str | None = None,
         mitogen: bool = True,
         registry_url: str | None = None,
+        image_registry: str | None = None,
     ) -> None:
         """root holds tasks.py; images are named <image_namespace>/<role>.
 
@@ -217,6 +219,9 @@ class Project:
         registry_url: where versions are recorded: sqlite:///PATH (relative to root) or
         postgresql://... for a registry a team shares; $KILN_REGISTRY_URL overrides it, and
         without either it is .kiln/registry.db.
+        image_registry: an OCI registry, HOST:PORT[/PREFIX], that each version's image is pushed
+        to once its acceptance tests pass, and pulled from by digest where the engine lacks it;
+        $KILN_IMAGE_REGISTRY overrides it. Without either, images stay in the local engine.
         """
         if not isinstance(image_namespace, str) or not re.fullmatch(
             r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
@@ -236,6 +241,9 @@ class Project:
         #: The registry every bake, lifecycle verb and deploy of this project shares, and its
         #: file when it is SQLite (None for PostgreSQL).
         self.registry_url, self.registry_path = self._registry(registry_url)
+        pushed_to = os.environ.get("KILN_IMAGE_REGISTRY") or image_registry
+        #: Where images are pushed (HOST:PORT[/PREFIX]), or None: the local engine only.
+        self.image_registry = checked_image_registry(pushed_to) if pushed_to else None
         self._nodes: dict[str, Node] = {}
 
     def _registry(self, url: str | None) -> tuple[str, Path | None]:

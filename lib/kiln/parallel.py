@@ -172,7 +172,14 @@ def _split_cached(
             stale.append(role)
             continue
         outcome = BakeOutcome(version=hit, baked=False)
-        cached.append(Job(role, False, True, None, state="cached", outcomes=[outcome]))
+        job = Job(role, False, True, None, state="cached", outcomes=[outcome])
+        cached.append(job)
+        try:
+            probe.push_tested(job.outcomes)  # a push that failed before is retried here
+        except KilnError as error:
+            job.state, job.error = "failed", error
+            reporter.finished(role.name, "failed", str(error).splitlines()[0])
+            continue
         reporter.finished(
             role.name,
             "cached",

@@ -24,8 +24,9 @@ from kiln.fingerprint import (
     FingerprintMemo,
 )
 from kiln.guard import AuditReport
+from kiln.image_registry import push_missing
 from kiln.model import Base, Node, Project, Role
-from kiln.registry import Registry, Version
+from kiln.registry import Registry, Version, VersionStatus
 from kiln.targets import get_target
 from kiln.targets.base import Renderer
 
@@ -97,7 +98,7 @@ class Baker:
                 f"up to date at version {hit.version} (fingerprint {hit.fingerprint[:12]}); "
                 "nothing baked",
             )
-            return [BakeOutcome(version=hit, baked=False)]
+            return self.push_tested([BakeOutcome(version=hit, baked=False)])
         # The guard first: it is static and fast, and nothing (not even a parent) is baked for a
         # role it refuses. Its warnings are printed by the audit just before the role's builder.
         self.audit(role, self.project.state_path / "work" / role.name, warn=False)
@@ -116,6 +117,21 @@ class Baker:
             )
             outcomes.append(outcome)
             parent = outcome.version
+        return self.push_tested(outcomes)
+
+    def push_tested(self, outcomes: list[BakeOutcome]) -> list[BakeOutcome]:
+        """Push each tested version's image to the project's OCI registry, if it has one and
+        the version is not there yet (a push that failed before is retried here)."""
+        image_registry = self.project.image_registry
+        if image_registry is None:
+            return outcomes
+        for outcome in outcomes:
+            version = outcome.version
+            if version.status is not VersionStatus.TESTED:
+                continue
+            pushed = push_missing(self.registry, version, image_registry)
+            if pushed is not None:
+                self.reporter.message(version.role, f"pushed {version.label}: {pushed.reference}")
         return outcomes
 
     def policy(self, options: BakeOptions | None = None) -> BakePolicy:

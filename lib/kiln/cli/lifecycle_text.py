@@ -98,6 +98,8 @@ def format_show(d: VersionDetails) -> list[str]:
         size = f"{art.size_bytes / 1e6:.1f} MB" if art.size_bytes else "-"
         gone = f"  DELETED {art.deleted_at}" if art.deleted_at else ""
         lines.append(f"  {art.target}: {art.ref}  {art.image_id[:19]}  {size}{gone}")
+    for push in d.pushes:
+        lines.append(f"  pushed {push.pushed_at}: {push.reference}")
     lines.append(f"packages: {len(d.packages)}")
     for p in d.packages:
         lines.append(f"  {p.name} {p.version} {p.arch}")

@@ -1,4 +1,4 @@
-"""Tasks over the registry itself, rather than the versions in it: registry-copy."""
+"""Tasks over where versions live, rather than the versions themselves: registry-copy, push."""
 
 from __future__ import annotations
 
@@ -34,4 +34,30 @@ def registry_copy(c: Context, to: str, json: bool = False) -> None:
         print(f"point kiln at it with KILN_REGISTRY_URL={where[1]} (or Project(registry_url=...))")
 
 
-TASKS = (registry_copy,)
+@task(
+    help={
+        "role": "the role whose tested versions to push",
+        "version": "only this version (default: every tested one not pushed yet)",
+        "json": "print JSON",
+    }
+)
+def push(c: Context, role: str, version: int = 0, json: bool = False) -> None:
+    """Push a role's tested images that are not in the OCI registry yet (KILN_IMAGE_REGISTRY)."""
+    from kiln.bake import open_registry
+    from kiln.image_registry import push_role
+
+    with cli():
+        proj = project()
+        proj.get(role)
+        with open_registry(proj) as registry:
+            pushed = push_role(registry, role, proj.image_registry, version or None)
+        if json:
+            emit_json([p.as_dict() for p in pushed])
+            return
+        for p in pushed:
+            print(f"pushed {p.role} v{p.version}: {p.reference}")
+        if not pushed:
+            print(f"every tested version of {role} is in {proj.image_registry} already")
+
+
+TASKS = (registry_copy, push)

@@ -175,6 +175,29 @@ def channels(c: Context, role: str, json: bool = False) -> None:
 
 @task(
     help={
+        "role": "the role of the channel",
+        "name": "the channel (dev, staging, prod...)",
+        "json": "print JSON: role, version, fingerprint, digest-pinned image, artifacts",
+    }
+)
+def channel(c: Context, role: str, name: str, json: bool = False) -> None:
+    """Show the version a channel points at, with its digest-pinned image, for other tools."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+    from kiln.cli import lifecycle_text
+
+    with cli(), open_registry(project()) as registry:
+        found = lifecycle.resolve_channel(registry, role, name)
+    if json:
+        emit_json(lifecycle_text.as_json(found))
+        return
+    print(f"{role} {name}: v{found.version} ({found.status}) since {found.updated_at}")
+    print(f"  fingerprint  {found.fingerprint}")
+    print(f"  image        {found.image or '-'}{'' if found.digest else '  (not pushed)'}")
+
+
+@task(
+    help={
         "role": "the role of the version to revoke",
         "version": "the version to revoke",
         "reason": "why (required); recorded with the version",
@@ -277,4 +300,4 @@ def report(c: Context, output: str = "") -> None:
         print(f"wrote {path}")
 
 
-TASKS = (history, show, diff, promote, rollback, channels, revoke, gc, test, report)
+TASKS = (history, show, diff, promote, rollback, channels, channel, revoke, gc, test, report)

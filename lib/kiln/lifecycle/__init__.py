@@ -13,9 +13,11 @@ Refusals are RegistryErrors that say what to do next; the command-line layer pri
 from kiln.docker import FileEntry
 from kiln.lifecycle._channels import (
     ChannelChange,
+    ChannelVersion,
     channel_stack,
     channels,
     promote,
+    resolve_channel,
     revoke,
     rollback,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "MASK",
     "AnsibleRoleDigest",
     "ChannelChange",
+    "ChannelVersion",
     "FileEntry",
     "History",
     "PackageChange",
@@ -52,6 +55,7 @@ __all__ = [
     "history",
     "outdated",
     "promote",
+    "resolve_channel",
     "revoke",
     "role_files_digest",
     "rollback",

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 
 from kiln.errors import Refused, RegistryError
 from kiln.lifecycle._lookup import require
-from kiln.registry import ChannelLogEntry, Registry, Version, VersionStatus, actor
+from kiln.registry import (
+    Artifact,
+    ChannelLogEntry,
+    Push,
+    Registry,
+    Version,
+    VersionStatus,
+    actor,
+)
 
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -36,6 +44,51 @@ class ChannelState:
     version: int | None
     status: str | None
     updated_at: str
+
+
+@dataclass(frozen=True)
+class ChannelVersion:
+    """What a channel points at, for other tools (`invoke channel ROLE CHANNEL --json`): the
+    version, its fingerprint, its artifacts and, once pushed, its digest-pinned image."""
+
+    role: str
+    channel: str
+    version: int
+    status: str
+    fingerprint: str
+    image: str | None  # host:port/prefix/name@sha256:... (pushed), else the local engine's ref
+    digest: str | None  # the pushed manifest digest; None while only the local engine has it
+    artifacts: tuple[Artifact, ...]
+    pushes: tuple[Push, ...]
+    updated_at: str
+
+
+def resolve_channel(registry: Registry, role: str, channel: str) -> ChannelVersion:
+    """The version channel names for role, with what a deploy or another tool pulls."""
+    check_channel(channel)
+    entry = next((e for e in registry.channel_entries(role) if e.channel == channel), None)
+    if entry is None or entry.version is None:
+        known = ", ".join(e.channel for e in registry.channel_entries(role)) or "none"
+        raise RegistryError(
+            f"{role} has no channel {channel!r} pointing at a version (its channels: {known}); "
+            f"`invoke promote {role} N --channel {channel}` points it"
+        )
+    version = require(registry, role, entry.version)
+    pushes = tuple(p for p in registry.pushes(role, version.version) if p.target == "docker")
+    local = version.artifact("docker")
+    image = pushes[0].reference if pushes else (local.ref if local else None)
+    return ChannelVersion(
+        role=role,
+        channel=channel,
+        version=version.version,
+        status=str(version.status),
+        fingerprint=version.fingerprint,
+        image=image,
+        digest=pushes[0].digest if pushes else None,
+        artifacts=version.artifacts,
+        pushes=pushes,
+        updated_at=entry.updated_at,
+    )
 
 
 def check_channel(channel: str) -> None:

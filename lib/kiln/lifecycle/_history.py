@@ -15,6 +15,7 @@ from kiln.registry import (
     ChannelLogEntry,
     Deployment,
     Package,
+    Push,
     Registry,
     TestRun,
     Version,
@@ -97,6 +98,8 @@ class VersionDetails:
     lint: dict[str, Any] = field(default_factory=dict)
     #: Roles and collections from requirements.lock that the bake ran with (type:name -> sha256).
     requirements: dict[str, str] = field(default_factory=dict)
+    #: Where its images were pushed (KILN_IMAGE_REGISTRY); empty: only in the engine that baked it.
+    pushes: list[Push] = field(default_factory=list)
 
 
 def role_files_digest(files: Mapping[str, str]) -> str:
@@ -161,4 +164,5 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
         timings=dict(found.timings),
         lint=dict(inputs.get("lint") or {}),
         requirements=dict(inputs.get("requirements") or {}),
+        pushes=registry.pushes(role, found.version),
     )

@@ -13,6 +13,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("versions", "role, version"),
     ("artifacts", "role, version, target"),
     ("packages", "role, version, name, arch"),
+    ("pushes", "role, version, target, registry"),
     ("channels", "role, channel"),
     ("channel_log", "id"),
     ("test_runs", "id"),

@@ -126,4 +126,18 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             parent_revoked, git_commit, git_dirty, bake_seconds, created_at
         )""",
     ),
+    # 2: pushes of versions' images to an OCI registry (SQLite's migration 4).
+    (
+        """CREATE TABLE pushes (
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            target TEXT NOT NULL,
+            registry TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            pushed_at TEXT NOT NULL,
+            PRIMARY KEY (role, version, target, registry),
+            FOREIGN KEY (role, version) REFERENCES versions (role, version)
+        )""",
+    ),
 )

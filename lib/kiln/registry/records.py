@@ -8,7 +8,7 @@ from typing import Any
 
 from kiln.registry.audit import utc_now
 from kiln.registry.backend import Session
-from kiln.registry.rows import Deployment, Event, TestRun, from_row
+from kiln.registry.rows import Deployment, Event, Push, TestRun, from_row
 from kiln.registry.versions import Versions, write_status
 
 
@@ -88,6 +88,31 @@ class Records(Versions):
             (role, role),
         )
         return [from_row(Deployment, r) for r in rows]
+
+    def record_push(self, push: Push) -> None:
+        """Record that a version's image is in an OCI registry, pullable by push.reference."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO pushes (role, version, target, registry, reference, digest,"
+                " pushed_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    push.role,
+                    push.version,
+                    push.target,
+                    push.registry,
+                    push.reference,
+                    push.digest,
+                    push.pushed_at,
+                ),
+            )
+
+    def pushes(self, role: str, version: int) -> list[Push]:
+        """Where one version's images were pushed, by target and registry."""
+        rows = self._query(
+            "SELECT * FROM pushes WHERE role = ? AND version = ? ORDER BY target, registry",
+            (role, version),
+        )
+        return [from_row(Push, r) for r in rows]
 
     def log_event(
         self, role: str, version: int | None, kind: str, detail: Mapping[str, Any], actor: str

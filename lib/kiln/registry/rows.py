@@ -193,6 +193,22 @@ class Deployment:
         return _fields(self)
 
 
+@dataclass(frozen=True)
+class Push:
+    """One version's image pushed to an OCI registry: where, and the digest it is pulled by."""
+
+    role: str
+    version: int
+    target: str
+    registry: str  # KILN_IMAGE_REGISTRY: host:port/prefix
+    reference: str  # host:port/prefix/name@sha256:...: what deploys pull, and verify
+    digest: str  # the manifest digest, sha256:...
+    pushed_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return _fields(self)
+
+
 _Row = TypeVar("_Row")
 
 

@@ -127,6 +127,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX versions_by_parent ON versions (parent_role, parent_version);
     """,
+    # 4: pushes of versions' images to an OCI registry (KILN_IMAGE_REGISTRY), one per registry;
+    # a version without a row for the configured one is "not pushed" and is pushed again.
+    """
+    CREATE TABLE pushes (
+        role TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        registry TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        pushed_at TEXT NOT NULL,
+        PRIMARY KEY (role, version, target, registry),
+        FOREIGN KEY (role, version) REFERENCES versions (role, version)
+    );
+    """,
 )
 
 
