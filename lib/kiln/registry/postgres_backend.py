@@ -100,7 +100,11 @@ class PostgresBackend:
             return cur.execute(_pg(sql), params).fetchall()
 
     def schema_version(self) -> int:
+        """The migrations applied (0 for an empty database)."""
         with self._failures("read"):
+            found = self._conn.execute("SELECT to_regclass('kiln_schema') AS t").fetchone()
+            if not (found and found["t"]):
+                return 0
             row = self._conn.execute("SELECT max(version) AS version FROM kiln_schema").fetchone()
         return int(row["version"] or 0) if row else 0
 
@@ -128,9 +132,8 @@ class PostgresBackend:
             raise RegistryError(f"cannot {doing} the registry {self.location}: {detail}") from exc
 
     def _migrate(self) -> None:
-        with self._failures("set up"), self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
-            self._conn.execute("CREATE TABLE IF NOT EXISTS kiln_schema (version INTEGER NOT NULL)")
+        # Read first, without the write lock: an up-to-date database (every open but the
+        # first) costs one query, not a place in the writers' queue.
         current = self.schema_version()
         if current > len(POSTGRES_MIGRATIONS):
             raise RegistryError(
@@ -140,6 +143,7 @@ class PostgresBackend:
         if current == len(POSTGRES_MIGRATIONS):
             return
         with self.transaction():
+            self._conn.execute("CREATE TABLE IF NOT EXISTS kiln_schema (version INTEGER NOT NULL)")
             # Re-read under the write lock: another machine may have migrated meanwhile.
             current = self.schema_version()
             for number, statements in enumerate(POSTGRES_MIGRATIONS[current:], start=current + 1):
