@@ -30,7 +30,6 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 from _common import INVOKE, REPO, Sandbox, bench_env, load, make_sandbox, median, ratios, run, timed
 
 sys.path.append(str(REPO / "tests"))  # postgres_cluster: the tests' throwaway PostgreSQL
@@ -81,13 +80,8 @@ def registry_env(box: Sandbox, url: str) -> dict[str, str]:
 def copy_into(cluster: PostgresCluster, source: str, box: Sandbox) -> str:
     """A new database of cluster holding the registry at source, copied by `registry-copy`."""
     url = cluster.new_database()
+    # registry-copy ends with VACUUM (ANALYZE): every round sees the copy as it is once in use.
     run([*INVOKE, "registry-copy", "--to", url], cwd=box.root, env=registry_env(box, source))
-    # Until autovacuum gets to a fresh copy (not within a minute here), the planner has no
-    # statistics and history's query is a bitmap heap scan and a sort (7 to 9 ms in the server)
-    # instead of an index-only scan of versions_summary (2 ms): VACUUM now, so that every round
-    # sees the registry as it is once in use, and no round sees autovacuum change it.
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE)")
     return url
 
 

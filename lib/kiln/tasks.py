@@ -23,6 +23,7 @@ from invoke.exceptions import Exit
 
 from kiln.errors import KilnError
 from kiln.model import Project
+from kiln.registry import Registry
 
 _state: dict[str, Project] = {}
 
@@ -32,6 +33,12 @@ def project() -> Project:
         return _state["project"]
     except KeyError:
         raise Exit("tasks.py must call kiln.tasks.collection(project)", 2) from None
+
+
+def open_registry() -> Registry:
+    """The project's registry, for tasks that only read or move versions: without importing
+    the bake machinery (kiln.bake), which `history` and `show` would pay for on every run."""
+    return Registry(project().registry_url)
 
 
 def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

@@ -6,7 +6,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from kiln.cli.output import emit_json
-from kiln.tasks import cli, project
+from kiln.tasks import cli, open_registry, project
 
 
 @task(
@@ -43,13 +43,12 @@ def registry_copy(c: Context, to: str, json: bool = False) -> None:
 )
 def push(c: Context, role: str, version: int = 0, json: bool = False) -> None:
     """Push a role's tested images that are not in the OCI registry yet (KILN_IMAGE_REGISTRY)."""
-    from kiln.bake import open_registry
     from kiln.image_registry import push_role
 
     with cli():
         proj = project()
         proj.get(role)
-        with open_registry(proj) as registry:
+        with open_registry() as registry:
             pushed = push_role(registry, role, proj.image_registry, version or None)
         if json:
             emit_json([p.as_dict() for p in pushed])

@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from kiln.cli.output import emit_json, print_lines, warn
-from kiln.tasks import cli, project
+from kiln.tasks import cli, open_registry, project
 
 
 def _version_number(text: str | int, what: str = "VERSION") -> int:
@@ -29,10 +29,9 @@ def _version_number(text: str | int, what: str = "VERSION") -> int:
 def history(c: Context, role: str, json: bool = False) -> None:
     """List every version of a role, newest first, with its channel log and deployments."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         result = lifecycle.history(registry, role)
         if json:
             emit_json(lifecycle_text.as_json(result))
@@ -51,10 +50,9 @@ def history(c: Context, role: str, json: bool = False) -> None:
 def show(c: Context, role: str, version: int = 0, json: bool = False) -> None:
     """Show one version: inputs, Ansible roles, ancestry, artifacts, packages, test runs."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         details = lifecycle.show(registry, role, _version_number(version) if version else None)
         if json:
             emit_json(lifecycle_text.as_json(details))
@@ -74,10 +72,9 @@ def show(c: Context, role: str, version: int = 0, json: bool = False) -> None:
 def diff(c: Context, role: str, a: str, b: str, files: bool = True, json: bool = False) -> None:
     """Compare two versions: packages, inputs, and files in the image."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         result = lifecycle.diff(
             registry, role, _version_number(a, "A"), _version_number(b, "B"), files=files
         )
@@ -108,12 +105,11 @@ def promote(
 ) -> None:
     """Point a channel at a tested version of a role."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
     if not channel:
         raise Exit("kiln: promote needs --channel NAME (for example --channel prod)", 2)
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         change = lifecycle.promote(
             registry,
             role,
@@ -141,12 +137,11 @@ def rollback(
 ) -> None:
     """Move a channel back to its previous version, skipping revoked and failed ones."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
     if not channel:
         raise Exit("kiln: rollback needs --channel NAME (for example --channel prod)", 2)
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         change = lifecycle.rollback(registry, role, channel=channel, reason=reason or None)
         if json:
             emit_json(lifecycle_text.as_json(change))
@@ -158,10 +153,9 @@ def rollback(
 def channels(c: Context, role: str, json: bool = False) -> None:
     """List a role's channels and the version each points at."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         states = lifecycle.channels(registry, role)
         if json:
             emit_json([lifecycle_text.as_json(s) for s in states])
@@ -183,10 +177,9 @@ def channels(c: Context, role: str, json: bool = False) -> None:
 def channel(c: Context, role: str, name: str, json: bool = False) -> None:
     """Show the version a channel points at, with its digest-pinned image, for other tools."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         found = lifecycle.resolve_channel(registry, role, name)
     if json:
         emit_json(lifecycle_text.as_json(found))
@@ -207,10 +200,9 @@ def channel(c: Context, role: str, name: str, json: bool = False) -> None:
 def revoke(c: Context, role: str, version: str, reason: str = "", json: bool = False) -> None:
     """Revoke a version: move channels off it and flag versions baked from it."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         result = lifecycle.revoke(registry, role, _version_number(version), reason=reason)
         if json:
             emit_json(lifecycle_text.as_json(result))
@@ -233,10 +225,9 @@ def revoke(c: Context, role: str, version: str, reason: str = "", json: bool = F
 def gc(c: Context, keep: int = 3, dry_run: bool = False, json: bool = False) -> None:
     """Delete old artifacts no channel needs; their records stay in the registry."""
     from kiln import lifecycle
-    from kiln.bake import open_registry
     from kiln.cli import lifecycle_text
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         result = lifecycle.gc(registry, keep=keep, dry_run=dry_run)
         if json:
             emit_json(lifecycle_text.as_json(result))
@@ -264,10 +255,9 @@ def gc(c: Context, keep: int = 3, dry_run: bool = False, json: bool = False) -> 
 def test(c: Context, role: str, version: int = 0, json: bool = False) -> None:
     """Rerun the acceptance tests of a recorded version and set its status from the verdict."""
     from kiln.acceptance import retest
-    from kiln.bake import open_registry
     from kiln.console import Reporter
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         # with --json, progress goes to stderr so that stdout is one JSON document
         reporter = Reporter(sys.stderr if json else sys.stdout)
         tested, result = retest(
@@ -292,10 +282,9 @@ test.__test__ = False  # an invoke task, not a pytest test
 @task(help={"output": "where to write the page (default: .kiln/report/index.html)"})
 def report(c: Context, output: str = "") -> None:
     """Write a self-contained HTML report of every role, version, test and package change."""
-    from kiln.bake import open_registry
     from kiln.report import write_report
 
-    with cli(), open_registry(project()) as registry:
+    with cli(), open_registry() as registry:
         path = write_report(project(), registry, Path(output) if output else None)
         print(f"wrote {path}")
 

@@ -50,6 +50,10 @@ class Backend(Protocol):
         """SQL that makes table's next id follow the ids a copy wrote, if the backend needs it."""
         ...
 
+    def after_bulk_load(self) -> None:
+        """Refresh what the query planner knows after many rows arrived at once (a copy)."""
+        ...
+
     def check(self) -> str:
         """'ok', or what is wrong with the database's structure."""
         ...

@@ -54,4 +54,5 @@ def copy_history(source: Registry, destination: Registry) -> dict[str, int]:
             follow = destination._backend.ids_follow(table)
             if follow:
                 session.execute(follow)
+    destination._backend.after_bulk_load()
     return copied

@@ -115,6 +115,13 @@ class PostgresBackend:
             f" (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
         )
 
+    def after_bulk_load(self) -> None:
+        # Without statistics and a visibility map, history over a fresh copy sorts a heap scan
+        # instead of reading the covering index only (measured by bench/registry_backends.py: 7
+        # to 9 ms instead of 2 ms for 10,000 versions); autovacuum had not run a minute later.
+        with self._failures("vacuum"):
+            self._conn.execute("VACUUM (ANALYZE)")
+
     def check(self) -> str:
         current = self.schema_version()
         if current != len(POSTGRES_MIGRATIONS):
