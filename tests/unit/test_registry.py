@@ -99,6 +99,35 @@ def test_old_schemas_are_migrated_in_place(tmp_path: Path) -> None:
         assert registry.channels("web") == {}
 
 
+def test_a_registry_draws_its_identity_once_and_keeps_it(tmp_path: Path) -> None:
+    with Registry(tmp_path / "a.db") as a, Registry(tmp_path / "b.db") as b:
+        identity = a.identity()
+        assert len(identity) == 32 and int(identity, 16) >= 0
+        assert b.identity() != identity  # two registries: two image name prefixes
+    with Registry(tmp_path / "a.db") as again:
+        assert again.identity() == identity
+    with closing(sqlite3.connect(tmp_path / "a.db")) as raw:  # behind the registry's back
+        for statement in ("UPDATE registry_identity SET id = 'x'", "DELETE FROM registry_identity",
+                          "INSERT INTO registry_identity VALUES (2, 'y')"):  # fmt: skip
+            with pytest.raises(sqlite3.IntegrityError):
+                raw.execute(statement)
+
+
+def test_an_old_registry_gains_an_identity_and_keeps_its_recorded_refs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Registry(path) as registry:
+        registry.record_version(parent_version("web", 1, ref="kiln/web:1"))
+    with closing(sqlite3.connect(path)) as raw:  # back to schema 3, before identities
+        raw.executescript(
+            "DROP TABLE registry_identity; DROP TABLE pushes; PRAGMA user_version = 3;"
+        )
+    with Registry(path) as registry:
+        assert registry.schema_version == len(MIGRATIONS)
+        assert len(registry.identity()) == 32
+        # Recorded artifacts keep the names they were baked under.
+        assert registry.get("web", 1).artifact("docker").ref == "kiln/web:1"  # type: ignore[union-attr]
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     conn = sqlite3.connect(path)

@@ -9,6 +9,7 @@ from kiln.registry.store import Registry
 #: Every table of the history, parents before children, each read in a stable order. The ids
 #: of the logs are copied too: `history --json` prints them, and they keep the order of events.
 TABLES: tuple[tuple[str, str], ...] = (
+    ("registry_identity", "singleton"),  # image names carry it: the copy keeps them
     ("counters", "role"),
     ("versions", "role, version"),
     ("artifacts", "role, version, target"),

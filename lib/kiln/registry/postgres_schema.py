@@ -140,4 +140,18 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FOREIGN KEY (role, version) REFERENCES versions (role, version)
         )""",
     ),
+    # 3: the registry's identity, drawn on first use and never changed (SQLite's migration 5).
+    (
+        """CREATE TABLE registry_identity (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            id TEXT NOT NULL
+        )""",
+        """CREATE FUNCTION kiln_registry_identity_never_changes() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'a registry identity never changes';
+        END $$""",
+        """CREATE TRIGGER registry_identity_never_changes BEFORE UPDATE OR DELETE
+        ON registry_identity FOR EACH ROW EXECUTE FUNCTION kiln_registry_identity_never_changes()""",
+    ),
 )

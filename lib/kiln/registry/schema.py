@@ -142,6 +142,23 @@ MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (role, version) REFERENCES versions (role, version)
     );
     """,
+    # 5: the registry's identity, drawn once (Registry.identity(), on first use) and never
+    # changed: image names carry it, so that two registries on one Docker engine never name two
+    # images alike. Drawn on use, not here, so that registry-copy can carry it to a new registry.
+    """
+    CREATE TABLE registry_identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        id TEXT NOT NULL
+    );
+    CREATE TRIGGER registry_identity_never_changes BEFORE UPDATE ON registry_identity
+    BEGIN
+        SELECT RAISE(ABORT, 'a registry identity never changes');
+    END;
+    CREATE TRIGGER registry_identity_stays BEFORE DELETE ON registry_identity
+    BEGIN
+        SELECT RAISE(ABORT, 'a registry identity never changes');
+    END;
+    """,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,6 +34,21 @@ class Registry(Records, Channels, Lineage):
         """
         with self._transaction() as conn, Transaction(conn) as tx:
             yield tx
+
+    def identity(self) -> str:
+        """This registry's random id (32 hex digits), drawn on first use and never changed: part
+        of image names. registry-copy carries it, so that a copied history keeps its names."""
+        rows = self._query("SELECT id FROM registry_identity")
+        if rows:
+            return str(rows[0]["id"])
+        with self._transaction() as session:  # under the write lock: one draw, ever
+            drawn = session.one("SELECT id FROM registry_identity")
+            if drawn is None:
+                drawn = {"id": secrets.token_hex(16)}
+                session.execute(
+                    "INSERT INTO registry_identity (singleton, id) VALUES (1, ?)", (drawn["id"],)
+                )
+        return str(drawn["id"])
 
     def __enter__(self) -> Registry:
         return self
