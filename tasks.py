@@ -6,9 +6,13 @@ from pathlib import Path
 from kiln import CloudSettings, HealthCheck, Project
 from kiln.tasks import collection
 
-# KILN_IMAGE_NAMESPACE lets several checkouts (or test sandboxes) share one Docker engine.
+# Images are named kiln/kiln-<registry id>/<role>:<N>: every checkout with a registry of its own
+# has its own names on a shared Docker engine. The name is set, not taken from the directory, so
+# that checkouts sharing one registry name a version alike wherever they are cloned.
+# KILN_IMAGE_NAMESPACE puts the test sandboxes' images apart from a developer's own.
 project = Project(
     Path(__file__).resolve().parent,
+    name="kiln",
     image_namespace=os.environ.get("KILN_IMAGE_NAMESPACE", "kiln"),
 )
 

@@ -145,7 +145,7 @@ def main() -> int:
         box = bench.box
         files_dir = Path(tmp) / "floor"
         files_dir.mkdir()
-        files = floor_files(box, f"{box.namespace}/web:1", files_dir)
+        files = floor_files(box, box.image("web", 1), files_dir)
         print(f"all three bake nginx on {bench.parent}", flush=True)
         for index in range(args.runs):
             seconds, memory = measured(KILN_BAKE, cwd=box.root, env=bench.env)

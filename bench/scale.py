@@ -77,6 +77,7 @@ def render_and_fingerprint(project: Project, roles: list[Role]) -> int:
     recipe = target.recipe()
     memo = FingerprintMemo()  # as render_roles: shared ancestors are fingerprinted once
     written = 0
+    images = project.image_names("0" * 32)  # no registry: any identity names them alike
     for role in roles:
         fingerprints = fingerprint_chain(
             role,
@@ -90,7 +91,7 @@ def render_and_fingerprint(project: Project, roles: list[Role]) -> int:
             memo=memo,
         )
         parent = parent_version(role.parent.name)
-        plan = BakePlan(project, role, fingerprints[role.name], parent, target)
+        plan = BakePlan(project, role, fingerprints[role.name], parent, target, images)
         written += len(target.render(plan))
     return written
 

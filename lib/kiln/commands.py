@@ -69,7 +69,13 @@ def render_roles(
             if not tgt.starts_from_recorded_parent():
                 parent = None  # cloud: found by fingerprint tag
             plan = BakePlan(
-                project, role, fingerprints[role.name], parent, tgt, packer_version=packer
+                project,
+                role,
+                fingerprints[role.name],
+                parent,
+                tgt,
+                baker.images,
+                packer_version=packer,
             )
             files = tgt.render(plan)
             write_if_changed(files)

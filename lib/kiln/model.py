@@ -16,6 +16,7 @@ from typing import Any
 from kiln.ansible_content import AnsibleContent, is_role_name
 from kiln.errors import DefinitionError, RegistryError
 from kiln.guard import TaskException
+from kiln.image_names import ImageNames, check_project_name, docker_component, project_name_from
 from kiln.image_registry import checked_image_registry
 from kiln.registry.backend import scheme, sqlite_path
 from kiln.resources import TEMPLATES_DIR
@@ -203,14 +204,17 @@ class Project:
         *,
         roles_path: Sequence[Path | str] = ("roles",),
         image_namespace: str = "kiln",
+        name: str | None = None,
         production_hosts: Sequence[str] = (),
         lint_profile: str | None = None,
         mitogen: bool = True,
         registry_url: str | None = None,
         image_registry: str | None = None,
     ) -> None:
-        """root holds tasks.py; images are named <image_namespace>/<role>.
+        """root holds tasks.py; images are named <image_namespace>/<name>-<registry id>/<role>.
 
+        name: the project's name in image names (default: root's directory name, made a docker
+        name); set it so that checkouts in differently named directories agree (kiln.image_names).
         roles_path: the directories of the project's own Ansible roles, relative to root (read
         from here, never from ansible.cfg); roles installed by `invoke deps` are found after them.
         production_hosts are never to be contacted by Ansible at bake time (see `invoke audit`).
@@ -223,15 +227,12 @@ class Project:
         to once its acceptance tests pass, and pulled from by digest where the engine lacks it;
         $KILN_IMAGE_REGISTRY overrides it. Without either, images stay in the local engine.
         """
-        if not isinstance(image_namespace, str) or not re.fullmatch(
-            r"[a-z0-9]+([._-][a-z0-9]+)*", image_namespace
-        ):
-            raise DefinitionError(f"image namespace {image_namespace!r} is not a docker name")
-        self.image_namespace = image_namespace
+        self.image_namespace = docker_component("image namespace", image_namespace)
         self.production_hosts = tuple(production_hosts)
         self.lint_profile = _check_lint_profile("the project", lint_profile)
         self.mitogen = _check_switch("the project", "mitogen", mitogen)
         self.root = Path(root).resolve()
+        self.name = project_name_from(self.root) if name is None else check_project_name(name)
         self.own_roles_paths = self._roles_paths(roles_path)
         # kiln's own templates, from the installed package, never from the project: the
         # render checks, the audit and the fingerprint recipe all assume them (kiln.resources).
@@ -438,9 +439,9 @@ class Project:
             )
         return tuple(subset)
 
-    def repository(self, name: str) -> str:
-        """The docker repository of a role or base of this project."""
-        return f"{self.image_namespace}/{name}"
+    def image_names(self, registry_id: str) -> ImageNames:
+        """How this project's images are named in the registry whose identity is registry_id."""
+        return ImageNames(self.image_namespace, self.name, registry_id)
 
     # -- lookup -----------------------------------------------------------------------------
     def ansible_role_names(self) -> list[str]:

@@ -38,6 +38,8 @@ source "docker" "base" {
     "kiln.bake=${var.bake_id}",
     "--label",
     "kiln.namespace=kiln",
+    "--label",
+    "kiln.owner=kiln/kiln-5ca1ab1e",
     "--cap-add",
     "SYS_ADMIN",
     "--cap-add",
@@ -151,7 +153,7 @@ build {
   }
 
   post-processor "docker-tag" {
-    repository = "kiln/base"
+    repository = "kiln/kiln-5ca1ab1e/base"
     tags       = [var.version]
   }
 }

@@ -1,7 +1,8 @@
 """Sandboxes for integration tests: a copy of the project with its own registry and image names.
 
 Each sandbox has its own root (registry under .kiln/) and its own Docker image namespace, so tests
-never clobber each other's tags or the developer's own `kiln/*` images. The Debian base is reused
+never clobber each other's tags or the developer's own `kiln/*` images (named
+<namespace>/project-<registry id>/<role>:<N>, see kiln.image_names). The Debian base is reused
 across sandboxes by fingerprint, so only the first bootstrap on a machine pays for mmdebstrap.
 """
 
@@ -113,6 +114,15 @@ class Sandbox:
     def registry(self) -> Registry:
         return Registry(self.root / ".kiln" / "registry.db")
 
+    def repository(self, role: str) -> str:
+        """The docker repository kiln tags role's new versions in (its registry is created)."""
+        with self.registry() as registry:
+            return self.project().image_names(registry.identity()).repository(role)
+
+    def image(self, role: str, version: int | str) -> str:
+        """The image kiln names version of role (or a tag such as "dev") in this sandbox."""
+        return f"{self.repository(role)}:{version}"
+
     def invoke(
         self,
         *args: str,
@@ -170,11 +180,17 @@ class Sandbox:
             "images",
             "--format",
             "{{.Repository}}:{{.Tag}}",
-            f"--filter=reference={self.namespace}/*",
+            *image_filters(self.namespace),
             check=False,
         ).split()
         if images:
             subprocess.run(["docker", "rmi", "-f", *images], capture_output=True, check=False)
+
+
+def image_filters(namespace: str) -> tuple[str, ...]:
+    """`docker images` filters for every image of namespace: a `*` never matches a '/', and
+    kiln's names have a project component (<namespace>/<project>-<id>/<role>) as well."""
+    return (f"--filter=reference={namespace}/*", f"--filter=reference={namespace}/*/*")
 
 
 def new_namespace() -> str:

@@ -151,6 +151,6 @@ def test_lint_and_idempotence_stop_a_task_that_always_changes(box: Sandbox) -> N
     )
     with box.registry() as registry:
         assert registry.history("clock") == []
-    assert box.docker("images", "-q", f"{box.namespace}/clock") == ""
+    assert box.docker("images", "-q", box.repository("clock")) == ""
     assert box.containers() == []
     box.write_tasks()

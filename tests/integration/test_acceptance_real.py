@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, make_sandbox
+from conftest import Sandbox, image_filters, make_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -202,8 +202,8 @@ def test_an_instance_that_never_finishes_booting_fails_the_version(box: Box) -> 
     assert "hang v1 failed its acceptance tests (1 of 1 failed" in run.stderr
     assert "FAILED boot" in run.stderr
     boot = re.search(
-        rf"instance kiln-test-\w+ of {box.sandbox.namespace}/hang:1 did not boot within 60 s "
-        r"\(systemd state: starting\)",
+        rf"instance kiln-test-\w+ of {re.escape(box.sandbox.image('hang', 1))} did not boot "
+        r"within 60 s \(systemd state: starting\)",
         run.stderr,
     )
     assert boot, run.stderr
@@ -312,7 +312,7 @@ def snapshot(sandbox: Sandbox) -> tuple[list[tuple[str, int, str]], list[str], l
             "images",
             "--format",
             "{{.Repository}}:{{.Tag}}",
-            f"--filter=reference={sandbox.namespace}/*",
+            *image_filters(sandbox.namespace),
         ).split()
     )
     return versions, logs, images

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Sandbox, new_namespace
+from kiln.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +124,7 @@ TASKS_PY = '''\
     from kiln.tasks import collection
 
     here = Path(__file__).resolve().parent
-    project = Project(here, roles_path=["roles"], image_namespace="{namespace}")
+    project = Project(here, roles_path=["roles"], name="www", image_namespace="{namespace}")
     bookworm = project.base("debian-bookworm", suite="bookworm")
     project.role(
         "lighttpd",
@@ -252,7 +253,11 @@ def test_wheel_in_a_fresh_venv_bakes_an_existing_ansible_repository(
     assert "Mitogen did not load" not in bake.stdout + bake.stderr
 
     # 5. The image, started the way kiln documents: lighttpd running and answering inside it.
-    image = f"{namespace}/{ROLE}:1"
+    # Named after the project and its registry (README, "Image names").
+    with Registry(project / ".kiln" / "registry.db") as registry:
+        image = f"{namespace}/www-{registry.identity()[:8]}/{ROLE}:1"
+        recorded = registry.latest(ROLE)
+    assert recorded is not None and recorded.artifact("docker").ref == image  # type: ignore[union-attr]
     container = run(["docker", "run", "-d", *RUN_FLAGS, image], timeout=60).stdout.strip()
     # Until systemd listens on its bus, is-system-running says "offline" at once: poll it.
     # "degraded" (an unrelated unit failed) exits 1 but has finished booting, as "running" has.

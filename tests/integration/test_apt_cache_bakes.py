@@ -116,7 +116,7 @@ def test_second_bake_downloads_nothing_and_images_hold_no_cache(
 ) -> None:
     """v2 with a cold cache, v3 warm, v4 without it: the same files; then v5 on a corrupt cache."""
     sandbox = baked_clone  # web v1 is baked (with the default cache): v2 to v5 are ours
-    web = f"{sandbox.namespace}/web"
+    web = sandbox.repository("web")
     sandbox.invoke("bake", "web", "--force", "--skip-tests", check=True)
     cached, downloaded, added = cache_report(sandbox, "web", 2)
     # nginx and its dependencies: nothing was in this test's new volume before this bake.
@@ -184,4 +184,4 @@ def test_second_bake_downloads_nothing_and_images_hold_no_cache(
 
 
 def test_shared_sandbox_image_holds_no_cache(baked_sandbox: Sandbox) -> None:
-    assert image_traces(baked_sandbox, f"{baked_sandbox.namespace}/web:1") == ""
+    assert image_traces(baked_sandbox, baked_sandbox.image("web", 1)) == ""

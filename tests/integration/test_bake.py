@@ -36,7 +36,7 @@ def newest(sandbox: Sandbox, role: str) -> int:
 
 def test_baked_web_serves_its_page_under_systemd(baked_sandbox: Sandbox) -> None:
     version = newest(baked_sandbox, "web")
-    image = f"{baked_sandbox.namespace}/web:{version}"
+    image = baked_sandbox.image("web", version)
     with throwaway_instance(image, purpose="test") as instance:
         assert instance.exec("dpkg-query", "-W", "nginx").returncode == 0
         assert instance.exec("nginx", "-t").returncode == 0
@@ -59,7 +59,7 @@ def test_image_labels_name_version_fingerprint_parent_and_commit(baked_sandbox: 
     assert web is not None and web.parent_version is not None
     labels = json.loads(
         baked_sandbox.docker("image", "inspect", "--format", "{{json .Config.Labels}}",
-                             f"{baked_sandbox.namespace}/web:{web.version}")
+                             baked_sandbox.image("web", web.version))
     )  # fmt: skip
     assert labels["kiln.version"] == str(web.version)
     assert labels["kiln.fingerprint"] == web.fingerprint
@@ -130,7 +130,7 @@ def test_by_hand_packer_build_of_the_rendered_file_gives_the_same_image(
             capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
-    by_hand = f"{baked_sandbox.namespace}/web:dev"
+    by_hand = baked_sandbox.image("web", "dev")
     with throwaway_instance(by_hand, purpose="test") as instance:
         page = instance.exec(
             "python3",
@@ -139,7 +139,7 @@ def test_by_hand_packer_build_of_the_rendered_file_gives_the_same_image(
         ).stdout
         assert "<h1>Hello from kiln</h1>" in page
     # The same image: every package at the same version, the same rendered files, byte for byte.
-    kiln_image = f"{baked_sandbox.namespace}/web:{newest(baked_sandbox, 'web')}"
+    kiln_image = baked_sandbox.image("web", newest(baked_sandbox, "web"))
     packages, files = image_contents(baked_sandbox, by_hand)
     kiln_packages, kiln_files = image_contents(baked_sandbox, kiln_image)
     assert any(p.startswith("nginx:") for p in packages) and len(files) == 4, (packages, files)
@@ -195,7 +195,7 @@ def test_a_failing_role_leaves_no_container_and_no_version(baked_clone: Sandbox)
     ).split()  # fmt: skip
     assert not [label for label in builders if label.startswith("broken:")]
     assert not sandbox.containers()
-    assert sandbox.docker("images", "-q", f"{sandbox.namespace}/broken") == ""
+    assert sandbox.docker("images", "-q", sandbox.repository("broken")) == ""
 
 
 def test_unknown_role_lists_the_known_ones(baked_sandbox: Sandbox) -> None:

@@ -62,7 +62,7 @@ def test_style_findings_are_warnings_counted_in_the_summary_and_recorded(
     assert lint["warnings"] >= 3
     assert {"fqcn[action-core]", "name[missing]", "no-free-form"} <= set(lint["by_rule"])
     marker = baked_clone.docker(
-        "run", "--rm", "--entrypoint", "cat", f"{baked_clone.namespace}/stylish:1",
+        "run", "--rm", "--entrypoint", "cat", baked_clone.image("stylish", 1),
         "/etc/kiln-marker",
     )  # fmt: skip
     assert marker == "baked with default settings"

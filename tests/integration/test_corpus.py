@@ -225,7 +225,7 @@ class Corpus:
     timings: dict[str, float] = field(default_factory=dict)
 
     def image(self, case: Case) -> str:
-        return f"{self.box.namespace}/{case.image}:1"
+        return self.box.image(case.image, 1)
 
     def bake_lines(self, case: Case) -> str:
         """What the bake said about one role, for a failure message."""

@@ -151,7 +151,7 @@ def fetch(port: int | None) -> str | None:
 def image_containers(box: Sandbox, version: int) -> list[str]:
     """Every container of any kind started from the sandbox's image of web `version`."""
     return box.docker(
-        "ps", "-aq", "--filter", f"ancestor={box.namespace}/web:{version}", check=False
+        "ps", "-aq", "--filter", f"ancestor={box.image('web', version)}", check=False
     ).split()
 
 
@@ -454,7 +454,7 @@ def test_a_port_held_by_another_process_fails_precisely_and_leaves_nothing(
     match = re.search(
         rf"kiln: deploy of web v2 \(channel prod\) stopped: could not start "
         rf"({box.namespace}-web-v2-[0-9a-f]{{6}}) from "
-        rf"{box.namespace}/web:2: docker run",
+        rf"{re.escape(box.image('web', 2))}: docker run",
         failed.stderr,
     )
     assert match, failed.stderr
@@ -581,9 +581,9 @@ def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_start
     try:
         with box.registry() as registry, registry.transaction() as tx:
             tx.set_channel(role="web", channel="stable", version=1, action="promote", actor=actor())
-        ref = f"{box.namespace}/web:1"
+        ref = box.image("web", 1)
         recorded = box.docker("image", "inspect", "--format", "{{.Id}}", ref)
-        box.docker("tag", f"{box.namespace}/base:1", ref)  # the tag now names another image
+        box.docker("tag", box.image("base", 1), ref)  # the tag now names another image
         args = ("--channel", "stable", "--replicas", "1", "--port", str(port))
 
         retagged = deploy_cli(box, *args)

@@ -221,7 +221,7 @@ def test_gc_deletes_an_unreferenced_image_and_keeps_its_record(box: Sandbox) -> 
         "--reason", "gc test: prod leaves the oldest version",
     )  # fmt: skip
     assert forced["forced"] is True
-    old_image = f"{box.namespace}/web:{old}"
+    old_image = box.image("web", old)
 
     dry = invoke_json(box, "gc", "--keep", "1", "--dry-run")
     assert [(d["role"], d["version"]) for d in dry["deleted"]] == [("web", old)]
@@ -236,7 +236,7 @@ def test_gc_deletes_an_unreferenced_image_and_keeps_its_record(box: Sandbox) -> 
     assert parent is not None and ("base", parent.parent_version) in kept
     assert result["failed"] == []
     assert not image_exists(old_image), "gc recorded a deletion but the image is still there"
-    assert image_exists(f"{box.namespace}/web:{new}")
+    assert image_exists(box.image("web", new))
     with box.registry() as registry:
         record = registry.get("web", old)
         assert record is not None and record.artifacts[0].deleted_at is not None

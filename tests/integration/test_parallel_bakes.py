@@ -72,7 +72,7 @@ def summary_rows(proc: Any) -> dict[str, dict[str, Any]]:
 
 
 def stamp(box: Sandbox, role: str, version: int) -> str:
-    image = f"{box.namespace}/{role}:{version}"
+    image = box.image(role, version)
     return box.docker("run", "--rm", "--entrypoint", "cat", image, "/etc/kiln-stamp")
 
 
@@ -130,8 +130,8 @@ def test_a_failed_role_stops_its_descendants_only(box: Sandbox) -> None:
         taken = conn.execute("SELECT role FROM counters WHERE role LIKE 'broken%'").fetchall()
     assert taken == [("broken",)]
     assert not (box.root / ".kiln" / "logs" / "broken-child").exists()
-    assert box.docker("images", "-q", f"{box.namespace}/broken-child") == ""
-    assert box.docker("images", "-q", f"{box.namespace}/broken") == ""
+    assert box.docker("images", "-q", box.repository("broken-child")) == ""
+    assert box.docker("images", "-q", box.repository("broken")) == ""
     assert box.containers() == []
 
 

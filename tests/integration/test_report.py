@@ -63,7 +63,7 @@ def test_report_shows_lineage_and_version_details(baked_clone: Sandbox, tmp_path
     row = re.search(r'<tr id="role-web-v2" class="version">(.*?)</tr>', html, re.S)
     assert row is not None
     assert web.fingerprint[:12] in row.group(1)
-    assert f"{sandbox.namespace}/web:2" in row.group(1)
+    assert sandbox.image("web", 2) in row.group(1)
     assert "base v1" in row.group(1) and "1/1 passed" in row.group(1)
     details = re.search(r'<details class="version-details" id="role-web-v2-details" open="">', html)
     assert details is not None, "the version's details were not opened by the page's script"

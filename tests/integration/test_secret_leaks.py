@@ -173,7 +173,7 @@ class Baked:
     watch: Watch
 
     def image(self, role: str) -> str:
-        return f"{self.sandbox.namespace}/{role}:1"
+        return self.sandbox.image(role, 1)
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Baked]:
 
 
 def image(baked: Baked) -> str:
-    return f"{baked.sandbox.namespace}/vault:{baked.version}"
+    return baked.sandbox.image("vault", baked.version)
 
 
 def test_the_token_reached_ansible(baked: Baked) -> None:

@@ -15,6 +15,8 @@ from kiln.targets import get_target
 from kiln.targets.base import BakePlan
 
 REPO = Path(__file__).resolve().parents[2]
+#: The registry identity of plans without a registry: the golden files name images with it.
+REGISTRY_ID = "5ca1ab1e" * 4
 
 
 def repo_project() -> Project:
@@ -37,7 +39,8 @@ def parent_version(role: str = "base", version: int = 7, ref: str | None = None)
 def plan_for(project: Project, role: Role, target: str = "docker") -> BakePlan:
     fingerprint = Fingerprint(digest="e" * 64, inputs={})
     parent = parent_version(role.parent.name)
-    return BakePlan(project, role, fingerprint, parent, get_target(target))
+    images = project.image_names(REGISTRY_ID)
+    return BakePlan(project, role, fingerprint, parent, get_target(target), images)
 
 
 @pytest.fixture(autouse=True)

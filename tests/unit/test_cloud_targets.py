@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import REGISTRY_ID
 from kiln import BuildError, DefinitionError, Project
 from kiln.fingerprint import Fingerprint
 from kiln.render import parse_hcl
@@ -23,7 +24,14 @@ def plan(project: Project, role: str, target: str) -> BakePlan:
     fingerprint = Fingerprint(
         digest="c" * 64, inputs={"parent": {"name": "base", "fingerprint": "b" * 64}}
     )
-    return BakePlan(project, project.role_named(role), fingerprint, None, get_target(target))
+    return BakePlan(
+        project,
+        project.role_named(role),
+        fingerprint,
+        None,
+        get_target(target),
+        project.image_names(REGISTRY_ID),
+    )
 
 
 def rendered(project: Project, role: str, target: str) -> dict[str, str]:

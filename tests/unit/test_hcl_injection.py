@@ -20,6 +20,7 @@ from unittest import mock
 
 import hcl2
 import pytest
+from conftest import REGISTRY_ID
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from kiln.fingerprint import Fingerprint
@@ -100,7 +101,14 @@ def make_plan(
         created_at="2026-01-01T00:00:00.000000Z",
         artifacts=(Artifact("docker", parent_ref, "sha256:" + "a" * 64),),
     )  # fmt: skip
-    return BakePlan(project, role, Fingerprint(digest=digest, inputs={}), parent, DockerTarget())
+    return BakePlan(
+        project,
+        role,
+        Fingerprint(digest=digest, inputs={}),
+        parent,
+        DockerTarget(),
+        project.image_names(REGISTRY_ID),
+    )
 
 
 def rendered_values(plan: BakePlan) -> tuple[str, dict[str, Any]]:

@@ -26,7 +26,9 @@ def test_repository_definitions_load(project: Project) -> None:
     assert [n.name for n in web.ancestry()] == ["debian-bookworm", "base", "web"]
     assert web.ansible_roles == ("web",)
     assert web.base.name == "debian-bookworm"
-    assert project.repository("web") == "kiln/web"
+    names = project.image_names("3f9a0c1d" + "0" * 24)
+    assert (project.name, names.repository("web")) == ("kiln", "kiln/kiln-3f9a0c1d/web")
+    assert names.ref("web", 7) == "kiln/kiln-3f9a0c1d/web:7"
 
 
 def test_ansible_roles_default_to_the_role_name(fresh: Project) -> None:

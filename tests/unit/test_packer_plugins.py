@@ -17,7 +17,7 @@ from typing import Any
 
 import hcl2
 import pytest
-from conftest import parent_version, plan_for
+from conftest import REGISTRY_ID, parent_version, plan_for
 from kiln import Project
 from kiln.bake.failures import init_failure
 from kiln.bake.inputs import tool_inputs
@@ -50,6 +50,7 @@ USES = {
 def web_plan(project: Project, target: str, packer_version: str | None) -> BakePlan:
     """The plans of the existing golden files (test_render, test_cloud_targets), for a Packer."""
     web = project.role_named("web")
+    images = project.image_names(REGISTRY_ID)
     if target == "docker":
         plan = plan_for(project, web)
     elif target == "qemu":
@@ -61,10 +62,12 @@ def web_plan(project: Project, target: str, packer_version: str | None) -> BakeP
             ),
         )
         qemu = get_target("qemu", accel="tcg")
-        plan = BakePlan(project, web, Fingerprint("e" * 64, {}), base, qemu)
+        plan = BakePlan(project, web, Fingerprint("e" * 64, {}), base, qemu, images)
     else:
         parent = {"parent": {"name": "base", "fingerprint": "b" * 64}}
-        plan = BakePlan(project, web, Fingerprint("c" * 64, parent), None, get_target(target))
+        plan = BakePlan(
+            project, web, Fingerprint("c" * 64, parent), None, get_target(target), images
+        )
     return replace(plan, packer_version=packer_version)
 
 

@@ -102,6 +102,9 @@ def test_render_of_a_flattening_target_starts_from_the_base(
             asked.append(role)
             return base if role == "debian-bookworm" else None
 
+        def identity(self) -> str:
+            return "0" * 32
+
     monkeypatch.setattr(commands, "open_registry", lambda _: OneBase())
     project.packer_path = tmp_path
     [hcl] = commands.render_roles(project, ["web"], target="qemu", validate=False)

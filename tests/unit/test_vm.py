@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REGISTRY_ID
 from kiln.errors import BuildError
 from kiln.targets.qemu import access, base_image, kvm, machine
 from kiln.targets.qemu import inspect as guest_inspect
@@ -43,7 +44,9 @@ def _plan(tmp_path: Path) -> Any:
     )})  # fmt: skip
     web = project.role_named("web")
     qemu = get_target("qemu", accel="tcg")
-    return BakePlan(project, web, Fingerprint("e" * 64, {}), base, qemu)
+    return BakePlan(
+        project, web, Fingerprint("e" * 64, {}), base, qemu, project.image_names(REGISTRY_ID)
+    )
 
 
 def _source(parsed: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from kiln.fingerprint import (
     FingerprintMemo,
 )
 from kiln.guard import AuditReport
+from kiln.image_names import ImageNames
 from kiln.image_registry import push_missing
 from kiln.model import Base, Node, Project, Role
 from kiln.registry import Registry, Version, VersionStatus
@@ -56,10 +57,18 @@ class Baker:
         self.registry = registry or open_registry(project)
         self.reporter = reporter or NullReporter()
         self._git: GitState | None = None
+        self._images: ImageNames | None = None
         #: Lint verdicts of the roles this Baker is about to build, recorded with their versions.
         self._lint: dict[str, lint.LintVerdict] = {}
 
     # -- public -----------------------------------------------------------------------------
+    @property
+    def images(self) -> ImageNames:
+        """How this project's images are named in this Baker's registry."""
+        if self._images is None:
+            self._images = self.project.image_names(self.registry.identity())
+        return self._images
+
     def fingerprints(
         self, role: Role, memo: FingerprintMemo | None = None
     ) -> tuple[dict[str, Fingerprint], Secrets]:
@@ -181,8 +190,7 @@ class Baker:
                     )
             builder = self.target.builder()  # a render-only target refuses here
             builder.preflight()
-            namespace = self.project.image_namespace
-            reaped = builder.reap_builders(role=node.name, namespace=namespace)
+            reaped = builder.reap_builders(role=node.name, owner=self.images.prefix)
             if reaped:
                 self.reporter.warning(
                     node.name, f"removed {len(reaped)} builder(s) left by an interrupted bake"
@@ -208,6 +216,7 @@ class Baker:
             project=self.project,
             target=self.target.builder(),
             registry=self.registry,
+            images=self.images,
             reporter=self.reporter,
             git_state=self._git_state,
             status=self.policy(options).new_status(),

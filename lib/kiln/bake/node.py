@@ -31,6 +31,7 @@ from kiln.bake.record import (
 from kiln.bake.scope import PendingArtifact, packer_temp_dir, pending_artifact, workspace
 from kiln.console import Reporter
 from kiln.fingerprint import Fingerprint
+from kiln.image_names import ImageNames
 from kiln.lint import LintVerdict
 from kiln.model import Base, Project, Role
 from kiln.packer import PackerRun, run_packer
@@ -60,6 +61,8 @@ class NodeBake:
     project: Project
     target: BakeTarget
     registry: Registry
+    #: The names new images get: the project's, in this registry (Baker.images).
+    images: ImageNames
     reporter: Reporter
     git_state: Callable[[], GitState]
     status: VersionStatus
@@ -73,7 +76,12 @@ class NodeBake:
         with pending_artifact(self.target, None, version) as pending:
             with (log_dir / "bootstrap.log").open("w") as log:
                 artifact = self.target.bootstrap_base(
-                    self.project, base, version, fingerprint.digest, partial(print, file=log)
+                    self.project,
+                    self.images,
+                    base,
+                    version,
+                    fingerprint.digest,
+                    partial(print, file=log),
                 )
             pending.hold(artifact)
             took = time.monotonic() - started
@@ -112,6 +120,7 @@ class NodeBake:
             fingerprint,
             parent,
             self.target,
+            self.images,
             check_idempotence=self.check_idempotence,
             packer_version=tools.packer_version(self.project.state_path),
         )

@@ -152,6 +152,7 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             RAISE EXCEPTION 'a registry identity never changes';
         END $$""",
         """CREATE TRIGGER registry_identity_never_changes BEFORE UPDATE OR DELETE
-        ON registry_identity FOR EACH ROW EXECUTE FUNCTION kiln_registry_identity_never_changes()""",
+        ON registry_identity FOR EACH ROW
+        EXECUTE FUNCTION kiln_registry_identity_never_changes()""",
     ),
 )

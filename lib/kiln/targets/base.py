@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from kiln import packer_plugins, tools
 from kiln.errors import BuildError
 from kiln.fingerprint import Fingerprint
+from kiln.image_names import ImageNames
 from kiln.model import Base, Project, Role
 from kiln.paths import relative_to
 from kiln.registry import Artifact, Version
@@ -52,6 +53,8 @@ class BakePlan:
     parent: Version | None
     #: The target that renders this plan; it names the HCL file and decides on flattening.
     target: Renderer
+    #: How the project's images are named in the registry this bake records in.
+    images: ImageNames
     #: Render a second Ansible pass (KILN_PASS=2) that must change nothing. The image is the
     #: same either way, so this is not part of the fingerprint.
     check_idempotence: bool = False
@@ -88,6 +91,11 @@ class BakePlan:
     @property
     def secrets(self) -> list[str]:
         return sorted({name for layer in self.layers for name in layer.secrets})
+
+    @property
+    def repository(self) -> str:
+        """The repository the role's new image is tagged in."""
+        return self.images.repository(self.role.name)
 
     @property
     def hcl_path(self) -> Path:
@@ -204,7 +212,13 @@ class Builder(ABC):
 
     @abstractmethod
     def bootstrap_base(
-        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
+        self,
+        project: Project,
+        images: ImageNames,
+        base: Base,
+        version: int,
+        fingerprint: str,
+        log: LineSink,
     ) -> Artifact:
         """Build the base image every role of base starts from, as version ``version``."""
 
@@ -222,9 +236,9 @@ class Builder(ABC):
 
     @abstractmethod
     def reap_builders(
-        self, *, role: str, bake_id: str | None = None, namespace: str | None = None
+        self, *, role: str, bake_id: str | None = None, owner: str | None = None
     ) -> list[str]:
-        """Remove builders a bake left behind (of namespace's images only); returns them."""
+        """Remove builders a bake left behind (owner's only: an ImageNames.prefix); returns them."""
 
     @abstractmethod
     def runs_acceptance_tests(self) -> bool:

@@ -53,6 +53,8 @@ source "docker" "web" {
     "kiln.bake=${var.bake_id}",
     "--label",
     "kiln.namespace=kiln",
+    "--label",
+    "kiln.owner=kiln/kiln-5ca1ab1e",
     "--cap-add",
     "SYS_ADMIN",
     "--cap-add",
@@ -168,7 +170,7 @@ build {
   }
 
   post-processor "docker-tag" {
-    repository = "kiln/web"
+    repository = "kiln/kiln-5ca1ab1e/web"
     tags       = [var.version]
   }
 }

@@ -13,6 +13,7 @@ from kiln import tools
 from kiln.docker import INIT, SYSTEMD_RUN_FLAGS
 from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
+from kiln.image_names import ImageNames
 from kiln.model import Base, Project
 from kiln.registry import Artifact
 from kiln.render import Interpolated
@@ -26,7 +27,9 @@ from kiln.targets.base import (
 )
 
 BAKE_LABEL = "kiln.bake"
-NAMESPACE_LABEL = "kiln.namespace"  # whose builder it is: see reap_builders
+NAMESPACE_LABEL = "kiln.namespace"  # the image namespace: finds a namespace's builders
+#: Whose builder it is (an ImageNames.prefix: project and registry): see reap_builders.
+OWNER_LABEL = "kiln.owner"
 # The shared apt cache (see apt_cache.py): a named volume, mounted in builders only, under the
 # /run tmpfs so that not even its mount point is committed. KILN_APT_CACHE=off bakes without it.
 APT_CACHE_VOLUME = "kiln-apt-archives"
@@ -117,6 +120,8 @@ class DockerTarget(BakeTarget):
             Interpolated(f"{BAKE_LABEL}=${{var.bake_id}}"),
             "--label",
             f"{NAMESPACE_LABEL}={plan.project.image_namespace}",
+            "--label",
+            f"{OWNER_LABEL}={plan.images.prefix}",
             *SYSTEMD_RUN_FLAGS,
             *apt_cache_flags(),
             "--",
@@ -161,7 +166,7 @@ class DockerTarget(BakeTarget):
             "role_name": plan.role.name,
             "hcl_path": plan.relative(plan.hcl_path),
             "parent_image": parent_ref(plan),
-            "repository": plan.project.repository(plan.role.name),
+            "repository": plan.repository,
             "playbook_path": plan.relative(plan.playbook_path),
             "manifest_default": plan.manifest_default,
             "has_secrets": bool(plan.role.secrets),
@@ -189,7 +194,7 @@ class DockerTarget(BakeTarget):
             "build.provisioner.ansible.extra_arguments": [
                 str(v) for v in self._ansible_arguments(plan)
             ],
-            "build.post-processor.docker-tag.repository": plan.project.repository(plan.role.name),
+            "build.post-processor.docker-tag.repository": plan.repository,
         }
 
     # -- baking -----------------------------------------------------------------------------
@@ -208,21 +213,28 @@ class DockerTarget(BakeTarget):
         yield {}
 
     def bootstrap_base(
-        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
+        self,
+        project: Project,
+        images: ImageNames,
+        base: Base,
+        version: int,
+        fingerprint: str,
+        log: LineSink,
     ) -> Artifact:
         """mmdebstrap the suite straight into `docker import`, with systemd as the command.
 
         An image with the same fingerprint already in the engine (another checkout baked it) is
-        tagged instead of bootstrapped again.
+        tagged with this project's name instead of bootstrapped again.
         """
-        ref = f"{project.repository(base.name)}:{version}"
+        ref = images.ref(base.name, version)
+        latest = f"{project.image_namespace}/{base.name}:latest"
         existing = tools.docker(
             "images", "-q", "--no-trunc", "--filter", f"label=kiln.fingerprint={fingerprint}"
         ).split()
         if existing:
             log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
             tools.docker("tag", existing[0], ref)
-            return self._tag_latest(ref)
+            return self._tag_latest(ref, latest)
         mmdebstrap = [
             tools.which("mmdebstrap"),
             f"--variant={base.variant}",
@@ -259,11 +271,16 @@ class DockerTarget(BakeTarget):
                 f"bootstrapping base {base.name!r} ({base.suite}) failed: mmdebstrap exit "
                 f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
             )
-        return self._tag_latest(ref)
+        return self._tag_latest(ref, latest)
 
-    def _tag_latest(self, ref: str) -> Artifact:
-        """Bases are also tagged :latest, the default image of Molecule scenarios (molecule/)."""
-        tools.docker("tag", ref, ref.rsplit(":", 1)[0] + ":latest")
+    def _tag_latest(self, ref: str, latest: str) -> Artifact:
+        """Bases are also tagged <namespace>/<base>:latest, the default image of Molecule
+        scenarios run by hand (molecule/, KILN_TEST_IMAGE unset).
+
+        The one name shared on purpose: no record names it and kiln never starts it (`invoke
+        test-role` passes the recorded ref), so the newest bootstrap on the engine may have it.
+        """
+        tools.docker("tag", ref, latest)
         return self._artifact(ref)
 
     def _artifact(self, ref: str) -> Artifact:
@@ -286,7 +303,7 @@ class DockerTarget(BakeTarget):
 
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
         """The image packer tagged for this version."""
-        ref = f"{plan.project.repository(plan.role.name)}:{version}"
+        ref = plan.images.ref(plan.role.name, version)
         if tools.docker_image_id(ref) is None:
             raise BuildError(f"packer finished but image {ref} is not in the Docker engine")
         return self._artifact(ref)
@@ -296,24 +313,25 @@ class DockerTarget(BakeTarget):
         tools.run(["docker", "rmi", artifact.ref], check=False)
 
     def reap_builders(
-        self, *, role: str, bake_id: str | None = None, namespace: str | None = None
+        self, *, role: str, bake_id: str | None = None, owner: str | None = None
     ) -> list[str]:
         """Remove builder containers of role (or of one bake) that a killed run left behind.
 
-        With namespace, only builders of that image namespace: other checkouts and test
-        sandboxes on the same engine bake roles of the same names, and their builders are alive.
+        With owner, only builders of that project and registry (ImageNames.prefix): other
+        checkouts and test sandboxes on the same engine bake roles of the same names, and their
+        builders are alive.
         """
         fields = [
             "{{.ID}}",
-            *(f'{{{{.Label "{name}"}}}}' for name in (BAKE_LABEL, NAMESPACE_LABEL)),
+            *(f'{{{{.Label "{name}"}}}}' for name in (BAKE_LABEL, OWNER_LABEL)),
         ]
         out = tools.docker(
             "ps", "-a", "--filter", f"label={BAKE_LABEL}", "--format", "\t".join(fields)
         )
         doomed = []
         for line in out.splitlines():
-            container, label, owner = [*line.split("\t"), "", ""][:3]
-            mine = namespace is None or owner == namespace
+            container, label, made_by = [*line.split("\t"), "", ""][:3]
+            mine = owner is None or made_by == owner
             if (bake_id is not None and label == bake_id) or (
                 bake_id is None and label.startswith(f"{role}:") and mine
             ):

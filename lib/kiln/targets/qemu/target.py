@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from kiln import tools
 from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
+from kiln.image_names import ImageNames
 from kiln.model import Base, Project
 from kiln.registry import Artifact
 from kiln.targets.base import (
@@ -163,9 +164,19 @@ class QemuTarget(BakeTarget):
             }
 
     def bootstrap_base(
-        self, project: Project, base: Base, version: int, fingerprint: str, log: LineSink
+        self,
+        project: Project,
+        images: ImageNames,
+        base: Base,
+        version: int,
+        fingerprint: str,
+        log: LineSink,
     ) -> Artifact:
-        """Build the VM base image (base_image.build_vm_base) as version ``version``."""
+        """Build the VM base image (base_image.build_vm_base) as version ``version``.
+
+        Its file lives in this checkout's artifacts/, which no other checkout writes: no image
+        name is needed.
+        """
         if base.suite != SUITE:
             raise BuildError(f"the qemu target bootstraps {SUITE} only, not {base.suite}")
         dest = artifact_path(project, base.name, version)
@@ -218,7 +229,7 @@ class QemuTarget(BakeTarget):
         path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
     def reap_builders(
-        self, *, role: str, bake_id: str | None = None, namespace: str | None = None
+        self, *, role: str, bake_id: str | None = None, owner: str | None = None
     ) -> list[str]:
         """None to reap: a VM builder dies with packer's process group, which run_packer kills."""
         # Nor is there a record to find one by, as docker's labels find a leftover container.
