@@ -13,7 +13,12 @@ from typing import Any
 
 from kiln import tools
 from kiln.bake import Baker, open_registry
-from kiln.docker import run_command_line, start_instance, wait_until_booted
+from kiln.docker import (
+    recorded_image_present,
+    run_command_line,
+    start_instance,
+    wait_until_booted,
+)
 from kiln.errors import DefinitionError, RegistryError
 from kiln.fingerprint import FingerprintMemo
 from kiln.guard import AuditReport, audit_playbook, audit_roles
@@ -200,6 +205,7 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
     artifact = found.artifact("docker")
     if artifact is None or artifact.deleted_at is not None:
         raise DefinitionError(f"{found.label} has no docker image to run")
+    recorded_image_present(artifact, owner=found)  # ImageMoved: never start another image
     name = f"kiln-run-{role}-{found.version}-{uuid.uuid4().hex[:6]}"
     instance = start_instance(
         artifact.ref,

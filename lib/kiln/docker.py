@@ -1,6 +1,7 @@
 """The Docker engine adapter: start, wait for, exec in, remove and export containers.
 
-deploy, acceptance, `run`, the lifecycle diff and the docker target all talk to the engine here.
+deploy, acceptance, `run`, the lifecycle diff and the docker target all talk to the engine here,
+and ask it whether a recorded image is still the one its tag names.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kiln import tools
-from kiln.errors import TestFailure, ToolError
+from kiln.errors import ImageMoved, TestFailure, ToolError
+from kiln.registry import Artifact, Version
 
 # How every kiln container runs (builder, test instance, deployed server): systemd as PID 1, so
 # that services start as on a server. --privileged does not work on every host; these caps do.
@@ -59,6 +61,41 @@ class Instance:
 
     def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return tools.run(["docker", "exec", self.name, *argv], check=False, timeout=timeout)
+
+
+# -- recorded images -------------------------------------------------------------------------
+ImageLookup = Callable[[str], str | None]
+
+
+def recorded_image_present(
+    artifact: Artifact,
+    *,
+    owner: Version | None = None,
+    remedy: str | None = None,
+    image_id: ImageLookup | None = None,
+) -> bool:
+    """Whether the engine holds artifact's image under its recorded ref, as recorded.
+
+    False when nothing is tagged there (or gc deleted it): a bake may build it again. A ref that
+    names another image raises ImageMoved (naming owner's role and version, if given): starting,
+    testing or baking on that image would be wrong, and baking anew would hide why.
+    image_id: how to ask the engine (deploy's Engine.image_id); by default `docker image inspect`.
+    """
+    lookup = image_id or tools.docker_image_id
+    if artifact.deleted_at is not None:
+        return False
+    current = lookup(artifact.ref)
+    if current is None or current == artifact.image_id:
+        return current is not None
+    raise ImageMoved(
+        ref=artifact.ref,
+        recorded_id=artifact.image_id,
+        current_id=current,
+        recorded_kept=lookup(artifact.image_id) is not None,
+        role=owner.role if owner is not None else None,
+        version=owner.version if owner is not None else None,
+        remedy=remedy,
+    )
 
 
 def start_instance(

@@ -15,6 +15,7 @@
     ├── ImageRegistryError  an image could not be pushed to, or pulled from, the OCI registry
     ├── TestFailure         acceptance or role tests failed
     │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
+    ├── ImageMoved          a recorded image's tag now names another image
     └── DeployError         a deploy failed or was refused
 
 Third-party failures (subprocess, sqlite3, lark, ansible-runner) are translated at the boundary
@@ -136,6 +137,64 @@ class RoleTestFailure(TestFailure):
     def __init__(self, message: str, reports: Sequence[RoleTestReport]) -> None:
         super().__init__(message)
         self.reports = tuple(reports)
+
+
+class ImageMoved(KilnError):
+    """A recorded image's tag names another image now: kiln neither uses it nor bakes over it.
+
+    ``ref`` is the tag, ``recorded_id`` the image the registry recorded under it and
+    ``current_id`` the one it names now; ``recorded_kept`` says whether the engine still holds
+    the recorded image (under another tag, or none), so that the tag can be put back.
+    """
+
+    def __init__(
+        self,
+        *,
+        ref: str,
+        recorded_id: str,
+        current_id: str,
+        recorded_kept: bool,
+        role: str | None = None,
+        version: int | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        self.ref, self.recorded_id, self.current_id = ref, recorded_id, current_id
+        self.recorded_kept = recorded_kept
+        whose = f"{role} v{version}'s image" if role is not None else "the recorded image"
+        back = (
+            f"The recorded image is still in the engine: `docker tag {recorded_id} {ref}` puts "
+            "the tag back on it, if nothing else relies on the tag now. Or "
+            if recorded_kept
+            else "The recorded image is gone from the engine: "
+        )
+        super().__init__(
+            f"{whose} {ref} was recorded as {recorded_id[:19]}, but the tag now names another "
+            f"image, {current_id[:19]}: another checkout on this Docker engine, or a `docker "
+            f"tag`, moved it. kiln will not use that image, nor silently bake it again. {back}"
+            f"{remedy or rebake_remedy(role or 'ROLE')}",
+            role=role,
+            version=version,
+        )
+
+    def of(self, role: str, version: int, remedy: str | None = None) -> ImageMoved:
+        """The same finding, naming the version whose image it is and how to rebake it."""
+        return ImageMoved(
+            ref=self.ref,
+            recorded_id=self.recorded_id,
+            current_id=self.current_id,
+            recorded_kept=self.recorded_kept,
+            role=role,
+            version=version,
+            remedy=remedy,
+        )
+
+
+def rebake_remedy(role: str, then: str = "") -> str:
+    """How to get past a moved image: bake anew, under names no other checkout uses."""
+    return (
+        f"`invoke bake {role} --force` bakes a new version under this project's own image "
+        f"names{then}."
+    )
 
 
 class DeployError(KilnError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from kiln import lint, packer
 from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
 from kiln.console import Reporter
-from kiln.errors import DefinitionError, Interrupted, KilnError
+from kiln.errors import DefinitionError, ImageMoved, Interrupted, KilnError
 from kiln.fingerprint import FingerprintMemo
 from kiln.model import Project, Role
 from kiln.registry import Registry, Version
@@ -249,7 +249,10 @@ OK_STATES = ("baked", "cached")
 
 def _up_to_date(probe: Baker, role: Role, memo: FingerprintMemo) -> Version | None:
     fingerprints, _secrets = probe.fingerprints(role, memo)
-    return probe.cached_version(role, fingerprints[role.name])
+    try:
+        return probe.cached_version(role, fingerprints[role.name])
+    except ImageMoved:
+        return None  # its own job reports it, and the other roles still bake
 
 
 def _settle(

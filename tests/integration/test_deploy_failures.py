@@ -589,7 +589,8 @@ def test_a_retagged_image_and_a_revoked_parent_are_refused_before_anything_start
         retagged = deploy_cli(box, *args)
 
         assert retagged.returncode == 1, retagged.stdout + retagged.stderr
-        assert "missing or no longer the recorded" in retagged.stderr
+        assert f"web v1's image {ref} was recorded as {recorded[:19]}" in retagged.stderr
+        assert f"`docker tag {recorded} {ref}` puts the tag back" in retagged.stderr
         assert deployed(box) == {} and last_deployment(box).result == "refused"
 
         box.docker("tag", recorded, ref)

@@ -363,6 +363,7 @@ def test_retest_records_then_raises(
     project = make_project(tmp_path)
     bad = result(TestCase("t::test_page", "failed", "lacks the title"))
     monkeypatch.setattr(acceptance, "run_acceptance", lambda *a, **k: bad)
+    monkeypatch.setattr(acceptance.run, "recorded_image_present", lambda *a, **k: True)
     with pytest.raises(TestFailure, match="FAILED t::test_page"):
         acceptance.retest(project, registry, "web", 1)
     stored = registry.get("web", 1)

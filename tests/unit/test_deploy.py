@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from kiln import deploy as kd
-from kiln.errors import DeployError, ToolError
+from kiln.errors import DeployError, ImageMoved, ToolError
 from kiln.model import HealthCheck, Project
 from kiln.registry import Artifact, Deployment, Registry, Version, utc_now
 
@@ -129,6 +129,8 @@ class FakeEngine:
         return sorted(found, key=lambda s: s.started_at)
 
     def image_id(self, ref: str) -> str | None:
+        if ref in self.images.values():  # an image id names its image, as docker's do
+            return ref
         return self.images.get(ref)
 
     # helpers for assertions
@@ -355,11 +357,33 @@ def test_unknown_and_empty_channels_are_refused(world: World) -> None:
     assert [d.result for d in world.deployments()] == ["refused", "refused"]
 
 
-def test_a_missing_or_retagged_image_is_refused(world: World) -> None:
-    world.engine.images[f"{NS}/web:2"] = "sha256:other"
-    with pytest.raises(DeployError, match="missing or no longer the recorded"):
+def test_a_missing_image_is_refused(world: World) -> None:
+    del world.engine.images[f"{NS}/web:2"]
+    with pytest.raises(DeployError, match=f"image {NS}/web:2 of web v2 is missing from the"):
         world.deploy("prod")
     assert world.engine.events == []
+    assert [d.result for d in world.deployments()] == ["refused"]
+
+
+def test_a_retagged_image_is_refused_naming_both_images_and_the_way_back(world: World) -> None:
+    world.engine.images[f"{NS}/web:2"] = "sha256:111"  # the tag now names web v1's image
+    world.engine.images["elsewhere/web:9"] = "sha256:222"  # the recorded one is still there
+    with pytest.raises(DeployError) as refused:
+        world.deploy("prod")
+    message = str(refused.value)
+    assert f"web v2's image {NS}/web:2 was recorded as sha256:222" in message
+    assert "now names another image, sha256:111" in message
+    assert f"`docker tag sha256:222 {NS}/web:2` puts the tag back" in message
+    assert "`invoke bake web --force`" in message and "promote it to prod" in message
+    moved = refused.value.__cause__
+    assert isinstance(moved, ImageMoved) and (moved.role, moved.version) == ("web", 2)
+    assert (moved.ref, moved.recorded_id, moved.current_id) == (
+        f"{NS}/web:2",
+        "sha256:222",
+        "sha256:111",
+    )
+    assert world.engine.events == []
+    assert [d.result for d in world.deployments()] == ["refused"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from kiln.acceptance.result import AcceptanceResult, TestCase, failure_message, 
 from kiln.acceptance.suites import Suite, discover_suites
 from kiln.acceptance.testinfra import run_testinfra
 from kiln.console import Reporter
-from kiln.docker import Instance, throwaway_instance
+from kiln.docker import Instance, recorded_image_present, throwaway_instance
 from kiln.errors import RegistryError, TestFailure
 from kiln.guard import ansible_environment
 from kiln.model import Node, Project
@@ -189,6 +189,9 @@ def retest(
     if found is None:
         which = f"version {version}" if version else "any version"
         raise RegistryError(f"{role} has no recorded {which}; run `invoke bake {role}` first")
+    artifact = found.artifact("docker")
+    if artifact is not None:
+        recorded_image_present(artifact, owner=found)  # ImageMoved: never test another image
     result = acceptance.run_acceptance(project, node, found, registry=registry, reporter=reporter)
     updated = record_result(registry, found, result)
     log = write_log(project, result)

@@ -95,7 +95,7 @@ class Baker:
         options = self.options.overridden(
             skip_tests=skip_tests, check_idempotence=check_idempotence
         )
-        policy = self.policy(options)
+        policy = self.policy(options, leaf=name, force=force)
         role = self.project.role_named(name)
         if not force:
             policy.refuse_revoked_ancestors(role)
@@ -122,7 +122,7 @@ class Baker:
             forced = force and node is role
             secret_values = secrets.get(node.name, {})
             outcome = self._ensure(
-                node, fingerprints[node.name], parent, options, forced, secret_values
+                node, fingerprints[node.name], parent, options, policy, forced, secret_values
             )
             outcomes.append(outcome)
             parent = outcome.version
@@ -143,10 +143,15 @@ class Baker:
                 self.reporter.message(version.role, f"pushed {version.label}: {pushed.reference}")
         return outcomes
 
-    def policy(self, options: BakeOptions | None = None) -> BakePolicy:
-        """The reuse and refusal rules under options (by default this Baker's)."""
+    def policy(
+        self, options: BakeOptions | None = None, *, leaf: str | None = None, force: bool = False
+    ) -> BakePolicy:
+        """The reuse and refusal rules under options (by default this Baker's), for a bake of
+        leaf; force bakes anew, instead of refusing, images whose tags moved."""
         skip_tests = (options or self.options).skip_tests
-        return BakePolicy(self.registry, self.target, skip_tests=skip_tests)
+        return BakePolicy(
+            self.registry, self.target, skip_tests=skip_tests, leaf=leaf, rebake_moved=force
+        )
 
     def gate(self, options: BakeOptions | None = None) -> AcceptanceGate:
         """The acceptance gate a new or untested version passes under options."""
@@ -172,10 +177,10 @@ class Baker:
         fingerprint: Fingerprint,
         parent: Version | None,
         options: BakeOptions,
+        policy: BakePolicy,
         force: bool,
         secrets: Mapping[str, str],
     ) -> BakeOutcome:
-        policy = self.policy(options)
         with role_lock(self.project, node.name, self.reporter):
             if not force:
                 hit = policy.cached_version(node, fingerprint)

@@ -1,14 +1,15 @@
 """When a bake may reuse a recorded version, and when it must refuse to build at all.
 
 A cache hit needs a tested (or, with skip_tests, untested) version whose artifact exists and
-whose parent is not revoked; refusals cover failed twins, revoked ancestors and bad parents.
+whose parent is not revoked; refusals cover failed twins, revoked ancestors, bad parents and
+recorded images whose tag names another image now.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiln.errors import Refused, TestFailure
+from kiln.errors import ImageMoved, Refused, TestFailure, rebake_remedy
 from kiln.fingerprint import Fingerprint
 from kiln.model import Node, Role
 from kiln.registry import Registry, Version, VersionStatus
@@ -22,6 +23,10 @@ class BakePolicy:
     registry: Registry
     target: Renderer
     skip_tests: bool = False
+    #: The role the bake was asked for: a moved image's error says to rebake it with --force.
+    leaf: str | None = None
+    #: --force: an image whose tag moved is baked anew like a missing one (the user asked).
+    rebake_moved: bool = False
 
     def cached_version(self, node: Node, fingerprint: Fingerprint) -> Version | None:
         """The recorded version that makes a bake of node unnecessary, if its artifact exists."""
@@ -96,4 +101,12 @@ class BakePolicy:
 
     def _artifact_exists(self, version: Version) -> bool:
         artifact = version.artifact(self.target.name)
-        return artifact is not None and self.target.builder().artifact_exists(artifact)
+        if artifact is None:
+            return False
+        try:
+            return self.target.builder().artifact_exists(artifact)
+        except ImageMoved as moved:
+            if self.rebake_moved:
+                return False
+            leaf = self.leaf or version.role
+            raise moved.of(version.role, version.version, rebake_remedy(leaf)) from None

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from kiln.deploy.engine import Engine
 from kiln.deploy.server import Server
 from kiln.deploy.strategies import STRATEGIES
-from kiln.errors import DeployError
+from kiln.docker import recorded_image_present
+from kiln.errors import DeployError, ImageMoved, rebake_remedy
 from kiln.model import Role
 from kiln.registry import Artifact, Registry, Version, VersionStatus
 
@@ -82,13 +83,20 @@ def deployable_image(
     registry: Registry, engine: Engine, role: str, channel: str
 ) -> tuple[Version, Artifact]:
     """The version channel names and its docker image, which the engine must still hold as
-    recorded; a DeployError otherwise."""
+    recorded; a DeployError otherwise (one that says so when the tag names another image)."""
     version = deployable_version(registry, role, channel)
     artifact = version.artifact("docker")
     assert artifact is not None
-    if engine.image_id(artifact.ref) != artifact.image_id:
+    then = f", then promote it to {channel} and deploy again"
+    try:
+        present = recorded_image_present(
+            artifact, owner=version, remedy=rebake_remedy(role, then), image_id=engine.image_id
+        )
+    except ImageMoved as moved:
+        raise DeployError(str(moved), role=role, version=version.version) from moved
+    if not present:
         raise DeployError(
-            f"image {artifact.ref} of {version.label} is missing or no longer the "
-            f"recorded {artifact.image_id[:19]}; rebake {role} and promote again"
+            f"image {artifact.ref} of {version.label} is missing from the Docker engine; "
+            f"rebake {role} and promote again"
         )
     return version, artifact

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kiln import tools
-from kiln.docker import FileEntry, image_filesystem
+from kiln.docker import FileEntry, image_filesystem, recorded_image_present
+from kiln.errors import ImageMoved
 from kiln.lifecycle._lookup import require
 from kiln.registry import Package, Registry, Version
 
@@ -138,7 +138,11 @@ def _diff_files(a: Version, b: Version) -> tuple[list[FileChange] | None, str | 
             return None, f"{version.label} has no docker image; files are compared for docker"
         if artifact.deleted_at is not None:
             return None, f"{version.label}'s image was deleted by gc at {artifact.deleted_at}"
-        if tools.docker_image_id(artifact.ref) != artifact.image_id:
+        try:
+            present = recorded_image_present(artifact, owner=version)
+        except ImageMoved as moved:  # its files are not the recorded image's: say why
+            return None, str(moved)
+        if not present:
             return None, f"{version.label}'s image {artifact.ref} is not in the Docker engine"
         refs.append(artifact.ref)
     with ThreadPoolExecutor(max_workers=2) as pool:

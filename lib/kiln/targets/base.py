@@ -224,7 +224,10 @@ class Builder(ABC):
 
     @abstractmethod
     def artifact_exists(self, artifact: Artifact) -> bool:
-        """Whether a recorded artifact is still there to reuse instead of baking again."""
+        """Whether a recorded artifact is still there to reuse instead of baking again.
+
+        ImageMoved when its name now holds another artifact: neither reuse nor a silent rebake.
+        """
 
     @abstractmethod
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:

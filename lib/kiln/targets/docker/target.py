@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kiln import tools
-from kiln.docker import INIT, SYSTEMD_RUN_FLAGS
+from kiln.docker import INIT, SYSTEMD_RUN_FLAGS, recorded_image_present
 from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
 from kiln.image_names import ImageNames
@@ -296,10 +296,9 @@ class DockerTarget(BakeTarget):
         )
 
     def artifact_exists(self, artifact: Artifact) -> bool:
-        """Whether the engine still has the recorded image under its tag."""
-        return (
-            artifact.deleted_at is None and tools.docker_image_id(artifact.ref) == artifact.image_id
-        )
+        """Whether the engine still has the recorded image under its tag; ImageMoved when the
+        tag names another image now."""
+        return recorded_image_present(artifact)
 
     def collect_artifact(self, plan: BakePlan, version: int) -> Artifact:
         """The image packer tagged for this version."""
@@ -309,8 +308,9 @@ class DockerTarget(BakeTarget):
         return self._artifact(ref)
 
     def delete_artifact(self, artifact: Artifact) -> None:
-        """docker rmi the image's tag."""
-        tools.run(["docker", "rmi", artifact.ref], check=False)
+        """docker rmi the image's tag; ImageMoved, untouched, if it names another image now."""
+        if recorded_image_present(artifact):
+            tools.run(["docker", "rmi", artifact.ref], check=False)
 
     def reap_builders(
         self, *, role: str, bake_id: str | None = None, owner: str | None = None
