@@ -24,7 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import load, median
+from _common import REPO, load, median
+from kiln.registry import Registry
 from kiln.targets.docker import INIT, SYSTEMD_RUN_FLAGS
 
 PLAY = """- hosts: all
@@ -50,11 +51,23 @@ def gather(container: str, playbook: Path) -> float:
     return timed(argv, env=env)
 
 
+def newest_base() -> str:
+    """The image of the newest `base` this repository recorded (`invoke bake web` makes one)."""
+    with Registry(REPO / ".kiln" / "registry.db") as registry:
+        base = registry.latest("base", target="docker")
+    if base is None or base.artifact("docker") is None:
+        sys.exit("no base is recorded here: run `invoke bake web`, or pass --image")
+    return base.artifact("docker").ref  # type: ignore[union-attr]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--image", default="kiln/base:1", help="a kiln-baked image to start")
+    parser.add_argument(
+        "--image", help="a kiln-baked image to start (default: this repository's newest base)"
+    )
     args = parser.parse_args()
+    args.image = args.image or newest_base()
     name = f"kiln-bench-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         ["docker", "run", "-d", "--name", name, *SYSTEMD_RUN_FLAGS, "--", args.image, INIT],

@@ -416,7 +416,8 @@ def render_html(project: Project, roles: Sequence[RoleData], *, generated: str) 
             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
             f"<title>kiln report: {e(project.root.name)}</title><style>{STYLE}</style></head>",
             "<body><header><h1>kiln report</h1>",
-            f"<p>{e(project.root.name)} · images {e(project.image_namespace)}/* · "
+            f"<p>{e(project.root.name)} · images {e(project.image_namespace)}/"
+            f"{e(project.name)}-*/* · "
             f"{len(roles)} roles · {versions} versions · {tests} test runs · "
             f"generated {e(generated)}</p></header><main>",
             "<section id='lineage'><h2>Lineage</h2>",
