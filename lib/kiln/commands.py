@@ -22,6 +22,7 @@ from kiln.docker import (
 from kiln.errors import DefinitionError, RegistryError
 from kiln.fingerprint import FingerprintMemo
 from kiln.guard import AuditReport, audit_playbook, audit_roles
+from kiln.image_registry import ensure_local
 from kiln.model import Project, Role
 from kiln.registry import Version
 from kiln.render import write_if_changed
@@ -205,6 +206,8 @@ def run_instance(project: Project, role: str, version: int | None) -> tuple[str,
     artifact = found.artifact("docker")
     if artifact is None or artifact.deleted_at is not None:
         raise DefinitionError(f"{found.label} has no docker image to run")
+    with open_registry(project) as registry:
+        ensure_local(registry, found, artifact)  # pulled by digest if pushed and missing here
     recorded_image_present(artifact, owner=found)  # ImageMoved: never start another image
     name = f"kiln-run-{role}-{found.version}-{uuid.uuid4().hex[:6]}"
     instance = start_instance(

@@ -107,13 +107,13 @@ def push_role(
 def ensure_local(registry: Registry, version: Version, artifact: Artifact) -> Push | None:
     """Pull version's image by digest if the engine does not have it; the push pulled, or None.
 
-    Nothing happens when the engine has the image, or has something else under its name (the
-    caller reports that), or when the version was never pushed.
+    Nothing happens when the version was never pushed, when the engine has the image, or when
+    it has something else under that name (the caller reports that: see recorded_image_present).
     """
-    if tools.docker_image_id(artifact.ref) is not None:
+    if artifact.target != "docker" or artifact.deleted_at is not None:
         return None
     pushes = [p for p in registry.pushes(version.role, version.version) if p.target == "docker"]
-    if not pushes:
+    if not pushes or tools.docker_image_id(artifact.ref) is not None:
         return None
     source = pushes[0]
     proc = tools.run(["docker", "pull", source.reference], check=False, timeout=TRANSFER_TIMEOUT_S)

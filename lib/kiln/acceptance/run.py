@@ -20,6 +20,7 @@ from kiln.console import Reporter
 from kiln.docker import Instance, recorded_image_present, throwaway_instance
 from kiln.errors import RegistryError, TestFailure
 from kiln.guard import ansible_environment
+from kiln.image_registry import ensure_local
 from kiln.model import Node, Project
 from kiln.paths import relative_to
 from kiln.registry import Registry, Version, VersionStatus, utc_now
@@ -191,6 +192,7 @@ def retest(
         raise RegistryError(f"{role} has no recorded {which}; run `invoke bake {role}` first")
     artifact = found.artifact("docker")
     if artifact is not None:
+        ensure_local(registry, found, artifact)  # pulled by digest if pushed and missing here
         recorded_image_present(artifact, owner=found)  # ImageMoved: never test another image
     result = acceptance.run_acceptance(project, node, found, registry=registry, reporter=reporter)
     updated = record_result(registry, found, result)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from kiln.errors import ImageMoved, Refused, TestFailure, rebake_remedy
 from kiln.fingerprint import Fingerprint
+from kiln.image_registry import ensure_local
 from kiln.model import Node, Role
 from kiln.registry import Registry, Version, VersionStatus
 from kiln.targets.base import Renderer
@@ -103,6 +104,8 @@ class BakePolicy:
         artifact = version.artifact(self.target.name)
         if artifact is None:
             return False
+        # Baked and pushed by another machine sharing the registry: pull it, do not rebake it.
+        ensure_local(self.registry, version, artifact)
         try:
             return self.target.builder().artifact_exists(artifact)
         except ImageMoved as moved:

@@ -9,7 +9,8 @@ from kiln.deploy.engine import Engine
 from kiln.deploy.server import Server
 from kiln.deploy.strategies import STRATEGIES
 from kiln.docker import recorded_image_present
-from kiln.errors import DeployError, ImageMoved, rebake_remedy
+from kiln.errors import DeployError, ImageMoved, ImageRegistryError, rebake_remedy
+from kiln.image_registry import ensure_local
 from kiln.model import Role
 from kiln.registry import Artifact, Registry, Version, VersionStatus
 
@@ -82,11 +83,16 @@ def deployable_version(registry: Registry, role: str, channel: str) -> Version:
 def deployable_image(
     registry: Registry, engine: Engine, role: str, channel: str
 ) -> tuple[Version, Artifact]:
-    """The version channel names and its docker image, which the engine must still hold as
-    recorded; a DeployError otherwise (one that says so when the tag names another image)."""
+    """The version channel names and its docker image, which the engine must hold as recorded
+    (pulled by digest first if it was pushed and the engine lacks it); a DeployError otherwise
+    (one that says so when the tag names another image)."""
     version = deployable_version(registry, role, channel)
     artifact = version.artifact("docker")
     assert artifact is not None
+    try:
+        ensure_local(registry, version, artifact)
+    except ImageRegistryError as exc:
+        raise DeployError(str(exc), role=role, version=version.version) from exc
     then = f", then promote it to {channel} and deploy again"
     try:
         present = recorded_image_present(

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kiln.docker import FileEntry, image_filesystem, recorded_image_present
-from kiln.errors import ImageMoved
+from kiln.errors import ImageMoved, ImageRegistryError
+from kiln.image_registry import ensure_local
 from kiln.lifecycle._lookup import require
 from kiln.registry import Package, Registry, Version
 
@@ -130,7 +131,9 @@ def diff_filesystems(
     return [FileChange(path, change, x, y) for path, change, x, y in _changes(old, new)]
 
 
-def _diff_files(a: Version, b: Version) -> tuple[list[FileChange] | None, str | None]:
+def _diff_files(
+    registry: Registry, a: Version, b: Version
+) -> tuple[list[FileChange] | None, str | None]:
     refs: list[str] = []
     for version in (a, b):
         artifact = version.artifact("docker")
@@ -139,9 +142,10 @@ def _diff_files(a: Version, b: Version) -> tuple[list[FileChange] | None, str | 
         if artifact.deleted_at is not None:
             return None, f"{version.label}'s image was deleted by gc at {artifact.deleted_at}"
         try:
+            ensure_local(registry, version, artifact)  # pulled by digest if pushed, not here
             present = recorded_image_present(artifact, owner=version)
-        except ImageMoved as moved:  # its files are not the recorded image's: say why
-            return None, str(moved)
+        except (ImageMoved, ImageRegistryError) as why:  # its files cannot be read: say why
+            return None, str(why)
         if not present:
             return None, f"{version.label}'s image {artifact.ref} is not in the Docker engine"
         refs.append(artifact.ref)
@@ -153,7 +157,9 @@ def _diff_files(a: Version, b: Version) -> tuple[list[FileChange] | None, str | 
 def diff(registry: Registry, role: str, a: int, b: int, *, files: bool = True) -> VersionDiff:
     """Packages, recorded inputs and (for docker, optionally) image files between a and b."""
     va, vb = require(registry, role, a), require(registry, role, b)
-    file_changes, note = _diff_files(va, vb) if files else (None, "not compared (--no-files)")
+    file_changes, note = (
+        _diff_files(registry, va, vb) if files else (None, "not compared (--no-files)")
+    )
     return VersionDiff(
         role=role,
         a=a,
