@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     help={
         "role": "the role to bake, several as web,worker, or all (stale ancestors bake first)",
         "parallel": "bake up to N independent roles at once (default: the number of CPUs)",
-        "force": "bake even if an identical version exists",
+        "force": "bake even if an identical version exists (and any image of the chain whose tag "
+        "now names another image)",
         "target": "where to bake: docker (default) or qemu (a bootable qcow2)",
         "accel": "qemu only: kvm or tcg (default: probe whether KVM really boots a kernel)",
         "json": "print one JSON event per line",
