@@ -86,32 +86,16 @@ def pytest_runtest_makereport(
 def postgres() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL cluster for this pytest worker (new_database() per test)."""
     # Imported here: tests/unit/test_ci_skips.py runs this file's text on its own.
-    from postgres_cluster import MISSING as MISSING_POSTGRES
-    from postgres_cluster import PostgresCluster, server_bin
+    from postgres_cluster import throwaway_cluster
 
-    bindir = server_bin()
-    if bindir is None:
-        pytest.skip(MISSING_POSTGRES)
-    cluster = PostgresCluster(bindir)
-    try:
-        cluster.start()
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.remove()
 
 
 @pytest.fixture(scope="session")
 def oci_registry() -> Iterator[OciRegistry]:
     """A throwaway OCI registry on 127.0.0.1 for this pytest worker."""
-    from oci_registry import MISSING as MISSING_REGISTRY
-    from oci_registry import OciRegistry, registry_binary
+    from oci_registry import throwaway_registry
 
-    binary = registry_binary()
-    if binary is None:
-        pytest.skip(MISSING_REGISTRY)
-    registry = OciRegistry(binary)
-    try:
-        registry.start()
+    with throwaway_registry() as registry:
         yield registry
-    finally:
-        registry.remove()

@@ -13,7 +13,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 #: The skip reason when Debian's docker-registry is not installed (CI turns it into a failure).
 MISSING = "missing tool: docker-registry (Debian's docker-registry package)"
@@ -68,5 +72,15 @@ class OciRegistry:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def registry_binary() -> str | None:
-    return shutil.which("docker-registry")
+@contextmanager
+def throwaway_registry() -> Iterator[OciRegistry]:
+    """A started registry, removed afterwards; the test skips (fails in CI) without it."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip(MISSING)
+    registry = OciRegistry(binary)
+    try:
+        registry.start()
+        yield registry
+    finally:
+        registry.remove()

@@ -12,7 +12,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 #: The skip reason when Debian's postgresql is not installed (CI turns it into a failure).
 MISSING = "missing tool: postgresql (initdb and pg_ctl from Debian's postgresql package)"
@@ -68,3 +72,17 @@ class PostgresCluster:
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=check, capture_output=True, text=True)
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[PostgresCluster]:
+    """A started cluster, removed afterwards; the test skips (fails in CI) without postgresql."""
+    bindir = server_bin()
+    if bindir is None:
+        pytest.skip(MISSING)
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import Sandbox, clone_sandbox
 from kiln.registry import Registry
-from oci_registry import MISSING, OciRegistry, registry_binary
+from oci_registry import OciRegistry, throwaway_registry
 from postgres_cluster import PostgresCluster
 
 
@@ -63,15 +63,8 @@ def test_a_pushed_version_deploys_from_another_checkout_by_digest(
 @pytest.fixture
 def own_oci_registry() -> Iterator[OciRegistry]:
     """A registry of this test's own: it stops it."""
-    binary = registry_binary()
-    if binary is None:
-        pytest.skip(MISSING)
-    registry = OciRegistry(binary)
-    try:
-        registry.start()
+    with throwaway_registry() as registry:
         yield registry
-    finally:
-        registry.remove()
 
 
 def test_a_push_that_fails_leaves_the_version_unpushed_and_the_next_bake_pushes_it(

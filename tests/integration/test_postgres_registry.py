@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from conftest import REGISTRY_DB, Sandbox, clone_sandbox
 from kiln.registry import Registry
-from postgres_cluster import MISSING, PostgresCluster, server_bin
+from postgres_cluster import PostgresCluster, throwaway_cluster
 
 
 def _read(box: Sandbox, url: str, *args: str) -> Any:
@@ -93,15 +93,8 @@ def test_two_checkouts_bake_at_once_against_one_postgresql(
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresCluster]:
     """A cluster of this test's own: the tests below stop it."""
-    bindir = server_bin()
-    if bindir is None:
-        pytest.skip(MISSING)
-    cluster = PostgresCluster(bindir)
-    try:
-        cluster.start()
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.remove()
 
 
 #: Records web with a package manifest big enough to be killed half-way through.

@@ -61,6 +61,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def behind_by(location: str, current: int, known: int) -> int:
+    """How many migrations a registry at schema current lacks; refuses one newer than kiln."""
+    if current > known:
+        raise RegistryError(
+            f"the registry {location} has schema {current}, newer than this kiln understands "
+            f"({known}); upgrade kiln"
+        )
+    return known - current
+
+
 def scheme(url: str) -> str:
     """The backend a registry URL names, refusing any other with the ones kiln knows."""
     name = url.split("://", 1)[0] if "://" in url else ""

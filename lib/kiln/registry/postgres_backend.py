@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from kiln.errors import RegistryError
+from kiln.registry.backend import behind_by
 from kiln.registry.postgres_schema import POSTGRES_MIGRATIONS
 from kiln.registry.rows import Columns
 
@@ -141,13 +142,7 @@ class PostgresBackend:
     def _migrate(self) -> None:
         # Read first, without the write lock: an up-to-date database (every open but the
         # first) costs one query, not a place in the writers' queue.
-        current = self.schema_version()
-        if current > len(POSTGRES_MIGRATIONS):
-            raise RegistryError(
-                f"the registry {self.location} has schema {current}, newer than this kiln "
-                f"understands ({len(POSTGRES_MIGRATIONS)}); upgrade kiln"
-            )
-        if current == len(POSTGRES_MIGRATIONS):
+        if not behind_by(self.location, self.schema_version(), len(POSTGRES_MIGRATIONS)):
             return
         with self.transaction():
             self._conn.execute("CREATE TABLE IF NOT EXISTS kiln_schema (version INTEGER NOT NULL)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import RegistryError
+from kiln.registry.backend import behind_by
 from kiln.registry.rows import Columns
 from kiln.registry.schema import MIGRATIONS, migrate
 
@@ -102,13 +103,6 @@ class SqliteBackend:
         return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def _migrate(self) -> None:
-        current = self.schema_version()
-        if current > len(MIGRATIONS):
-            raise RegistryError(
-                f"the registry {self.path} has schema {current}, newer than this kiln "
-                f"understands ({len(MIGRATIONS)}); upgrade kiln"
-            )
-        if current == len(MIGRATIONS):
-            return
-        with self.transaction():
-            migrate(self._conn)
+        if behind_by(self.location, self.schema_version(), len(MIGRATIONS)):
+            with self.transaction():
+                migrate(self._conn)
