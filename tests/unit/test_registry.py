@@ -504,3 +504,29 @@ def test_an_advisory_lock_waits_for_its_holder_and_dies_with_it(postgres: Postgr
         holder.kill()
         holder.join()
     assert waits == ["web"] and 0.9 < waited < 30, (waits, waited)
+
+
+# --- survivors of the mutation run at 3c36a62 (scripts/mutation.sh) -----------------------------
+
+
+def test_flags_read_back_as_booleans_and_a_version_without_artifacts_as_none(
+    registry_url: str,
+) -> None:
+    with Registry(registry_url) as registry:
+        recorded(registry, "web", 1, artifacts=())
+        assert registry.get("web", 1).artifacts == ()  # type: ignore[union-attr]
+        assert registry.history("web")[0].artifacts == ()
+        run = {"suite": "acceptance", "output": "", "started_at": "t", "duration_s": 1.0}
+        registry.record_test_run("web", 1, passed=True, summary="ok", **run)  # type: ignore[arg-type]
+        assert registry.test_runs("web")[0].passed is True
+        with registry.transaction() as tx:
+            tx.set_channel(role="web", channel="prod", version=1, action="promote", actor="a",
+                           forced=True)  # fmt: skip
+            tx.set_channel(role="web", channel="dev", version=1, action="promote", actor="a")
+        forced, plain = registry.channel_log("web")[::-1]
+        assert forced.forced is True and plain.forced is False
+
+
+def test_a_new_sqlite_registry_makes_its_missing_directories(tmp_path: Path) -> None:
+    with Registry(tmp_path / "a" / "b" / "registry.db") as registry:
+        assert registry.roles() == []

@@ -52,8 +52,8 @@ def write_channel(
     version: int | None,
     action: str,
     actor: str,
-    reason: str | None = None,
-    forced: bool = False,
+    reason: str | None,
+    forced: bool,
 ) -> int | None:
     """Point channel at version inside the open transaction of conn, logging the move;
     returns the version it pointed at before."""
