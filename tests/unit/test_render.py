@@ -17,6 +17,7 @@ from kiln.render import (
     decode_hcl,
     decode_hcl_string,
     hcl_body,
+    hcl_shape,
     hcl_string,
     hcl_value,
     lookup,
@@ -255,3 +256,22 @@ def test_hcl_body_sets_blocks_apart_at_every_depth() -> None:
         {"build": {"provisioner": {"inline": 1}, "name": 2}}, 1, ("build", "provisioner")
     )
     assert body == "  build {\n    provisioner {\n      inline = 1\n    }\n    name = 2\n  }"
+
+
+def test_the_shape_cache_puts_literals_back_inside_expressions_too() -> None:
+    """parse_hcl's shape path (one parse per file shape): a literal inside an expression comes
+    back as its source text, whole literals as their values, each in its own place."""
+    text = 'a = upper("x y", "z")\nb = ["p", "q"]\nc = "plain"\nd = { lines2 = "v" }\n'
+    shape = hcl_shape(text)
+    assert shape is not None and shape[1] == ['"x y"', '"z"', '"p"', '"q"', '"plain"', '"v"']
+    assert parse_hcl(text, source="t") == {
+        "a": '${upper("x y", "z")}',
+        "b": ["p", "q"],
+        "c": "plain",
+        "d": {"lines2": "v"},  # a key that ends in digits is not a placeholder
+    }
+
+
+def test_a_one_item_list_keeps_its_items_indent() -> None:
+    # One item stays on the list's line; a map inside it still closes at the attribute's level.
+    assert hcl_value([{"a": 1, "bb": 2}], 1) == '[{\n    "a"  = 1\n    "bb" = 2\n  }]'
