@@ -77,3 +77,10 @@ def test_outside_ci_every_skip_stays_a_skip(
         **dict.fromkeys(TOOL_SKIPS + OTHER_SKIPS, "skipped"),
         "test_plain": "passed",
     }
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """pytest imports test files by basename (no packages under tests/): a name used in both
+    tests/unit and tests/integration stops the whole run at collection."""
+    names = [p.name for p in (REPO / "tests").glob("*/test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
