@@ -99,3 +99,17 @@ def oci_registry() -> Iterator[OciRegistry]:
 
     with throwaway_registry() as registry:
         yield registry
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_team_services_from_the_environment() -> Iterator[None]:
+    """The tests use their own registries: a team's KILN_REGISTRY_URL or KILN_IMAGE_REGISTRY in
+    the caller's environment must never receive test versions or images (tests that want one
+    pass it to the process they start)."""
+    saved = {
+        k: os.environ.pop(k)
+        for k in ("KILN_REGISTRY_URL", "KILN_IMAGE_REGISTRY")
+        if k in os.environ
+    }
+    yield
+    os.environ.update(saved)
