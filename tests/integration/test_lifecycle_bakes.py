@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -91,14 +92,26 @@ def invoke_json(box: Sandbox, *args: str) -> Any:
     return json.loads(proc.stdout)
 
 
-def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(box: Sandbox) -> None:
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    """A temp directory of the test's own: the other worker's bakes reap orphaned packer temp
+    directories in theirs, and would otherwise race the test for a killed bake's. Short, under
+    /tmp: packer's plugin sockets live in it, and a unix socket path has at most 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="kiln-k9-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(
+    box: Sandbox, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [plain] = web_versions(box)
     box.set_web_variables(web_extra_packages=["curl"])
     # Its own process group, like a terminal's job: kill -9 reaches packer and Ansible too.
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "bake", "web", "--json"],
-        cwd=box.root, env=box.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        cwd=box.root, env={**box.env(), "TMPDIR": str(private_tmp)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     watchdog = threading.Timer(600, os.killpg, (proc.pid, signal.SIGKILL))
     watchdog.start()
@@ -133,7 +146,8 @@ def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(box: 
     assert web_versions(box) == [plain]
     assert leftover_builders(box), "the killed bake left no builder: nothing for the reaper"
     # Its packer temp dir (the builder's key in it) too; the next packer run removes it.
-    [left] = Path(tempfile.gettempdir()).glob(f"kiln-packer-{proc.pid}-*")
+    [left] = private_tmp.glob(f"kiln-packer-{proc.pid}-*")
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # where the reaper looks
     assert left in remove_orphaned_packer_temp_dirs()
     assert not left.exists()
 

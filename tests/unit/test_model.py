@@ -92,3 +92,30 @@ def test_recorded_inputs_never_hold_secret_values(fresh: Project) -> None:
 def test_bad_image_namespace_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError, match="image namespace 'Kiln'"):
         Project(tmp_path, image_namespace="Kiln")
+
+
+def test_where_the_registry_and_the_image_registry_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Project(registry_url=...) and Project(image_registry=...), and the variables that
+    override them: sqlite paths are relative to the project root, PostgreSQL has no file."""
+    default = Project(tmp_path)
+    assert default.registry_path == tmp_path.resolve() / ".kiln" / "registry.db"
+    assert default.registry_url == f"sqlite:///{default.registry_path}"
+    assert default.image_registry is None
+    relative = Project(tmp_path, registry_url="sqlite:///state/kiln.db")
+    assert relative.registry_path == tmp_path.resolve() / "state" / "kiln.db"
+    absolute = Project(tmp_path, registry_url="sqlite:////srv/kiln.db")
+    assert absolute.registry_path == Path("/srv/kiln.db")
+    team = Project(tmp_path, registry_url="postgresql://kiln@db/kiln", image_registry="r.io/t/")
+    assert (team.registry_url, team.registry_path) == ("postgresql://kiln@db/kiln", None)
+    assert team.image_registry == "r.io/t"
+    with pytest.raises(DefinitionError, match="neither sqlite:///PATH nor postgresql://"):
+        Project(tmp_path, registry_url="mysql://db/kiln")
+    monkeypatch.setenv("KILN_REGISTRY_URL", "postgresql://ci@db/kiln")
+    monkeypatch.setenv("KILN_IMAGE_REGISTRY", "127.0.0.1:5000")
+    overridden = Project(tmp_path, registry_url="sqlite:///state/kiln.db", image_registry="r.io")
+    assert (overridden.registry_url, overridden.image_registry) == (
+        "postgresql://ci@db/kiln",
+        "127.0.0.1:5000",
+    )
