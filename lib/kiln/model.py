@@ -18,7 +18,7 @@ from kiln.errors import DefinitionError, RegistryError
 from kiln.guard import TaskException
 from kiln.image_names import ImageNames, check_project_name, docker_component, project_name_from
 from kiln.image_registry import checked_image_registry
-from kiln.registry.backend import scheme, sqlite_path
+from kiln.registry.backend import resolve_registry
 from kiln.resources import TEMPLATES_DIR
 from kiln.variables import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES  # re-exported
 from kiln.variables import check_variable, valid_variable_name
@@ -241,24 +241,16 @@ class Project:
         self.state_path = self.root / ".kiln"
         #: The registry every bake, lifecycle verb and deploy of this project shares, and its
         #: file when it is SQLite (None for PostgreSQL).
-        self.registry_url, self.registry_path = self._registry(registry_url)
+        try:
+            self.registry_url, self.registry_path = resolve_registry(
+                os.environ.get("KILN_REGISTRY_URL") or registry_url, self.root, self.state_path
+            )
+        except RegistryError as exc:
+            raise DefinitionError(str(exc)) from None
         pushed_to = os.environ.get("KILN_IMAGE_REGISTRY") or image_registry
         #: Where images are pushed (HOST:PORT[/PREFIX]), or None: the local engine only.
         self.image_registry = checked_image_registry(pushed_to) if pushed_to else None
         self._nodes: dict[str, Node] = {}
-
-    def _registry(self, url: str | None) -> tuple[str, Path | None]:
-        url = os.environ.get("KILN_REGISTRY_URL") or url
-        if not url:
-            path = self.state_path / "registry.db"
-            return f"sqlite:///{path}", path
-        try:
-            if scheme(url) != "sqlite":
-                return url, None
-            path = self.root / sqlite_path(url)  # an absolute path stays itself
-        except RegistryError as exc:
-            raise DefinitionError(str(exc)) from None
-        return f"sqlite:///{path}", path
 
     def _roles_paths(self, roles_path: Sequence[Path | str]) -> tuple[Path, ...]:
         if isinstance(roles_path, str | Path):

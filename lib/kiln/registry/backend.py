@@ -100,6 +100,18 @@ def open_backend(where: Path | str) -> Backend:
     return PostgresBackend(where)
 
 
+def resolve_registry(url: str | None, root: Path, state: Path) -> tuple[str, Path | None]:
+    """A project's registry as (URL, SQLite file or None): url, with a relative sqlite path
+    taken from root; without url, state/registry.db."""
+    if not url:
+        path = state / "registry.db"
+        return f"sqlite:///{path}", path
+    if scheme(url) != "sqlite":
+        return url, None
+    path = root / sqlite_path(url)  # an absolute path stays itself
+    return f"sqlite:///{path}", path
+
+
 def sqlite_path(url: str) -> Path:
     """The file of sqlite:///PATH: as in SQLAlchemy, sqlite:///kiln.db is relative (to the
     current directory; Project resolves it against the project root) and sqlite:////srv/kiln.db
