@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -240,14 +241,22 @@ def _put_back(tree: Any, literals: list[str]) -> Any:
     return tree
 
 
+# python-hcl2 8 serializes every tree with one shared, mutable default context: a thread inside a
+# "${...}" string makes another thread's `false` come back as the string "false". Parallel bakes
+# render in threads, so parses take turns (they hold the GIL throughout anyway).
+_PARSE_LOCK = threading.Lock()
+
+
 def _loads(text: str, cache: dict[str, Any]) -> Any:
     import hcl2  # lark builds its parser on import: keep it off the no-op bake path
 
-    if text not in cache:
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
-        cache[text] = decode_hcl(hcl2.loads(text))
-    return cache[text]
+    with _PARSE_LOCK:
+        tree = cache.get(text)
+        if tree is None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            tree = cache[text] = decode_hcl(hcl2.loads(text))
+        return tree
 
 
 def parse_hcl(text: str, *, source: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,3 +77,35 @@ def test_file_digests_follow_changes(tmp_path: Path) -> None:
     assert fingerprint.file_digest(path) != first
     os.utime(path, (old, old))  # even with the old time stamps back, ctime has moved
     assert fingerprint.file_digest(path) == hashlib.sha256(b"two").hexdigest()
+
+
+def test_parses_in_threads_do_not_leak_into_each_other() -> None:
+    # Parallel bakes render in threads; python-hcl2 keeps serialization state in one shared
+    # object, so an unguarded parse of `pull = false` beside one of "${...}" strings could read
+    # back as the string "false" (seen in CI as a failed bake).
+    clear_parse_cache()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads take turns often, as on a loaded machine
+    templated = 'x = "${var.a} and ${var.b}"\ny = ["${f(1, true, false)}", "${g}"]\n' * 10
+    wrong: list[object] = []
+
+    def parse_templated() -> None:
+        for n in range(150):  # a new number each time: a new shape, so a real parse
+            parse_hcl(f"n = {n}\n{templated}", source="templated")
+
+    def parse_flags() -> None:
+        for n in range(150):
+            tree = parse_hcl(f'n = {n}\nsource "docker" "x" {{\n  pull = false\n}}\n', source="f")
+            pull = tree["source"][0]["docker"]["x"]["pull"]
+            if pull is not False:
+                wrong.append(pull)
+
+    threads = [threading.Thread(target=parse_templated), threading.Thread(target=parse_flags)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
