@@ -4,9 +4,9 @@
 # the engine; mmdebstrap to bootstrap bases without Docker Hub; qemu, genisoimage, grub and
 # e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists;
 # postgresql and docker-registry for the tests of a team's setup (shared registry, OCI registry;
-# the tests start throwaway instances of their own).
+# the tests start throwaway instances of their own); bubblewrap for the sandbox Ansible runs in.
 APT_PACKAGES=(
-  packer docker.io mmdebstrap git python3-venv python3-dev
+  packer docker.io mmdebstrap git python3-venv python3-dev bubblewrap
   qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
   chromium gnupg postgresql docker-registry
 )

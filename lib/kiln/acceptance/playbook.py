@@ -1,4 +1,8 @@
-"""Running an Ansible verify playbook against the instance, its failures read from kiln's events."""
+"""Running an Ansible verify playbook against the instance, its failures read from kiln's events.
+
+It runs as bakes run their play: through kiln-ansible (ansible-runner in kiln's sandbox), with
+ansible_host pinned to the instance, so a verify playbook can reach nothing but that instance.
+"""
 
 from __future__ import annotations
 
@@ -66,11 +70,13 @@ def _playbook_env(
 
 def _playbook_argv(suite: Suite, instance: Instance, env: dict[str, str]) -> list[str]:
     return [
-        str(Path(sys.executable).parent / "ansible-playbook"),
+        str(Path(sys.executable).parent / "kiln-ansible"),
         "-i",
         f"{instance.name},",
         "--limit",
         instance.name,
+        "-e",
+        f"ansible_host={instance.name}",
         "-e",
         "ansible_connection=community.docker.docker",
         "-e",

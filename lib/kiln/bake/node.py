@@ -30,6 +30,7 @@ from kiln.bake.record import (
 )
 from kiln.bake.scope import PendingArtifact, packer_temp_dir, pending_artifact, workspace
 from kiln.console import Reporter
+from kiln.controller.config import project_config_warning
 from kiln.fingerprint import Fingerprint
 from kiln.image_names import ImageNames
 from kiln.lint import LintVerdict
@@ -152,6 +153,9 @@ class NodeBake:
         role, parent = plan.role, plan.parent
         assert parent is not None
         audit_role(self.project, role, self.reporter, work, warn=True)
+        ignored_config = project_config_warning(self.project.root)
+        if ignored_config is not None:
+            self.reporter.warning("kiln", ignored_config)
         BakePolicy.refuse_unusable_parent(role, parent)
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"
@@ -211,7 +215,11 @@ class NodeBake:
                 run = run_packer(
                     invocation.argv(session_vars),
                     cwd=self.project.root,
-                    env=packer_env(self.project, self.reporter, temp_dir),
+                    env={
+                        **packer_env(self.project, self.reporter, temp_dir),
+                        # kiln-ansible keeps ansible-runner's artifacts here, redacted.
+                        "KILN_ANSIBLE_LOG_DIR": str(log_dir / "ansible"),
+                    },
                     events_path=invocation.events_path,
                     log=log,
                     on_line=partial(self.reporter.packer_line, role),

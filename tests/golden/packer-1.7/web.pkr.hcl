@@ -110,10 +110,13 @@ build {
     ]
   }
 
-  # No version check: kiln records ansible-core's version itself, and Packer's check starts
-  # ansible-playbook twice a bake. Packer's inventory then names the host with ansible_ssh_*
+  # kiln-ansible (kiln.controller) runs the play through ansible-runner in kiln's sandbox: no
+  # network but the Docker engine's socket, no host files but the project (by hand: with kiln's
+  # venv on PATH). No version check: kiln records ansible-core's version itself, and Packer's
+  # check starts Ansible twice a bake. Packer's inventory then names the host with ansible_ssh_*
   # variables, which ansible-core still reads; the connection itself comes from -e below.
   provisioner "ansible" {
+    command            = "kiln-ansible"
     playbook_file      = "packer/web.playbook.yml"
     user               = "root"
     skip_version_check = true

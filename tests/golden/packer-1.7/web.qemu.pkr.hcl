@@ -129,7 +129,10 @@ build {
   }
 
   # Ansible reaches the VM over SSH on the loopback-forwarded port; its inventory is that VM.
+  # kiln-ansible runs it in kiln's sandbox, which has no network: a unix-socket bridge carries
+  # that one port into it (kiln.controller.bridge).
   provisioner "ansible" {
+    command       = "kiln-ansible"
     playbook_file = "packer/web.playbook.yml"
     user          = "packer"
     use_proxy     = false

@@ -1,8 +1,13 @@
-"""kiln's Ansible callback: one JSON line per event, for live progress and precise failure reports.
+"""kiln's Ansible callback: what only Ansible's own objects know, as JSON lines for kiln.
+
+Task starts, results and the recap come from ansible-runner's events (kiln.controller.events).
+This callback stays for what runner's events do not carry: the hosts of the inventory Ansible
+parsed (kiln refuses to go on unless it is the one builder, before the first task, and checks the
+report again before it records a version), the strategy that runs the play (did Mitogen load),
+and an estimate of the play's task count for the progress display.
 
 Enabled by kiln for bakes (ANSIBLE_CALLBACKS_ENABLED=kiln_events). It writes to the file named by
 KILN_EVENTS_FILE and does nothing when that is empty, so a hand-run packer build works too.
-Results of no_log tasks arrive here already censored by Ansible.
 """
 
 from __future__ import annotations
@@ -24,17 +29,8 @@ DOCUMENTATION = """
       - enabled in ANSIBLE_CALLBACKS_ENABLED
 """
 
-TAIL_LINES = 20
 INVENTORY_MAX_BYTES = 64 * 1024
 INVENTORY_REFUSED_EXIT = 97
-
-
-def _tail(value, lines=TAIL_LINES):
-    if not value:
-        return ""
-    if not isinstance(value, str):
-        value = json.dumps(value, default=str)
-    return "\n".join(value.splitlines()[-lines:])
 
 
 class CallbackModule(CallbackBase):
@@ -55,16 +51,6 @@ class CallbackModule(CallbackBase):
         data.update(event=event, time=time.time(), ansible_pass=self._pass)
         self._out.write(json.dumps(data, default=str) + "\n")
         self._out.flush()
-
-    @staticmethod
-    def _task_fields(task):
-        role = getattr(task, "_role", None)
-        return {
-            "task": task.get_name(),
-            "path": task.get_path() or "",
-            "role": role.get_name() if role is not None else "",
-            "action": task.action,
-        }
 
     def _check_inventory(self, play):
         """Report the inventory Ansible was handed, and stop before any task unless it is one host.
@@ -120,45 +106,7 @@ class CallbackModule(CallbackBase):
             total = 0
         self._emit("play_start", play=play.get_name(), tasks_estimate=total)
 
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self._emit("task_start", handler=False, **self._task_fields(task))
-
-    def v2_playbook_on_handler_task_start(self, task):
-        self._emit("task_start", handler=True, **self._task_fields(task))
-
-    def _result(self, status, result):
-        res = result._result
-        self._emit(
-            "task_result",
-            status=status,
-            changed=bool(res.get("changed", False)),
-            msg=_tail(res.get("msg", "")),
-            stdout=_tail(res.get("stdout", "")),
-            stderr=_tail(res.get("stderr", "")),
-            module_stderr=_tail(res.get("module_stderr", "")),
-            censored=bool(res.get("censored")),
-            **self._task_fields(result._task),
-        )
-
-    def v2_runner_on_ok(self, result):
-        self._result("ok", result)
-
-    def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._result("ignored" if ignore_errors else "failed", result)
-
-    def v2_runner_on_skipped(self, result):
-        self._result("skipped", result)
-
-    def v2_runner_on_unreachable(self, result):
-        self._result("unreachable", result)
-
     def v2_playbook_on_stats(self, stats):
-        totals = {}
-        for host in stats.processed:
-            summary = stats.summarize(host)
-            for key, value in summary.items():
-                totals[key] = totals.get(key, 0) + value
-        self._emit("stats", **totals)
         if self._out is not None:
             self._out.close()
             self._out = None
