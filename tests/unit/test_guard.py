@@ -46,6 +46,7 @@ def summary(report: AuditReport) -> set[tuple[str, int | None, str, str]]:
 
 
 T = "roles/{}/tasks/main.yml"
+CHECK_LENGTH = "Check {{ db_password | length }} characters"
 
 # role -> every finding the audit must report for it: (file, line, rule, task)
 EXPECTED: dict[str, set[tuple[str, int | None, str, str]]] = {
@@ -100,6 +101,12 @@ EXPECTED: dict[str, set[tuple[str, int | None, str, str]]] = {
         (T.format("secrets"), 9, "secret-no-log", "Log in to the API"),
         (T.format("secrets"), 27, "secret-no-log", "Loop over the secret"),
     },
+    "secret_name": {
+        # no_log hides the arguments, never the name
+        (T.format("secret_name"), 2, "secret-in-name", "Log in as {{ api_token }}"),
+        (T.format("secret_name"), 6, "secret-in-name", CHECK_LENGTH),
+        (T.format("secret_name"), 6, "secret-no-log", CHECK_LENGTH),
+    },
     "with_deps": {
         (T.format("dep_dict"), 2, "delegate-to", "Dependency that delegates"),
         ("roles/with_deps/meta/main.yml", 10, "unknown-role", "dependency missing_dep"),
@@ -110,8 +117,21 @@ EXPECTED: dict[str, set[tuple[str, int | None, str, str]]] = {
         ("roles/includes/tasks/Debian.yml", 2, "add-host", "Debian only"),
         ("roles/includes/tasks/applied.yml", 2, "local-write", "Write through apply"),
         ("roles/includes/handlers/main.yml", 2, "local-write", "Notify the team"),
-        (T.format("includes"), 5, "dynamic-include", "Pick by OS"),
         (T.format("includes"), 8, "missing-include", "Missing file"),
+        # "{{ role_path }}/files/x.yml" is the role's own file: resolved and audited
+        ("roles/includes/files/x.yml", 2, "add-host", "Hidden host"),
+        ("roles/includes/files/x.yml", 6, "delegate-to", "Hidden delegation"),
+        (T.format("includes"), 24, "dynamic-include", "Include a role kiln cannot name"),
+        (T.format("includes"), 28, "dynamic-include", "Include whatever a variable says"),
+    },
+    "controller": {
+        ("roles/controller/defaults/main.yml", 3, "controller-lookup", "variable controller_key"),
+        (T.format("controller"), 2, "controller-lookup", "Run a command on the bake host"),
+        (T.format("controller"), 6, "controller-lookup", "Read the bake host's hostname"),
+        (T.format("controller"), 10, "controller-lookup", "Read kiln's environment in a condition"),
+        (T.format("controller"), 15, "controller-lookup", "Loop over the bake host's files"),
+        (T.format("controller"), 27, "controller-src", "Copy the bake host's key"),
+        (T.format("controller"), 33, "controller-src", "Load the bake host's variables"),
     },
     "broken_yaml": {(T.format("broken_yaml"), 9, "yaml-error", "")},
     "not_utf8": {(T.format("not_utf8"), 4, "not-utf8", "")},

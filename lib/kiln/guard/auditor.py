@@ -17,10 +17,11 @@ from kiln.guard.findings import (
     _validate_exception,
     _Where,
 )
+from kiln.guard.lookups import value_lookups
 from kiln.guard.plays import _Plays
 from kiln.guard.rule import Rule
 from kiln.guard.rules import _Ctx, _Rules
-from kiln.guard.yaml_lines import _item_line, _line_of, _load_file, _Unreadable
+from kiln.guard.yaml_lines import _item_line, _key_line, _line_of, _load_file, _Unreadable
 
 DEFAULT_BUILDER_GROUP = "builder"
 
@@ -164,6 +165,7 @@ class _Auditor:
         if name not in self._seen_roles:
             self._seen_roles.add(name)
             self._dependencies(role_dir, ctx)
+            self._variables(role_dir, ctx)
             self._roles.append(name)  # after its dependencies: the order Ansible applies them
             for kind in ("tasks", "handlers"):
                 main = _find_file(role_dir / kind, "main")
@@ -209,6 +211,25 @@ class _Auditor:
             )
             if role is not None:
                 self.role(role, origin=where)
+
+    def _variables(self, role_dir: Path, ctx: _Ctx) -> None:
+        """Lookups in the role's defaults and vars (include_vars files too), which Ansible
+        templates on the control host like a task's arguments."""
+        for kind in ("defaults", "vars"):
+            if not (role_dir / kind).is_dir():
+                continue
+            for path in sorted((role_dir / kind).rglob("*")):
+                if path.suffix not in (".yml", ".yaml", ".json") or not path.is_file():
+                    continue
+                file = self._rec.display(path)
+                self._files.append(file)
+                data = self._load(path, ctx.role)
+                if not isinstance(data, dict):
+                    continue  # Ansible refuses such a file; it sets no variable
+                for name, value in data.items():
+                    where = _Where(file, _key_line(data, name), f"variable {name}", ctx.role)
+                    for problem in value_lookups(value):
+                        self._rec.add(where, Rule.CONTROLLER_LOOKUP, problem)
 
     # -- files
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import glob
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from kiln.guard.arguments import _TEMPLATED_RE, _module_and_args
+from kiln.guard.arguments import _JINJA_RE, _TEMPLATED_RE, _module_and_args
 from kiln.guard.findings import _Recorder, _Where
 from kiln.guard.rule import Rule
 from kiln.guard.rules import _Ctx, _Rules
+from kiln.guard.sources import ROLE_PATH_RE
 from kiln.guard.yaml_lines import _item_line, _line_of
 
 _TASK_INCLUDES = frozenset({"include_tasks", "import_tasks", "include"})
 _ROLE_INCLUDES = frozenset({"include_role", "import_role"})
+# Keys that hold tasks, each audited as a task of its own.
+_TASK_LISTS = frozenset(
+    {"pre_tasks", "tasks", "post_tasks", "handlers", "block", "rescue", "always"}
+)
 
 
 class _Files(Protocol):
@@ -46,6 +53,8 @@ class _Plays:
             self._import_playbook(play["import_playbook"], path, where, ctx)
             return
         self._rules.play_hosts(play.get("hosts"), where)
+        self._rules.lookups({k: v for k, v in play.items() if k not in _TASK_LISTS}, where)
+        self._rules.secret_in_name(play.get("name"), where)
         play_ctx = self._rules.keywords(play, where, ctx)
         for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
             tasks = play.get(key)
@@ -116,6 +125,7 @@ class _Plays:
         name = str(block.get("name") or "(unnamed block)")
         where = _Where(self._rec.display(path), _line_of(block), name, ctx.role)
         inner = self._rules.keywords(block, where, ctx)
+        self._rules.lookups({k: v for k, v in block.items() if k not in _TASK_LISTS}, where)
         for key in ("block", "rescue", "always"):
             tasks = block.get(key)
             if isinstance(tasks, list):
@@ -130,35 +140,41 @@ class _Plays:
         if not isinstance(target, str) or not target.strip():
             self._rec.add(where, Rule.YAML_ERROR, "the include needs a file name")
             return
-        target = target.strip()
+        shown = target = target.strip()
+        dirs = [path.parent]
+        if ctx.role_dir is not None and ROLE_PATH_RE.match(target):
+            # The one variable kiln knows: the role's own directory.
+            target, dirs = ROLE_PATH_RE.sub("", target).lstrip("/"), [ctx.role_dir]
+        elif ctx.role_dir is not None:
+            dirs += [ctx.role_dir / "tasks", ctx.role_dir / "handlers"]
         if _TEMPLATED_RE.search(target):
-            self._dynamic_include(target, where, ctx)
+            self._templated_include(shown, target, dirs, where, ctx)
             return
-        candidates = [path.parent / target]
-        if ctx.role_dir is not None:
-            candidates += [ctx.role_dir / "tasks" / target, ctx.role_dir / "handlers" / target]
-        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        found = next((c.resolve() for c in (d / target for d in dirs) if c.is_file()), None)
         if found is None:
             self._rec.add(
-                where, Rule.MISSING_INCLUDE, f"the included file {target!r} does not exist"
+                where, Rule.MISSING_INCLUDE, f"the included file {shown!r} does not exist"
             )
         else:
             self._files.task_file(found, ctx)
 
-    def _dynamic_include(self, target: str, where: _Where, ctx: _Ctx) -> None:
-        # kiln cannot tell which file a templated name picks, so it audits every one it could be.
-        fallback = ctx.role_dir is not None and (ctx.role_dir / "tasks").is_dir()
+    def _templated_include(
+        self, shown: str, target: str, dirs: list[Path], where: _Where, ctx: _Ctx
+    ) -> None:
+        """Audit every file a templated name can pick, or refuse the include if kiln cannot
+        tell which files those are."""
+        matches = include_candidates(target, dirs)
+        if matches:
+            for match in matches:
+                self._files.task_file(match, ctx)
+            return
         self._rec.add(
             where,
             Rule.DYNAMIC_INCLUDE,
-            f"the included file {target!r} is templated, so kiln cannot tell which one runs"
-            + ("; it audited every file under tasks/ instead" if fallback else "")
-            + ": prefer a static file name",
+            f"the included file {shown!r} is templated, so kiln cannot tell which file runs "
+            "and cannot audit it: name the file, or template only a file name part "
+            "(setup-{{ ansible_os_family }}.yml) that matches files of the role",
         )
-        if fallback and ctx.role_dir is not None:
-            for other in sorted((ctx.role_dir / "tasks").rglob("*")):
-                if other.suffix in (".yml", ".yaml") and other.is_file():
-                    self._files.task_file(other.resolve(), ctx)
 
     def _include_role(self, args: Mapping[Any, Any], where: _Where) -> None:
         name = args.get("name", args.get("_raw_params"))
@@ -171,7 +187,7 @@ class _Plays:
                 where,
                 Rule.DYNAMIC_INCLUDE,
                 f"the included role {name!r} (or its tasks_from) is templated, so kiln cannot "
-                "audit it: name the role and file",
+                "tell which role runs and cannot audit it: name the role and file",
             )
             return
         tasks_from, handlers_from = args.get("tasks_from"), args.get("handlers_from")
@@ -181,3 +197,26 @@ class _Plays:
             tasks_from=tasks_from if isinstance(tasks_from, str) else None,
             handlers_from=handlers_from if isinstance(handlers_from, str) else None,
         )
+
+
+# A fact is the builder's own, a name-like value (os family, distribution, version): it may
+# begin a file name. Any other variable could hold an absolute path.
+_FACT_RE = re.compile(r"\{\{\s*ansible_\w+(?:\s*\|\s*(?:lower|upper|string))*\s*\}\}")
+
+
+def include_candidates(target: str, dirs: list[Path]) -> list[Path]:
+    """The files a templated include name can pick, each templated part standing for any text
+    within one path part; none when its start or its '..' parts could lead anywhere."""
+    if _TEMPLATED_RE.match(target) and not _FACT_RE.match(target):
+        return []
+    skeleton = _JINJA_RE.sub("\0", target)
+    parts = skeleton.split("/")
+    if skeleton.startswith(("/", "~")) or ".." in parts:
+        return []
+    pattern = "/".join(glob.escape(part).replace("\0", "*") for part in parts)
+    found: dict[Path, None] = {}
+    for directory in dirs:
+        for match in sorted(directory.glob(pattern)):
+            if match.is_file() and match.suffix in (".yml", ".yaml"):
+                found.setdefault(match.resolve())
+    return list(found)

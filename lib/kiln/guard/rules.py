@@ -13,7 +13,9 @@ from kiln.errors import DefinitionError
 from kiln.guard.arguments import _JINJA_RE, _TEMPLATED_RE, _strings, _truthy
 from kiln.guard.control_host import _ControlHost
 from kiln.guard.findings import _Recorder, _Where
+from kiln.guard.lookups import keyword_lookups
 from kiln.guard.rule import Rule
+from kiln.guard.sources import controller_sources
 
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _SELF_RE = re.compile(r"\{\{\s*inventory_hostname\s*\}\}")
@@ -150,7 +152,36 @@ class _Rules:
         """Check one task that calls ``module`` with ``args`` and runs in ``run``."""
         self._module(module, args, where, run)
         self._production(task, where)
+        self.lookups(task, where)
+        self._sources(module, args, where)
+        self.secret_in_name(task.get("name"), where)
         self._secret(task, run, where)
+
+    def lookups(self, keywords: Mapping[Any, Any], where: _Where) -> None:
+        """Lookups in a task's, block's or play's keywords that reach the bake host."""
+        for problem in keyword_lookups(keywords):
+            self._rec.add(where, Rule.CONTROLLER_LOOKUP, problem)
+
+    def _sources(self, module: str, args: Mapping[Any, Any], where: _Where) -> None:
+        for key, path, problem in controller_sources(module.rsplit(".", 1)[-1], args):
+            self._rec.add(
+                where,
+                Rule.CONTROLLER_SRC,
+                f"{module} {key + ' ' if key else ''}{path!r} {problem}, which Ansible reads "
+                "there: keep the file in the role (files/, templates/, vars/) and name it by a "
+                "relative path",
+            )
+
+    def secret_in_name(self, name: object, where: _Where) -> None:
+        """A secret in a task's or play's name: Ansible prints names whatever no_log says."""
+        used = self._secrets_in(name)
+        if used:
+            self._rec.add(
+                where,
+                Rule.SECRET_IN_NAME,
+                f"the name uses secret {', '.join(used)}, and Ansible prints names even with "
+                "no_log: true: take the secret out of the name",
+            )
 
     def _module(self, module: str, args: Mapping[Any, Any], where: _Where, run: _Ctx) -> None:
         short = module.rsplit(".", 1)[-1]
@@ -203,18 +234,23 @@ class _Rules:
                 "builder: use a non-production mirror or bake the file into the role",
             )
 
-    def _secret(self, task: Mapping[Any, Any], run: _Ctx, where: _Where) -> None:
-        if not self._secrets or run.no_log:
-            return
-        used = sorted(
+    def _secrets_in(self, value: object) -> list[str]:
+        """The secret variables the Jinja in value's strings uses, by name."""
+        return sorted(
             {
                 name
-                for text in _strings(task)
+                for text in _strings(value)
                 for expr in _JINJA_RE.findall(text)
                 for name, pattern in self._secrets
                 if pattern.search(expr)
             }
         )
+
+    def _secret(self, task: Mapping[Any, Any], run: _Ctx, where: _Where) -> None:
+        if not self._secrets or run.no_log:
+            return
+        # The name has a rule of its own: no_log would not hide it.
+        used = self._secrets_in({k: v for k, v in task.items() if k != "name"})
         if used:
             self._rec.add(
                 where,

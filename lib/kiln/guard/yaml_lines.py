@@ -15,6 +15,7 @@ class _Map(dict[Any, Any]):
     """A YAML mapping that remembers the 1-based line it starts on."""
 
     line: int | None = None
+    key_lines: dict[Any, int] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
 
 class _Seq(list[Any]):
@@ -33,6 +34,11 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[
     data.line = node.start_mark.line + 1
     yield data
     data.update(loader.construct_mapping(node))
+    data.key_lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, str | int | float | bool):
+            data.key_lines[key] = key_node.start_mark.line + 1
 
 
 def _construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> Iterator[_Seq]:
@@ -59,6 +65,13 @@ _Loader.add_multi_constructor("!", _construct_tagged)
 
 def _line_of(value: object) -> int | None:
     return value.line if isinstance(value, _Map | _Seq) else None
+
+
+def _key_line(mapping: object, key: object) -> int | None:
+    """The line ``key`` of a loaded mapping is on, else the mapping's own."""
+    if isinstance(mapping, _Map):
+        return mapping.key_lines.get(key, mapping.line)
+    return None
 
 
 def _item_line(items: list[Any], index: int) -> int | None:
