@@ -12,7 +12,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -25,6 +25,7 @@ from kiln.ansible_events import (
     TaskStart,
     parse_event,
 )
+from kiln.redact import Redactor
 
 # Phases in the order a bake goes through them; the live display shows the current one.
 PHASES = (
@@ -82,6 +83,18 @@ class Reporter:
         self._started = time.monotonic()
         self.progress: dict[str, RoleProgress] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._secrets: set[str] = set()
+        self._redact = Redactor(())
+
+    def mask(self, values: Iterable[str]) -> None:
+        """Mask these secret values, in every form Redactor knows, in all this reporter prints
+        from now on. Bakes redact events and Packer's lines where they read them; this is the
+        last line before the terminal, for task names and messages from any other path."""
+        with self._lock:
+            new = {value for value in values if value} - self._secrets
+            if new:
+                self._secrets |= new
+                self._redact = Redactor(sorted(self._secrets))
 
     # -- state ------------------------------------------------------------------------------
     def _state(self, role: str) -> RoleProgress:
@@ -97,10 +110,10 @@ class Reporter:
         with self._lock:
             if self.json_mode:
                 record = {"role": role, "elapsed_s": round(time.monotonic() - self._started, 3)}
-                record.update(data)
+                record.update(self._redact.event(data))
                 self.stream.write(json.dumps(record, default=str) + "\n")
             else:
-                self.stream.write(f"[{self._elapsed()}] {role}: {text}\n")
+                self.stream.write(self._redact(f"[{self._elapsed()}] {role}: {text}") + "\n")
             self.stream.flush()
 
     # -- what bakes report ------------------------------------------------------------------
@@ -205,7 +218,7 @@ class Reporter:
 
     def _print_block(self, lines: list[str]) -> None:
         for line in lines:
-            self.stream.write(line + "\n")
+            self.stream.write(self._redact(line) + "\n")
         self.stream.flush()
 
     def _changed(self, role: str) -> None:
@@ -287,6 +300,7 @@ class LiveReporter(Reporter):
 
     def _scroll(self, lines: list[str]) -> None:
         """Print lines above the live block, then draw the block again below them."""
+        lines = [self._redact(line) for line in lines]
         if self._closed:
             for line in lines:
                 self.stream.write(line + "\n")
@@ -326,16 +340,17 @@ class LiveReporter(Reporter):
             mark = {"baked": "done", "cached": "up to date", "failed": "FAILED"}.get(
                 state.outcome, state.outcome
             )
-            body = f"{mark}{' - ' + state.detail if state.detail else ''}"
+            body = self._redact(f"{mark}{' - ' + state.detail if state.detail else ''}")
             return _fit(f"{colour}{name}{RESET}", name_width, f"{body}", clock, width, colour)
         if state.phase == "provision" and state.n:
             # The counts come first: when the line is too long, the task name is what is cut.
             counts = f"ok {state.ok} changed {state.changed} failed {state.failed}"
-            body = f"provision  {state.of()}  [{counts}]  {state.task}"
+            # Masked before the line is cut: a cut could leave a secret's head unmatched.
+            body = self._redact(f"provision  {state.of()}  [{counts}]  {state.task}")
         elif state.phase == "waiting":
             body = "waiting for its parent"
         else:
-            body = f"{state.phase}{' - ' + state.detail if state.detail else ''}"
+            body = self._redact(f"{state.phase}{' - ' + state.detail if state.detail else ''}")
         colour = RED if state.failed else BOLD
         return _fit(f"{colour}{name}{RESET}", name_width, body, clock, width, "")
 

@@ -19,11 +19,13 @@ from kiln import acceptance, lint
 from kiln.acceptance import AcceptanceResult, TestCase
 from kiln.bake import Baker
 from kiln.bake.failures import idempotence_failure as _idempotence_failure
+from kiln.bake.failures import raise_for_run
 from kiln.docker import Instance
 from kiln.errors import BuildError, DefinitionError, KilnError, ProvisionError, TestFailure
 from kiln.fingerprint import Fingerprint
 from kiln.model import Project
 from kiln.packer import PackerRun
+from kiln.redact import Redactor
 from kiln.registry import Artifact, Registry, Version
 
 NOOP_TASKS = "---\n- name: Say hello\n  ansible.builtin.debug:\n    msg: hello\n"
@@ -649,3 +651,36 @@ def test_ansible_lint_positions_of_both_shapes_are_read() -> None:
     assert lint.parse_issue(with_column).location == "a.yml:9"
     assert lint.parse_issue(ISSUE).location == "roles/web/tasks/main.yml:5"
     assert lint.parse_issue({**ISSUE, "severity": "minor"}).level == "warning"
+
+
+def test_the_failure_report_masks_a_secret_in_the_task_name_and_output(tmp_path: Path) -> None:
+    """Even events no redactor read yet: the report masks the name before repr() escapes it."""
+    secret = "Tk\"e\\y%$ é,ß'Ж-7"
+    project = make_project(tmp_path)
+    failed = {
+        "event": "task_result", "status": "failed", "role": "web", "path": "roles/web:3",
+        "task": f"web : Call the API with {secret}", "stdout": f"token={secret}",
+        "msg": f"bad token {json.dumps(secret)}",
+    }  # fmt: skip
+    run = PackerRun(returncode=2, events=[failed], errors=[f"error: {secret}"])
+    with pytest.raises(ProvisionError) as caught:
+        raise_for_run(
+            project.role_named("web"),
+            3,
+            run,
+            log_dir=tmp_path / "logs",
+            root=tmp_path,
+            redact=Redactor([secret]),
+            check_idempotence=False,
+        )
+    message = str(caught.value)
+    assert "Ansible task 'web : Call the API with ********'" in message
+    assert "token=********" in message and 'bad token "********"' in message
+    for form in (secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]):
+        assert form not in message
+    changed = {**failed, "status": "ok", "changed": True, "ansible_pass": "2"}
+    error = _idempotence_failure(
+        project.role_named("web"), 3, packer_run(changed), tmp_path, tmp_path, Redactor([secret])
+    )
+    assert error is not None and "'Call the API with ********' of role web" in str(error)
+    assert secret not in str(error) and repr(secret)[1:-1] not in str(error)

@@ -108,3 +108,78 @@ def render_screen(raw: str) -> list[str]:
         text = re.sub(r"\x1b\[[0-9;]*m", "", chunk)
         lines += text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
     return [line.rstrip() for line in lines if line.strip()]
+
+
+# -- secrets: every line printed passes through the bake's redactor --------------------------
+SECRET = "Tk\"e\\y%$ é,ß'Ж-7"  # quotes, a backslash, %, $ and non-ASCII letters
+CARELESS: list[dict[str, Any]] = [
+    {"event": "play_start", "play": "Bake careless", "tasks_estimate": 2},
+    # as kiln's callback writes them: the task name as Ansible templated it
+    {"event": "task_start", "task": f"careless : Register with token {SECRET}", "path": "x:3"},
+    {"event": "task_result", "status": "ok", "changed": False},
+    {"event": "task_start", "task": "careless : Call the API", "path": "x:7"},
+    {
+        "event": "task_result",
+        "status": "failed",
+        "task": f"careless : Call the API with {SECRET}",
+        "msg": f"non-zero return code: {json.dumps(SECRET)}",
+        "stdout": f"token={SECRET}",
+    },
+]
+
+
+def bake_careless(reporter: Reporter) -> None:
+    reporter.phase("careless", "provision", f"detail {SECRET}")
+    for event in CARELESS:
+        reporter.ansible_event("careless", event)
+    reporter.packer_line("careless", f"    careless: TASK [Register with token {SECRET}]")
+    reporter.message("careless", f"careless: {SECRET!r}")
+    reporter.warning("careless", f"url {SECRET}")
+    reporter.text(f"bake of careless v1 failed: Ansible task {SECRET!r} failed")
+    reporter.finished("careless", "failed", f"task {SECRET}")
+    reporter.close()
+
+
+def leaked(text: str) -> list[str]:
+    forms = {"raw": SECRET, "json": json.dumps(SECRET)[1:-1], "repr": repr(SECRET)[1:-1]}
+    return [name for name, form in forms.items() if form in text]
+
+
+@pytest.mark.parametrize("kind", ["plain", "json", "live"])
+def test_a_masked_secret_is_printed_only_as_the_mask(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that no line is cut
+    out = Terminal()
+
+    def reporter() -> Reporter:
+        if kind == "live":
+            return LiveReporter(out)
+        return Reporter(out, json_mode=kind == "json", verbose=True)
+
+    bake_careless(reporter())  # the positive control: unmasked, the secret is printed
+    assert leaked(out.getvalue()) != []
+    out.seek(0)
+    out.truncate()
+    masked = reporter()
+    masked.mask([SECRET, ""])
+    bake_careless(masked)
+    printed = out.getvalue()
+    assert leaked(printed) == []
+    assert "Register with token ********" in printed or kind == "live"
+    assert "********" in printed
+
+
+def test_the_live_line_masks_a_secret_before_it_cuts_the_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "76")
+    term = Terminal()
+    live = LiveReporter(term)
+    live.mask([SECRET])
+    live.phase("careless", "provision")
+    live.ansible_event("careless", {"event": "task_start", "task": f"Use {SECRET} here"})
+    live.close()
+    screen = "\n".join(render_screen(term.getvalue()))
+    assert "Use **" in screen and screen.count("...") == 1  # the line was cut in the mask
+    assert SECRET[:4] not in screen  # a cut after the mask leaves no head of the secret

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kiln.ansible_events import GuardEvent, InventoryEvent, TaskResult
@@ -30,11 +30,11 @@ def raise_for_run(
     """Raise the error of a run that must not be recorded: refused, failed or not idempotent."""
     refused = inventory_refusal(run, required=not (run.interrupted or run.returncode))
     if refused:
-        raise GuardError(f"bake of {role.name} v{version}: {refused}")
+        raise GuardError(redact(f"bake of {role.name} v{version}: {refused}"))
     if run.interrupted or run.returncode != 0:
         raise failure(role, version, run, log_dir, root, redact)
     if check_idempotence:
-        problem = idempotence_failure(role, version, run, log_dir, root)
+        problem = idempotence_failure(role, version, run, log_dir, root, redact)
         if problem is not None:  # nothing is recorded: the image goes, like the builder
             raise problem
 
@@ -83,7 +83,12 @@ def write_failure(role: Role, version: int, exc: OSError, path: Path, root: Path
 
 
 def idempotence_failure(
-    role: Role, version: int, run: PackerRun, log_dir: Path, root: Path
+    role: Role,
+    version: int,
+    run: PackerRun,
+    log_dir: Path,
+    root: Path,
+    redact: Callable[[str], str] = str,
 ) -> ProvisionError | BuildError | None:
     """The error for a second Ansible pass that changed something (or never ran), else None."""
     second = [e for e in run.events if isinstance(e, TaskResult) and e.ansible_pass == "2"]
@@ -102,7 +107,8 @@ def idempotence_failure(
     for event in changed:
         where = relative_to(event.path, root)
         owner = event.role
-        task = event.task.removeprefix(f"{owner} : ")  # Ansible's "role : name"
+        # Masked before repr() escapes it: the task's name may hold a secret's value.
+        task = redact(event.task.removeprefix(f"{owner} : "))  # Ansible's "role : name"
         lines.append(f"  {task!r} {task_owner(owner)} at {where}")
     return ProvisionError(
         f"bake of {role.name} v{version} is not idempotent: {len(changed)} task(s) reported "
@@ -141,8 +147,10 @@ def failure(
         output = "\n".join(part for part in parts if part)
         lines = redact(output).splitlines()[-20:]
         body = "\n".join(f"    {line}" for line in lines)
+        # Masked before repr() escapes it: the task's name may hold a secret's value.
+        task = redact(event.task)
         return ProvisionError(
-            f"bake of {role.name} v{version} failed: Ansible task {event.task!r} "
+            f"bake of {role.name} v{version} failed: Ansible task {task!r} "
             f"{task_owner(event.role)} failed\n"
             f"  at {relative_to(event.path, root)}\n"
             f"  output (last {len(lines)} lines):\n{body}\n"
@@ -151,7 +159,9 @@ def failure(
             version=version,
             log_dir=log_dir,
         )
-    errors = "\n".join(f"    {line}" for line in run.errors[-20:]) or "    (no error output)"
+    errors = (
+        "\n".join(f"    {redact(line)}" for line in run.errors[-20:]) or "    (no error output)"
+    )
     return BuildError(
         f"bake of {role.name} v{version} failed: packer exited with {run.returncode}\n"
         f"{errors}\n{NOTHING_RECORDED}\n{where}",

@@ -115,6 +115,7 @@ class NodeBake:
         version = self.registry.allocate_version(role.name)
         log_dir = self._log_dir(role.name, version)
         redact = Redactor(list(secrets.values()))
+        self.reporter.mask(secrets.values())
         plan = BakePlan(
             self.project,
             role,
