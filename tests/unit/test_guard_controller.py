@@ -329,3 +329,14 @@ def test_a_secret_in_a_play_name_is_found(tmp_path: Path) -> None:
     (tmp_path / "site.yml").write_text("- hosts: all\n  name: 'Deploy {{ api_token }}'\n")
     report = audit_playbook(tmp_path / "site.yml", secret_vars=("api_token",))
     assert [f.rule for f in report.findings] == ["secret-in-name"]
+
+
+def test_the_readme_lists_every_rule_and_which_ones_only_warn() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    security = readme[readme.index("## Security") :]
+    for rule in Rule:
+        assert f"`{rule}`" in security, rule
+    warnings = security[security.index("Warnings do not stop a bake") :].split("\n- ")[0]
+    assert {rule for rule in Rule if f"`{rule}`" in warnings} == {
+        rule for rule in Rule if rule.severity is Severity.WARNING
+    }

@@ -201,7 +201,7 @@ def list_roles(c: Context, json: bool = False) -> None:
     },
 )
 def audit(c: Context, role: str | None = None, json: bool = False) -> None:
-    """Audit roles' Ansible for anything that could reach a host other than the builder."""
+    """Audit roles' Ansible for anything that could reach the bake host or another host."""
     from kiln.cli.audit_text import audit_lines
     from kiln.commands import audit_project
 

@@ -8,6 +8,7 @@ checks the environment and inventory handed to ansible-playbook.
 - auditor: audit_roles, audit_playbook and the walk through roles and their files
 - plays: the walk through the plays, blocks, tasks and includes of one file
 - rules, control_host: the checks each play and task must pass
+- lookups, sources: lookups and module src files that Ansible runs or reads on the bake host
 - arguments: a task's module and arguments, free-form key=value included
 - yaml_lines: the YAML loader that keeps line numbers
 - environment: the environment and inventory handed to ansible-playbook
