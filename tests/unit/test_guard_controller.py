@@ -340,3 +340,30 @@ def test_the_readme_lists_every_rule_and_which_ones_only_warn() -> None:
     assert {rule for rule in Rule if f"`{rule}`" in warnings} == {
         rule for rule in Rule if rule.severity is Severity.WARNING
     }
+
+
+def test_a_lookup_in_a_role_s_template_is_found(tmp_path: Path) -> None:
+    """The template module renders templates/ on the controller: a lookup there runs there."""
+    templates = tmp_path / "roles" / "r" / "templates"
+    (templates / "conf.d").mkdir(parents=True)
+    (templates / "motd.j2").write_text("Hello {{ ansible_hostname }}\n{{ lookup('file', 'x') }}\n")
+    (templates / "conf.d" / "app.conf.j2").write_text(
+        "# app\nkey = {{ lookup('pipe', 'cat /root/.ssh/id_rsa') }}\n"
+    )
+    (templates / "logo.png").write_bytes(b"\x89PNG\r\n\xff\xfe")
+    report = audit("r", roles_path=_role(tmp_path, "- ping:\n"))
+    assert [(f.file, f.line, f.rule, f.task) for f in report.findings] == [
+        (
+            "roles/r/templates/conf.d/app.conf.j2",
+            2,
+            "controller-lookup",
+            "template conf.d/app.conf.j2",
+        )
+    ]
+    assert "roles/r/templates/motd.j2" in report.files
+
+
+def _role(tmp_path: Path, tasks: str) -> Path:
+    (tmp_path / "roles" / "r" / "tasks").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "roles" / "r" / "tasks" / "main.yml").write_text(tasks)
+    return tmp_path / "roles"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kiln.ansible_content import AnsibleContent, dependency_name
 from kiln.errors import DefinitionError, GuardError
+from kiln.guard.arguments import _TEMPLATED_RE
 from kiln.guard.findings import (
     AuditReport,
     ExceptionLike,
@@ -17,13 +19,14 @@ from kiln.guard.findings import (
     _validate_exception,
     _Where,
 )
-from kiln.guard.lookups import value_lookups
+from kiln.guard.lookups import template_lookups, value_lookups
 from kiln.guard.plays import _Plays
 from kiln.guard.rule import Rule
 from kiln.guard.rules import _Ctx, _Rules
 from kiln.guard.yaml_lines import _item_line, _key_line, _line_of, _load_file, _Unreadable
 
 DEFAULT_BUILDER_GROUP = "builder"
+_CALL_RE = re.compile(r"\b(?:lookup|query|q)\s*\(")
 
 
 def audit_roles(
@@ -166,6 +169,7 @@ class _Auditor:
             self._seen_roles.add(name)
             self._dependencies(role_dir, ctx)
             self._variables(role_dir, ctx)
+            self._templates(role_dir, ctx)
             self._roles.append(name)  # after its dependencies: the order Ansible applies them
             for kind in ("tasks", "handlers"):
                 main = _find_file(role_dir / kind, "main")
@@ -230,6 +234,27 @@ class _Auditor:
                     where = _Where(file, _key_line(data, name), f"variable {name}", ctx.role)
                     for problem in value_lookups(value):
                         self._rec.add(where, Rule.CONTROLLER_LOOKUP, problem)
+
+    def _templates(self, role_dir: Path, ctx: _Ctx) -> None:
+        """Lookups in the role's templates/: the template module renders them on the control
+        host, so a lookup('pipe') there runs on the bake host as one in a task would."""
+        if not (role_dir / "templates").is_dir():
+            return
+        for path in sorted(p for p in (role_dir / "templates").rglob("*") if p.is_file()):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # not text, so not a template the module could render
+            file = self._rec.display(path)
+            self._files.append(file)
+            problems = template_lookups(text) if _TEMPLATED_RE.search(text) else []
+            if not problems:
+                continue
+            first = _CALL_RE.search(text)
+            line = text[: first.start()].count("\n") + 1 if first else None
+            task = f"template {path.relative_to(role_dir / 'templates').as_posix()}"
+            for problem in dict.fromkeys(problems):
+                self._rec.add(_Where(file, line, task, ctx.role), Rule.CONTROLLER_LOOKUP, problem)
 
     # -- files
 
