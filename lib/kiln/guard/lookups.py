@@ -88,15 +88,12 @@ def _call_problem(call: str, plugin: nodes.Expr, terms: list[nodes.Expr]) -> str
     shown = f"{call}('{plugin.value}')"
     if name in _ALWAYS:
         return f"{shown} {_ALWAYS[name]}"
-    if name in _PATHS:
+    judge = _path_problem if name in _PATHS else _password_problem if name == _PASSWORD else None
+    if judge is not None:
         for skeleton in _term_skeletons(terms):
-            problem = _path_problem(shown, skeleton)
+            problem = judge(shown, skeleton)
             if problem is not None:
                 return problem
-    elif name == _PASSWORD:
-        return next(
-            filter(None, (_password_problem(shown, s) for s in _term_skeletons(terms))), None
-        )
     return None
 
 
