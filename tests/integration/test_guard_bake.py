@@ -46,6 +46,8 @@ project.role(
         )
     ],
 )
+# The issue's measured examples, each refused before a builder starts (test_hostile_...).
+project.role("hostile", parent=bookworm, lint_allowed=True)
 ns = collection(project)
 '''
 GUARDED_TASKS = """\
@@ -55,6 +57,47 @@ GUARDED_TASKS = """\
     dest: /etc/kiln-note
     mode: "0644"
 """
+HOSTILE_TASKS = """\
+- name: Run a command on the bake host
+  ansible.builtin.debug:
+    msg: "{{ lookup('pipe', 'id') }}"
+- name: Read the bake host's hostname
+  ansible.builtin.debug:
+    msg: "{{ lookup('file', '/etc/hostname') }}"
+- name: Read kiln's environment
+  ansible.builtin.debug:
+    msg: "{{ lookup('env', 'AWS_SECRET_ACCESS_KEY') }}"
+- name: Copy the bake host's key
+  ansible.builtin.copy:
+    src: /root/.ssh/id_rsa
+    dest: /root/id_rsa
+    mode: "0600"
+- name: Load the bake host's variables
+  ansible.builtin.include_vars: /etc/kiln-hostile.yml
+- name: Include tasks kept under files
+  ansible.builtin.include_tasks: "{{ role_path }}/files/x.yml"
+- name: Apply a role from outside the roles paths
+  ansible.builtin.include_role:
+    name: "{{ outside_role }}"
+"""
+HIDDEN_TASKS = """\
+- name: Add another host
+  ansible.builtin.add_host:
+    name: other.internal
+- name: Run on another host
+  ansible.builtin.command: hostname
+  delegate_to: other.internal
+"""
+HOSTILE_FINDINGS = [
+    "roles/hostile/tasks/main.yml:1 [controller-lookup] Run a command on the bake host",
+    "roles/hostile/tasks/main.yml:4 [controller-lookup] Read the bake host's hostname",
+    "roles/hostile/tasks/main.yml:7 [controller-lookup] Read kiln's environment",
+    "roles/hostile/tasks/main.yml:10 [controller-src] Copy the bake host's key",
+    "roles/hostile/tasks/main.yml:15 [controller-src] Load the bake host's variables",
+    "roles/hostile/files/x.yml:1 [add-host] Add another host",
+    "roles/hostile/files/x.yml:4 [delegate-to] Run on another host",
+    "roles/hostile/tasks/main.yml:19 [dynamic-include] Apply a role from outside the roles paths",
+]
 PRODUCTION_INVENTORY = "[prod]\ndb.prod.example.com\nweb1.prod.example.com\n"
 EXCEPTION = {
     "ansible_role": "guarded",
@@ -76,6 +119,12 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Baked]:
     (sandbox.root / "tasks.py").write_text(TASKS_PY)
     (sandbox.root / "roles" / "guarded" / "tasks").mkdir(parents=True)
     (sandbox.root / "roles" / "guarded" / "tasks" / "main.yml").write_text(GUARDED_TASKS)
+    for folder, name, text in (
+        ("tasks", "main.yml", HOSTILE_TASKS),
+        ("files", "x.yml", HIDDEN_TASKS),
+    ):
+        (sandbox.root / "roles" / "hostile" / folder).mkdir(parents=True, exist_ok=True)
+        (sandbox.root / "roles" / "hostile" / folder / name).write_text(text)
     hosts = sandbox.root.parent / "production-hosts.ini"
     hosts.write_text(PRODUCTION_INVENTORY)
     config = sandbox.root.parent / "production-ansible.cfg"
@@ -160,3 +209,22 @@ def test_without_the_exception_the_bake_is_refused(baked: Baked, tmp_path: Path)
     ) in proc.stderr
     with baked.sandbox.registry() as registry:
         assert len(registry.history("guarded")) == 1
+
+
+def test_hostile_roles_the_issue_measured_are_refused_before_a_builder_starts(
+    baked: Baked,
+) -> None:
+    """lookup pipe, file and env, copy src and include_vars from the bake host, and includes
+    that hid add_host and delegate_to all passed the audit before issue 14."""
+    audit = baked.sandbox.invoke("audit", "--role", "hostile")
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    for finding in HOSTILE_FINDINGS:
+        assert f"error    {finding}: " in audit.stdout, audit.stdout
+    proc = baked.sandbox.invoke("bake", "hostile")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"the guard refused {len(HOSTILE_FINDINGS)} Ansible finding(s)" in proc.stderr
+    for finding in HOSTILE_FINDINGS:
+        assert f"  {finding}: " in proc.stderr, proc.stderr
+    assert not list((baked.sandbox.root / ".kiln").rglob("hostile/**/packer.log"))
+    with baked.sandbox.registry() as registry:
+        assert registry.history("hostile") == []
