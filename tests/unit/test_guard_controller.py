@@ -137,8 +137,9 @@ SRC_CASES: dict[str, tuple[str, list[str], str]] = {
         "- unarchive: {src: /srv/dist.tgz, dest: /opt}\n"
         "- script: /usr/local/bin/setup.sh --fast\n"
         "- assemble: {src: /etc/fragments, dest: /etc/x, remote_src: false}\n"
-        "- ansible.posix.patch: {src: /tmp/fix.patch, dest: /etc/x}\n",
-        ["controller-src"] * 5,
+        "- ansible.posix.patch: {src: /tmp/fix.patch, dest: /etc/x}\n"
+        "- copy: {src: /srv/kiln-work/../secrets.json, dest: /etc/x}\n",
+        ["controller-src"] * 6,
         "ansible.builtin.template src '~/site.j2' is in a home directory",
     ),
     "paths in the role, on the builder or templated": (
@@ -154,7 +155,8 @@ SRC_CASES: dict[str, tuple[str, list[str], str]] = {
         '- include_vars: "{{ ansible_os_family }}.yml"\n'
         "- include_vars: {file: vars/extra.yml}\n"
         "- copy: {src: \"{{ item }}\", dest: /etc/}\n  with_fileglob: ['files/*']\n"
-        "- file: {src: /usr/share/zoneinfo/UTC, dest: /etc/localtime, state: link}\n",
+        "- file: {src: /usr/share/zoneinfo/UTC, dest: /etc/localtime, state: link}\n"
+        "- copy: {src: /srv/kiln-work/fetched/os-release, dest: /etc/x}\n",
         [],
         "",
     ),
@@ -255,6 +257,7 @@ def test_role_path_is_the_role_s_own_directory(tmp_path: Path) -> None:
         "../{{ x }}.yml",
         "{{ role_path }}/../{{ x }}.yml",
         "setup-{{ ansible_os_family }}.yml",  # no such file in the role
+        "setup-{{ a }}{{ b }}.yml",  # two templated parts side by side are one glob star
         "{{ lookup_path | default('a') }}.yml",
     ],
 )

@@ -209,7 +209,7 @@ def include_candidates(target: str, dirs: list[Path]) -> list[Path]:
     within one path part; none when its start or its '..' parts could lead anywhere."""
     if _TEMPLATED_RE.match(target) and not _FACT_RE.match(target):
         return []
-    skeleton = _JINJA_RE.sub("\0", target)
+    skeleton = re.sub("\0+", "\0", _JINJA_RE.sub("\0", target))  # no '**': it means any depth
     parts = skeleton.split("/")
     if skeleton.startswith(("/", "~")) or ".." in parts:
         return []

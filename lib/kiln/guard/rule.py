@@ -72,7 +72,8 @@ _DESCRIPTIONS = {
     "that starts with a variable is left to the sandbox",
     Rule.CONTROLLER_SRC: "a task reads a file of the bake host: src of copy, template, "
     "unarchive, patch and assemble (unless remote_src), script, include_vars file or dir, "
-    "given as an absolute, ~ or '..' path; relative paths are found in the role",
+    "given as an absolute, ~ or '..' path outside the work directory; relative paths are "
+    "found in the role",
     # no_log hides a task's arguments and results, never its name: only renaming helps, and a
     # transformed secret in a name ({{ token[:8] }}) is beyond any redaction.
     Rule.SECRET_IN_NAME: "a task or play name uses a secret variable, which Ansible prints "

@@ -51,6 +51,7 @@ class _Rules:
         self._rec = recorder
         normalised = os.path.normpath(os.path.abspath(work_dir)) if work_dir else None
         self._control_host = _ControlHost(recorder, normalised)
+        self._work_dir = normalised
         self._prod = tuple(p for p in (_normalize_host(h) for h in production_hosts) if p)
         for name in secret_vars:
             if not _SECRET_NAME_RE.match(name):
@@ -164,6 +165,8 @@ class _Rules:
 
     def _sources(self, module: str, args: Mapping[Any, Any], where: _Where) -> None:
         for key, path, problem in controller_sources(module.rsplit(".", 1)[-1], args):
+            if self._in_work_dir(path):
+                continue  # kiln's own directory for the bake, where local tasks may write
             self._rec.add(
                 where,
                 Rule.CONTROLLER_SRC,
@@ -171,6 +174,11 @@ class _Rules:
                 "there: keep the file in the role (files/, templates/, vars/) and name it by a "
                 "relative path",
             )
+
+    def _in_work_dir(self, path: str) -> bool:
+        if self._work_dir is None or not os.path.isabs(path):
+            return False
+        return os.path.normpath(path).startswith(self._work_dir.rstrip(os.sep) + os.sep)
 
     def secret_in_name(self, name: object, where: _Where) -> None:
         """A secret in a task's or play's name: Ansible prints names whatever no_log says."""
