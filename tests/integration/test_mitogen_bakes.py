@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import kiln
 from conftest import Sandbox
 
 PLAIN_ROLE = """
@@ -55,12 +56,16 @@ def test_bakes_run_through_mitogen_unless_the_role_turns_it_off(baked_clone: San
 def test_a_mitogen_that_cannot_load_falls_back_with_one_warning(
     baked_clone: Sandbox, tmp_path: Path
 ) -> None:
-    shadow = tmp_path / "shadow" / "ansible_mitogen"
+    # The double is installed beside kiln, as a Mitogen in kiln's site-packages would be: Ansible
+    # runs in kiln's sandbox, whose Python path is the directory kiln was imported from.
+    site = tmp_path / "site"
+    shadow = site / "ansible_mitogen"
     shadow.mkdir(parents=True)
+    (site / "kiln").symlink_to(Path(kiln.__file__).resolve().parent)
     for name, text in UNSUPPORTED_MITOGEN.items():
         (shadow / name).write_text(text)
     bake = baked_clone.invoke(
-        "bake", "base,web", "--force", check=True, env={"PYTHONPATH": str(shadow.parent)}
+        "bake", "base,web", "--force", check=True, env={"PYTHONPATH": str(site)}
     )
 
     output = bake.stdout + bake.stderr

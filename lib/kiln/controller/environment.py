@@ -57,8 +57,9 @@ def sandbox_environment(env: Mapping[str, str], run: Path) -> dict[str, str]:
         DOCKER_HOST=f"unix://{DOCKER_SOCKET}",
         DOCKER_CONFIG=str(home / ".docker"),
         TMPDIR="/tmp",
-        # The same kiln inside as outside (a checkout on PYTHONPATH, or the installed package).
-        PYTHONPATH=str(Path(kiln.__file__).resolve().parent.parent),
+        # The directory kiln was imported from (a checkout on PYTHONPATH, or site-packages):
+        # the same kiln inside as outside, with what is installed beside it.
+        PYTHONPATH=str(Path(kiln.__file__).parent.parent),
         PYTHONDONTWRITEBYTECODE="1",
     )
     inside.setdefault("LANG", "C.UTF-8")

@@ -74,7 +74,13 @@ def python_paths() -> tuple[Path, ...]:
     """The Python installation that runs Ansible: the venv, its base, and kiln itself."""
     import kiln
 
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(kiln.__file__).resolve().parent}
+    package = Path(kiln.__file__)
+    paths = {
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        package.parent.parent,
+        package.resolve().parent,
+    }
     paths.add(Path(os.path.realpath(sys.executable)).parent.parent)
     return tuple(sorted(paths))
 
