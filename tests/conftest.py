@@ -113,3 +113,18 @@ def no_team_services_from_the_environment() -> Iterator[None]:
     }
     yield
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """kiln keeps each project's HMAC key in $XDG_STATE_HOME/kiln/ (kiln.hmac_key): the tests'
+    projects keep theirs in this session's temp directory, never in the user's ~/.local/state.
+    Set in os.environ, so that the `invoke` processes of the integration sandboxes inherit it."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    path = tmp_path_factory.mktemp("xdg-state")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = saved

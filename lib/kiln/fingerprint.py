@@ -1,7 +1,8 @@
 """Fingerprints: a sha256 over the contents of everything that shapes an image.
 
 Same fingerprint, same image: kiln does not bake it twice. Secret values enter only as a keyed
-digest (HMAC with a per-checkout key), so the registry never holds anything that reveals them.
+digest (HMAC with a per-checkout key, see kiln.hmac_key), so the registry never holds anything
+that reveals them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets as _secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,20 +141,6 @@ def _listing(directory: str) -> tuple[list[str], list[str]]:
     if _settled(st):
         _LISTINGS[key] = result
     return result
-
-
-def secret_key(state_path: Path) -> bytes:
-    """The per-checkout HMAC key for secret digests, created once with mode 0600."""
-    path = state_path / "secret.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        state_path.mkdir(parents=True, exist_ok=True)
-        key = _secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
 
 
 def read_secret(role: str, name: str, secret: Secret, root: Path) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import Sandbox, make_sandbox
+from kiln.hmac_key import key_path
 
 TOKEN = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
 TOKEN_BYTES = TOKEN.encode()
@@ -126,11 +127,12 @@ def test_the_fingerprint_records_a_keyed_digest(baked: Baked) -> None:
         version = registry.get("vault", baked.version)
     assert version is not None
     recorded = version.inputs["definition"]["secrets"]["api_token"]
-    key = (baked.sandbox.root / ".kiln" / "secret.key").read_bytes()
+    key = key_path(baked.sandbox.root).read_bytes()  # outside .kiln/: a copy of it has no key
     expected = "hmac-sha256:" + hmac.new(key, TOKEN_BYTES, hashlib.sha256).hexdigest()
     assert recorded == expected
     assert TOKEN_SHA256 not in recorded
-    assert (baked.sandbox.root / ".kiln" / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert key_path(baked.sandbox.root).stat().st_mode & 0o777 == 0o600
+    assert not (baked.sandbox.root / ".kiln" / "secret.key").exists()
 
 
 def test_not_in_the_image_config_or_history(baked: Baked) -> None:

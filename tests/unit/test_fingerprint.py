@@ -21,10 +21,10 @@ from kiln.fingerprint import (
     fingerprint_base,
     fingerprint_chain,
     read_secret,
-    secret_key,
     tree_digests,
 )
 from kiln.guard import TaskException
+from kiln.hmac_key import key_path, secret_key
 from kiln.model import Base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def digests(root: Path, *, target: str = "docker", tools: dict[str, str] = TOOLS
         target=target,
         tools=tools,
         secret_values={"web": {"token": token}},
-        key=secret_key(root / ".kiln"),
+        key=secret_key(root),
         requirements=requirements,
     )
     return {name: fp.digest for name, fp in chain.items()}
@@ -77,7 +77,7 @@ def test_a_memo_gives_the_same_fingerprints_and_works_each_ancestor_out_once(roo
         content=AnsibleContent((root / "roles",)),
         templates_for={"hcl": root / "templates" / "docker.pkr.hcl.j2"},
         recipe={}, target="docker", tools=TOOLS, secret_values={"web": {"token": "t"}},
-        key=secret_key(root / ".kiln"),
+        key=secret_key(root),
     )  # fmt: skip
     memo = FingerprintMemo()
     web = fingerprint_chain(project.role_named("web"), memo=memo, **settings)  # type: ignore[arg-type]
@@ -136,12 +136,12 @@ def test_secret_values_enter_only_as_a_keyed_digest(root: Path) -> None:
         project.role_named("web"), content=AnsibleContent((root / "roles",)),
         templates_for={}, recipe={},
         target="docker", tools=TOOLS, secret_values={"web": {"token": "s3cret-value"}},
-        key=secret_key(root / ".kiln"),
+        key=secret_key(root),
     )  # fmt: skip
     recorded = canonical_json(chain["web"].inputs)
     assert "s3cret-value" not in recorded
     assert chain["web"].inputs["definition"]["secrets"]["token"].startswith("hmac-sha256:")
-    assert oct((root / ".kiln" / "secret.key").stat().st_mode & 0o777) == "0o600"
+    assert oct(key_path(root).stat().st_mode & 0o777) == "0o600"
 
 
 def test_meta_dependencies_are_part_of_the_closure(root: Path) -> None:
@@ -223,16 +223,6 @@ def test_the_recorded_inputs_name_the_parent_and_the_short_form(root: Path) -> N
     assert web.short == web.digest[:12] and len(web.digest) == 64
     base = chain["debian-bookworm"].inputs
     assert base["target"] == "qemu" and base["definition"]["kind"] == "base"
-
-
-def test_the_secret_key_is_made_once_and_then_reused(tmp_path: Path) -> None:
-    key = secret_key(tmp_path / "state")
-    assert len(key) == 32
-    assert secret_key(tmp_path / "state") == key
-    assert secret_key(tmp_path / "other") != key
-    (tmp_path / "kiln-state").mkdir()  # .kiln/ made by the registry before any secret
-    assert len(secret_key(tmp_path / "kiln-state")) == 32
-    assert len(secret_key(tmp_path / "not" / "yet" / "made")) == 32
 
 
 def test_secrets_are_read_from_the_environment_or_a_file(

@@ -10,8 +10,8 @@ from kiln.fingerprint import (
     FingerprintMemo,
     fingerprint_chain,
     read_secret,
-    secret_key,
 )
+from kiln.hmac_key import secret_key
 from kiln.model import Project, Role
 from kiln.targets.base import PLAYBOOK_TEMPLATE, Renderer
 
@@ -48,7 +48,7 @@ def chain_fingerprints(
         target=target.name,
         tools=tool_inputs(tools.tool_versions(project.state_path)),
         secret_values=secrets,
-        key=secret_key(project.state_path),
+        key=secret_key(project.root),
         requirements=requirements.locked_content(project),
         memo=memo,
     )
