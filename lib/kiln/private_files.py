@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import IO, Literal, overload
+from typing import Literal, TextIO
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -36,25 +36,19 @@ def _tighten(path: Path, mode: int) -> None:
         os.chmod(path, mode)
 
 
-@overload
-def private_open(path: Path, mode: Literal["w", "a"] = "w") -> IO[str]: ...
-@overload
-def private_open(path: Path, mode: Literal["wb", "ab"]) -> IO[bytes]: ...
-def private_open(path: Path, mode: str = "w") -> IO[str] | IO[bytes]:
-    """path opened for writing (truncated, or appended to with "a"), mode 0600 from its first byte.
+def private_open(path: Path, mode: Literal["w", "a"] = "w") -> TextIO:
+    """path opened for writing text (truncated, or appended to with "a"), mode 0600 from the start.
 
     The mode is given to open(2), so that no moment exists in which the file is readable by
     others; a file that already existed wider (a log rewritten by `invoke test`) is tightened.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC
+    flags |= os.O_APPEND if mode == "a" else os.O_TRUNC
     fd = os.open(path, flags, FILE_MODE)
     try:
         if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
             os.fchmod(fd, FILE_MODE)
-        if mode.endswith("b"):
-            return os.fdopen(fd, mode)
-        return os.fdopen(fd, mode, encoding="utf-8")
+        return open(fd, mode, encoding="utf-8")
     except BaseException:
         os.close(fd)
         raise

@@ -21,6 +21,7 @@ from typing import NoReturn
 from invoke.collection import Collection
 from invoke.exceptions import Exit
 
+from kiln import secret_files
 from kiln.errors import KilnError
 from kiln.model import Project
 from kiln.registry import Registry
@@ -67,18 +68,29 @@ def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+#: Signals that stop a task as Ctrl-C does, through every finally (builders, secret files). A
+#: closed terminal's SIGHUP too: by default it would kill kiln on the spot.
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def cli() -> Iterator[None]:
-    """Errors a user can act on become one message and a non-zero exit, never a traceback."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    """Errors a user can act on become one message and a non-zero exit, never a traceback.
+
+    Every task runs in it, so it is where every command starts by sweeping away the secret
+    files that a killed kiln left behind (kiln.secret_files).
+    """
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOPPING_SIGNALS}
     try:
+        secret_files.sweep()
         yield
     except KilnError as exc:
         raise Exit(f"kiln: {exc}", exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("kiln: interrupted", 130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _task_modules() -> tuple[ModuleType, ...]:

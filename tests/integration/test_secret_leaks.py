@@ -5,10 +5,11 @@ letters. An env secret is printed carelessly by a role (debug output, a task nam
 command's output, in a bake that ignores the failure and in one that fails), and written in each
 of its encodings to a root-only file of the image with no_log: that file is the positive control
 of the image scan. A file secret reaches its image only through a no_log task; while that bake
-runs, a thread watches the 0600 extra-vars file it travels in. Every file under `.kiln/` and
-`packer/`, each image's filesystem (`docker export`), config (`docker inspect`) and
-`docker history --no-trunc` are then searched for each secret raw, JSON-escaped (with and without
-ensure_ascii), as a Python repr, shell-quoted, URL-encoded and base64-encoded.
+runs, a thread watches the 0600 extra-vars file it travels in (on a tmpfs, in a 0700
+directory). Every file under `.kiln/` and `packer/`, each image's filesystem (`docker export`),
+config (`docker inspect`) and `docker history --no-trunc` are then searched for each secret raw,
+JSON-escaped (with and without ensure_ascii), as a Python repr, shell-quoted, URL-encoded and
+base64-encoded.
 
 Three leaks found this way are fixed and each has its test below: the progress display printed
 task names raw (events are now redacted where kiln reads them), Ansible's module arguments stayed
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Sandbox, make_sandbox
+from kiln.secret_files import FILE_NAME, PREFIX, memory_root
 from test_secrets import exported_files
 
 pytestmark = pytest.mark.integration
@@ -166,6 +168,9 @@ class Watch:
     """What a thread saw of the vault bake's extra-vars file while the bake ran."""
 
     modes: set[int] = field(default_factory=set)
+    directory_modes: set[int] = field(default_factory=set)
+    #: The kiln processes whose secret directories to watch, once they are started.
+    pids: list[int] = field(default_factory=list)
     owners: set[int] = field(default_factory=set)
     seen_while_packer_ran: int = 0
     polls: int = 0
@@ -199,6 +204,7 @@ def baked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Baked]:
         # Three bakes at once: the machine waits on docker more than it computes. umask 0, so
         # that the extra-vars file is 0600 because kiln makes it so, not by the umask's grace.
         procs = {role: start_bake(sandbox.root, env, role) for role in ROLES}
+        watch.pids.append(procs["vault"].pid)
         runs = {}
         for role, proc in procs.items():
             out, err = proc.communicate(timeout=1800)
@@ -225,16 +231,28 @@ def start_bake(root: Path, env: dict[str, str], role: str) -> subprocess.Popen[s
     )
 
 
+def secret_files_of(pids: list[int]) -> list[Path]:
+    """The secrets.json files of the kiln processes pids, on the tmpfs (kiln.secret_files)."""
+    return [
+        path
+        for pid in pids
+        for path in memory_root().glob(f"{PREFIX}*-{pid}-*/{FILE_NAME}")
+        if path.parent.name.removeprefix(PREFIX).split("-")[1] == str(pid)
+    ]
+
+
 def watch_secret_files(root: Path, watch: Watch, stop: threading.Event) -> None:
     """Poll for the vault bake's secrets.json; note its mode and whether packer was running."""
     while not stop.is_set():
         watch.polls += 1
-        for path in (root / ".kiln" / "work" / "vault").glob("*/secrets.json"):
+        for path in secret_files_of(watch.pids):
             try:
                 info = path.stat()
+                directory = path.parent.stat()
             except FileNotFoundError:
                 continue
             watch.modes.add(stat.S_IMODE(info.st_mode))
+            watch.directory_modes.add(stat.S_IMODE(directory.st_mode))
             watch.owners.add(info.st_uid)
             if packer_running_in(root):
                 watch.seen_while_packer_ran += 1
@@ -309,12 +327,13 @@ def test_a_file_secret_reaches_its_image_only_through_the_no_log_task(baked: Bak
 def test_the_extra_vars_file_was_0600_while_packer_ran(baked: Baked) -> None:
     watch = baked.watch
     assert watch.seen_while_packer_ran > 0, f"not seen in {watch.polls} polls"
-    assert watch.modes == {0o600}
+    assert watch.modes == {0o600} and watch.directory_modes == {0o700}
     assert watch.owners == {os.getuid()}
 
 
 def test_the_extra_vars_file_is_gone_after_the_bake(baked: Baked) -> None:
     assert not list((baked.sandbox.root / ".kiln").rglob("secrets.json"))
+    assert secret_files_of(baked.watch.pids) == []
 
 
 # -- the hunt ---------------------------------------------------------------------------------

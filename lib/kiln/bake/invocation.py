@@ -25,7 +25,7 @@ class PackerInvocation:
     bake_id: str
     source_commit: str
     work: Path
-    #: The JSON file of secret values, when the plan has secrets.
+    #: The JSON file of secret values on a tmpfs (kiln.secret_files), while packer runs.
     secret_file: Path | None = None
 
     @property

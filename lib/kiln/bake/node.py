@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +40,8 @@ from kiln.packer import PackerRun, run_packer
 from kiln.redact import Redactor
 from kiln.registry import Registry, Version, VersionStatus
 from kiln.render import write_if_changed
-from kiln.targets.base import BakePlan, BakeTarget, secret_vars_file
+from kiln.secret_files import secret_vars_file
+from kiln.targets.base import BakePlan, BakeTarget
 
 #: How long the reap keeps looking for a builder still being created after kiln stopped packer.
 REAP_SETTLE_S = 5.0
@@ -129,10 +131,10 @@ class NodeBake:
         with workspace(self.project.state_path / "work" / role.name / str(version)) as work:
             hcl = self._render(plan, version, work)
             timings = {"render": time.monotonic() - started}
-            invocation = self._invocation(packer, plan, version, work, secrets)
+            invocation = self._invocation(packer, plan, version, work)
             self._install_plugins(invocation, hcl, log_dir, redact, timings)
             with pending_artifact(self.target, plan, version) as pending:
-                run = self._run_packer(invocation, log_dir, redact, timings)
+                run = self._run_packer(invocation, secrets, log_dir, redact, timings)
                 raise_for_run(
                     role,
                     version,
@@ -180,7 +182,7 @@ class NodeBake:
             timings["plugins"] = time.monotonic() - started
 
     def _invocation(
-        self, packer: str, plan: BakePlan, version: int, work: Path, secrets: Mapping[str, str]
+        self, packer: str, plan: BakePlan, version: int, work: Path
     ) -> PackerInvocation:
         commit, dirty = self.git_state()
         return PackerInvocation(
@@ -190,19 +192,20 @@ class NodeBake:
             bake_id=f"{plan.role.name}:{version}:{uuid.uuid4().hex[:8]}",
             source_commit=f"{commit}{'-dirty' if dirty else ''}",
             work=work,
-            secret_file=(
-                secret_vars_file(work / "secrets.json", secrets) if plan.secrets else None
-            ),
         )
 
     def _run_packer(
         self,
         invocation: PackerInvocation,
+        secrets: Mapping[str, str],
         log_dir: Path,
         redact: Redactor,
         timings: dict[str, float],
     ) -> PackerRun:
-        """Run packer in the target's bake session; adds its phases to timings."""
+        """Run packer in the target's bake session; adds its phases to timings.
+
+        The secrets file is made last and removed first: it exists only while packer runs.
+        """
         plan, work, role = invocation.plan, invocation.work, invocation.plan.role.name
         self.reporter.phase(role, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
         started = time.monotonic()
@@ -212,9 +215,10 @@ class NodeBake:
                 self.target.bake_session(plan, work) as session_vars,
                 packer_temp_dir() as temp_dir,
                 (log_dir / "packer.log").open("w") as log,
+                _secrets_file(invocation.plan, secrets) as secret_file,
             ):
                 run = run_packer(
-                    invocation.argv(session_vars),
+                    replace(invocation, secret_file=secret_file).argv(session_vars),
                     cwd=self.project.root,
                     env={
                         **packer_env(self.project, self.reporter, temp_dir),
@@ -233,7 +237,6 @@ class NodeBake:
             version = invocation.version
             raise write_failure(plan.role, version, exc, where, self.project.root) from exc
         finally:
-            (work / "secrets.json").unlink(missing_ok=True)
             self._reap(role, invocation.bake_id, settle=stopped)
             keep_events(work, log_dir, redact, self.reporter)
         timings.update(packer_phases(run, started))
@@ -302,3 +305,10 @@ class NodeBake:
         path = self.project.state_path / "logs" / role / str(version)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def _secrets_file(
+    plan: BakePlan, secrets: Mapping[str, str]
+) -> AbstractContextManager[Path | None]:
+    """The extra-vars file of the plan's secrets on a tmpfs (kiln.secret_files), or None."""
+    return secret_vars_file(secrets) if plan.secrets else nullcontext(None)

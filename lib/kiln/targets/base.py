@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,11 +336,3 @@ def ansible_env_vars(plan: BakePlan) -> list[Any]:
         Interpolated("KILN_EVENTS_FILE=${var.events_file}"),
         *strategy,
     ]
-
-
-def secret_vars_file(path: Path, values: Mapping[str, str]) -> Path:
-    """Write secrets for Ansible to a 0600 file; the caller deletes it after the bake."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(dict(values), handle)
-    return path
