@@ -59,3 +59,8 @@ def write_private(path: Path, text: str) -> Path:
     with private_open(path) as handle:
         handle.write(text)
     return path
+
+
+def log_dir(state: Path, role: str, version: int) -> Path:
+    """A version's log directory, .kiln/logs/<role>/<version>/, with logs/ and <role>/ 0700."""
+    return private_dir(state / "logs" / role / str(version), below=state)

@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import sqlite3
+import stat
 import string
 import subprocess
 import sys
@@ -111,6 +112,20 @@ def test_not_in_any_file_of_the_sandbox(baked: Baked) -> None:
     assert scanned > 20
     # The extra-vars file was deleted after each bake.
     assert not list(state.rglob("secrets.json"))
+
+
+def test_the_logs_are_0600_in_0700_directories(baked: Baked) -> None:
+    """Under the usual umask (022): the modes are kiln's own (kiln.private_files)."""
+    logs = baked.sandbox.root / ".kiln" / "logs"
+    tree = list(logs.rglob("*"))
+    files = [path for path in tree if path.is_file()]
+    assert {"packer.log", "ansible-events.jsonl"} <= {path.name for path in files}
+    wrong = [
+        f"{path.relative_to(logs)} {stat.S_IMODE(path.stat().st_mode):04o}"
+        for path in (logs, *tree)
+        if stat.S_IMODE(path.stat().st_mode) != (0o600 if path.is_file() else 0o700)
+    ]
+    assert wrong == []
 
 
 def test_not_in_the_registry(baked: Baked) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kiln.model import Project
+from kiln.private_files import log_dir, write_private
 
 #: How many lines of a failing test's message the bake prints (the whole output is recorded).
 MESSAGE_LINES = 8
@@ -110,8 +111,5 @@ def failure_message(result: AcceptanceResult, *, log: str | None = None) -> str:
 
 def write_log(project: Project, result: AcceptanceResult) -> Path:
     """Keep the whole output next to the version's bake logs; returns its path."""
-    log_dir = project.state_path / "logs" / result.role / str(result.version)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / "acceptance.log"
-    path.write_text(f"{result.summary}\n\n{result.output}")
-    return path
+    path = log_dir(project.state_path, result.role, result.version) / "acceptance.log"
+    return write_private(path, f"{result.summary}\n\n{result.output}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from kiln.console import Reporter
 from kiln.guard import ansible_environment
 from kiln.model import Project
+from kiln.private_files import write_private
 from kiln.redact import Redactor
 from kiln.targets.base import BakePlan
 
@@ -86,7 +87,7 @@ def keep_events(work: Path, log_dir: Path, redact: Redactor, reporter: Reporter)
     events = work / "events.jsonl"
     if events.exists():
         try:
-            (log_dir / "ansible-events.jsonl").write_text(redact(events.read_text()))
+            write_private(log_dir / "ansible-events.jsonl", redact(events.read_text()))
         except OSError as exc:  # runs in a finally: never hide the bake's own error
             reporter.warning("kiln", f"cannot keep the Ansible events in {log_dir}: {exc}")
         events.unlink()

@@ -37,6 +37,8 @@ from kiln.image_names import ImageNames
 from kiln.lint import LintVerdict
 from kiln.model import Base, Project, Role
 from kiln.packer import PackerRun, run_packer
+from kiln.private_files import log_dir as private_log_dir
+from kiln.private_files import private_open
 from kiln.redact import Redactor
 from kiln.registry import Registry, Version, VersionStatus
 from kiln.render import write_if_changed
@@ -77,7 +79,7 @@ class NodeBake:
         log_dir = self._log_dir(base.name, version)
         self.reporter.phase(base.name, "base", f"bootstrapping {base.suite} as version {version}")
         with pending_artifact(self.target, None, version) as pending:
-            with (log_dir / "bootstrap.log").open("w") as log:
+            with private_open(log_dir / "bootstrap.log") as log:
                 artifact = self.target.bootstrap_base(
                     self.project,
                     self.images,
@@ -214,7 +216,7 @@ class NodeBake:
             with (
                 self.target.bake_session(plan, work) as session_vars,
                 packer_temp_dir() as temp_dir,
-                (log_dir / "packer.log").open("w") as log,
+                private_open(log_dir / "packer.log") as log,
                 _secrets_file(invocation.plan, secrets) as secret_file,
             ):
                 run = run_packer(
@@ -302,9 +304,7 @@ class NodeBake:
         return record
 
     def _log_dir(self, role: str, version: int) -> Path:
-        path = self.project.state_path / "logs" / role / str(version)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return private_log_dir(self.project.state_path, role, version)
 
 
 def _secrets_file(

@@ -14,6 +14,7 @@ from kiln.bake.scope import packer_temp_dir
 from kiln.console import Reporter
 from kiln.packer import run_packer
 from kiln.packer_plugins import declared_plugins
+from kiln.private_files import private_open
 from kiln.redact import Redactor
 
 INIT_LOG = "packer-init.log"
@@ -42,7 +43,7 @@ def install_plugins(
 
     log_path = log_dir / INIT_LOG
     try:
-        with packer_temp_dir() as temp_dir, log_path.open("w") as log:
+        with packer_temp_dir() as temp_dir, private_open(log_path) as log:
             run = run_packer(
                 invocation.init_argv(),
                 cwd=root,

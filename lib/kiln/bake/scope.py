@@ -17,6 +17,7 @@ from kiln.console import Reporter
 from kiln.errors import BuildError
 from kiln.locks import project_lock
 from kiln.model import Project
+from kiln.private_files import private_dir
 from kiln.registry import Artifact
 from kiln.targets.base import BakePlan, Builder
 
@@ -34,8 +35,9 @@ def role_lock(project: Project, role: str, reporter: Reporter) -> AbstractContex
 
 @contextmanager
 def workspace(path: Path) -> Iterator[Path]:
-    """A bake's work directory (manifest, events, secrets file), removed however the bake ends."""
-    path.mkdir(parents=True, exist_ok=True)
+    """A bake's 0700 work directory (manifest, Ansible's raw events), removed however the bake
+    ends. Its secrets file is elsewhere, on a tmpfs (kiln.secret_files)."""
+    private_dir(path, below=path.parent)
     try:
         yield path
     finally:
