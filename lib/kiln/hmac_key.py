@@ -49,13 +49,19 @@ def secret_key(root: Path) -> bytes:
     path = key_path(root)
     legacy = root / LEGACY_KEY
     try:
-        key = _read(path)
-    except FileNotFoundError:
-        private_dir(path.parent, below=state_home())
-        _publish(path, _legacy_or_new(legacy))
-        key = _read(path)
-    if legacy.exists() and legacy.read_bytes() == key:
-        legacy.unlink(missing_ok=True)  # moved: a copy of .kiln/ no longer exposes it
+        try:
+            key = _read(path)
+        except FileNotFoundError:
+            private_dir(path.parent, below=state_home())
+            _publish(path, _legacy_or_new(legacy))
+            key = _read(path)
+        if legacy.exists() and legacy.read_bytes() == key:
+            legacy.unlink(missing_ok=True)  # moved: a copy of .kiln/ no longer exposes it
+    except OSError as exc:  # a read-only or foreign home, a full disk
+        raise RegistryError(
+            f"cannot read or make the secret key {path} ({exc.strerror or exc}): set "
+            "XDG_STATE_HOME to a directory of yours that kiln may write, or fix that one."
+        ) from exc
     return key
 
 

@@ -152,6 +152,15 @@ def test_a_key_others_may_read_is_refused(state: Path, tmp_path: Path) -> None:
         secret_key(tmp_path)
 
 
+def test_a_state_home_kiln_cannot_write_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "a-file"))  # as good as read-only
+    with pytest.raises(RegistryError, match=r"cannot read or make the secret key .* XDG_STATE"):
+        secret_key(tmp_path)
+
+
 def test_the_key_of_an_older_kiln_is_moved_out_of_the_project_unchanged(
     state: Path, tmp_path: Path
 ) -> None:
