@@ -82,6 +82,7 @@ def secret_vars_file(values: Mapping[str, str]) -> Iterator[Path]:
     Exceptions, Ctrl-C and the SIGTERM and SIGHUP that kiln.tasks.cli() turns into
     KeyboardInterrupt all pass through the finally; sweep() covers a kill -9.
     """
+    sweep()  # a program that bakes through the library, not invoke, sweeps here too
     pid = os.getpid()
     owner = f"{PREFIX}{_pid_namespace()}-{pid}-{_start_time(pid)}-"
     directory = Path(tempfile.mkdtemp(prefix=owner, dir=memory_root()))  # made 0700

@@ -139,16 +139,27 @@ def test_every_task_starts_with_the_sweep(shm: Path) -> None:
         assert not left.exists()
 
 
+def test_a_bake_through_the_library_sweeps_too(shm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/dev/shm")  # the stand-in for /dev/shm is no tmpfs
+    left = shm / own_name(dead_pid(), "12345")
+    left.mkdir()
+    with secret_vars_file(VALUES):
+        assert not left.exists()
+
+
 def test_the_sweep_is_cheap(shm: Path) -> None:
+    """The start of every command pays for it: a few microseconds (the no-op bake is ~200 ms).
+    The best of many runs, so that a loaded machine does not fail it."""
     for n in range(200):  # a busy /dev/shm: other programs' files, and live kiln bakes
         (shm / f"sem.other-{n}").write_text("")
-    for _ in range(20):
-        (shm / own_name().replace("abc123_x", f"r{_}")).mkdir()
-    started = time.perf_counter()
-    for _ in range(100):
+    for n in range(20):
+        (shm / own_name().replace("abc123_x", f"r{n}")).mkdir()
+    best = float("inf")
+    for _ in range(50):
+        started = time.perf_counter()
         sweep()
-    per_sweep = (time.perf_counter() - started) / 100
-    assert per_sweep < 0.005, f"{per_sweep * 1000:.2f} ms a sweep"
+        best = min(best, time.perf_counter() - started)
+    assert best < 0.005, f"{best * 1000:.2f} ms a sweep"
 
 
 HOLDER = """
