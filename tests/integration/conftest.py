@@ -73,6 +73,9 @@ class Sandbox:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # The HMAC keys of kiln.hmac_key: the test session's (tests/conftest.py), or, for the
+        # benchmarks that borrow these sandboxes, one beside the sandbox, never ~/.local/state.
+        env.setdefault("XDG_STATE_HOME", str(self.root.parent / "xdg-state"))
         env["KILN_IMAGE_NAMESPACE"] = self.namespace
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return env
