@@ -25,6 +25,10 @@ from kiln.private_files import private_open
 #: pid namespaces (a container sharing /dev/shm), whose pids it cannot look up.
 PREFIX = "kiln-secrets-"
 FILE_NAME = "secrets.json"
+#: Directories sweep() removes after a killed kiln: secrets files, and sandboxed Ansible runs'
+#: private directories (kiln.controller.rundir: Ansible's raw output, until it is redacted).
+ANSIBLE_RUN_PREFIX = "kiln-ansible-"
+PREFIXES = (PREFIX, ANSIBLE_RUN_PREFIX)
 #: How /proc/self/mounts writes a space, tab, newline or backslash in a mount point.
 _OCTAL = re.compile(r"\\([0-7]{3})")
 SHM = Path("/dev/shm")
@@ -76,6 +80,18 @@ def _type_of(path: Path, mounts: Mapping[str, str]) -> str | None:
 
 
 @contextmanager
+def memory_directory(prefix: str) -> Iterator[Path]:
+    """A 0700 directory on a tmpfs named for this process (so sweep() knows a killed one's)."""
+    pid = os.getpid()
+    owner = f"{prefix}{_pid_namespace()}-{pid}-{_start_time(pid)}-"
+    directory = Path(tempfile.mkdtemp(prefix=owner, dir=memory_root()))  # made 0700
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
 def secret_vars_file(values: Mapping[str, str]) -> Iterator[Path]:
     """A 0600 JSON file of values, alone in a 0700 directory on a tmpfs; removed on exit.
 
@@ -83,16 +99,11 @@ def secret_vars_file(values: Mapping[str, str]) -> Iterator[Path]:
     KeyboardInterrupt all pass through the finally; sweep() covers a kill -9.
     """
     sweep()  # a program that bakes through the library, not invoke, sweeps here too
-    pid = os.getpid()
-    owner = f"{PREFIX}{_pid_namespace()}-{pid}-{_start_time(pid)}-"
-    directory = Path(tempfile.mkdtemp(prefix=owner, dir=memory_root()))  # made 0700
-    try:
+    with memory_directory(PREFIX) as directory:
         path = directory / FILE_NAME
         with private_open(path) as handle:
             json.dump(dict(values), handle)
         yield path
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def sweep() -> list[Path]:
@@ -109,7 +120,8 @@ def sweep() -> list[Path]:
         except OSError:
             continue
         for name in names:
-            if name.startswith(PREFIX) and _orphaned(name, namespace):
+            prefix = next((p for p in PREFIXES if name.startswith(p)), None)
+            if prefix is not None and _orphaned(name.removeprefix(prefix), namespace):
                 path = root / name
                 if _mine(path):
                     shutil.rmtree(path, ignore_errors=True)
@@ -117,9 +129,10 @@ def sweep() -> list[Path]:
     return removed
 
 
-def _orphaned(name: str, namespace: str) -> bool:
-    """Whether the process named in name is gone (or its pid now belongs to another process)."""
-    fields = name.removeprefix(PREFIX).split("-")
+def _orphaned(owner: str, namespace: str) -> bool:
+    """Whether the process named in owner (a directory's name after its prefix) is gone (or its
+    pid now belongs to another process)."""
+    fields = owner.split("-")
     if len(fields) != 4 or not all(field.isdigit() for field in fields[:3]):
         return False  # not a name kiln made: not kiln's to remove
     owner_namespace, pid, started = fields[:3]

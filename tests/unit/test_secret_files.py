@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 from kiln import secret_files
 from kiln.errors import ToolError
-from kiln.secret_files import PREFIX, memory_root, secret_vars_file, sweep
+from kiln.secret_files import (
+    ANSIBLE_RUN_PREFIX,
+    PREFIX,
+    memory_root,
+    secret_vars_file,
+    sweep,
+)
 from kiln.tasks import cli
 
 LIB = Path(__file__).resolve().parents[2] / "lib"
@@ -215,3 +221,23 @@ def test_after_a_kill_9_the_next_command_sweeps_the_file(holder: subprocess.Pope
     with cli():
         pass
     assert not path.parent.exists()
+
+
+def test_a_sandboxed_ansible_runs_directory_is_named_for_the_sweep() -> None:
+    from kiln.controller.rundir import run_directory
+
+    with run_directory() as live:
+        assert live.name.startswith(
+            own_name().removesuffix("abc123_x").replace(PREFIX, ANSIBLE_RUN_PREFIX, 1)
+        )
+        assert mode(live) == 0o700 and live.parent == memory_root()
+        assert live not in sweep()  # its process (this one) is alive
+    assert not live.exists()
+
+
+def test_the_sweep_removes_a_killed_sandboxed_ansible_runs_directory_too(shm: Path) -> None:
+    killed = shm / own_name(dead_pid(), "12345").replace(PREFIX, ANSIBLE_RUN_PREFIX, 1)
+    killed.mkdir(mode=0o700)
+    (killed / "artifacts").mkdir()
+    assert sweep() == [killed]
+    assert not killed.exists()

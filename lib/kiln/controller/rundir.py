@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import ToolError
+from kiln.private_files import private_dir, write_private
 from kiln.redact import Redactor
-
-#: kiln-ansible-<pid>-<random>: the pid tells a live run's directory from a killed one's.
-RUN_PREFIX = "kiln-ansible-"
-TMPFS = Path("/dev/shm")
-
+from kiln.secret_files import ANSIBLE_RUN_PREFIX, memory_directory
 
 @contextmanager
 def run_directory() -> Iterator[Path]:
     """A 0700 directory on a tmpfs for one run (config, runner's files, output); removed after.
 
     Ansible's output can hold what a careless task printed: it stays in memory until redacted.
+    A kill -9 leaves it to the sweep every kiln command starts with (kiln.secret_files).
     """
-    if not TMPFS.is_dir():
-        raise ToolError(f"{TMPFS} is not available: kiln keeps each Ansible run's files on a tmpfs")
-    path = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=TMPFS))
-    try:
+    # kiln-ansible-<pid namespace>-<pid>-<start time>-<random>, swept like secrets directories.
+    with memory_directory(ANSIBLE_RUN_PREFIX) as path:
         for sub in ("home", "runner", "artifacts"):
             (path / sub).mkdir(mode=0o700)
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -66,8 +56,5 @@ def keep_artifacts(artifacts: Path, keep: Path, secrets: Sequence[str]) -> None:
         if not source.is_file():
             continue
         target = keep / source.relative_to(artifacts)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        text = source.read_text(encoding="utf-8", errors="replace")
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(redact(text))
+        private_dir(target.parent, below=keep.parent)
+        write_private(target, redact(source.read_text(encoding="utf-8", errors="replace")))
