@@ -12,6 +12,7 @@ from kiln.private_files import private_dir, write_private
 from kiln.redact import Redactor
 from kiln.secret_files import ANSIBLE_RUN_PREFIX, memory_directory
 
+
 @contextmanager
 def run_directory() -> Iterator[Path]:
     """A 0700 directory on a tmpfs for one run (config, runner's files, output); removed after.
