@@ -21,20 +21,30 @@ from kiln.errors import (
     TestFailure,
     ToolError,
 )
-from kiln.guard import TaskException
-from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
-from kiln.registry import Registry, Version
 
 if TYPE_CHECKING:
     from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
+    from kiln.guard import TaskException
+    from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
+    from kiln.registry import Registry, Version
 
-# Baking pulls in packer and Ansible plumbing; `import kiln.deploy` (or any other submodule)
-# runs this file, and deploy must load none of it, so the bake names are resolved on first use.
+# `import kiln.deploy` (or any other submodule, kiln-ansible's kiln.controller among them) runs
+# this file: the names of the model, the registry, the audit and baking are resolved on first
+# use, so that a submodule loads only what it imports itself (kiln-ansible starts on every bake).
 _LAZY = {
     "BakeOptions": "kiln.bake",
     "BakeOutcome": "kiln.bake",
     "Baker": "kiln.bake",
     "open_registry": "kiln.bake",
+    "TaskException": "kiln.guard",
+    "Base": "kiln.model",
+    "CloudSettings": "kiln.model",
+    "HealthCheck": "kiln.model",
+    "Project": "kiln.model",
+    "Role": "kiln.model",
+    "Secret": "kiln.model",
+    "Registry": "kiln.registry",
+    "Version": "kiln.registry",
 }
 
 
