@@ -102,6 +102,18 @@ def private_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def watchdogs_of(pid: int) -> list[int]:
+    """The watchdogs kiln (pid) started: its children in sessions of their own (kiln.watchdog)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if any(arg.endswith(b"/watchdog.py") for arg in cmdline):
+                found.append(int(child))
+    assert found, f"kiln {pid} runs no watchdog"
+    return found
+
+
 def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(
     box: Sandbox, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +139,10 @@ def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(
         else:
             pytest.fail("the bake ended before provisioning:\n" + "".join(seen[-30:]))
         time.sleep(2)  # let the Ansible task get going inside the builder
+        # Its watchdog first (test_kill_9_watchdog shows what it does): here the leftover builder
+        # is what the next bake must reap, as after a reboot or an OOM kill of both.
+        for watchdog in watchdogs_of(proc.pid):
+            os.kill(watchdog, signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

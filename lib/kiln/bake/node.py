@@ -44,6 +44,7 @@ from kiln.registry import Registry, Version, VersionStatus
 from kiln.render import write_if_changed
 from kiln.secret_files import secret_vars_file
 from kiln.targets.base import BakePlan, BakeTarget
+from kiln.watchdog import Lease, watchdog
 
 #: How long the reap keeps looking for a builder still being created after kiln stopped packer.
 REAP_SETTLE_S = 5.0
@@ -212,38 +213,50 @@ class NodeBake:
         self.reporter.phase(role, "builder start", f"packer build {plan.relative(plan.hcl_path)}")
         started = time.monotonic()
         stopped = True  # by kiln: Ctrl-C, a full disk, any exception while packer ran
-        try:
-            with (
-                self.target.bake_session(plan, work) as session_vars,
-                packer_temp_dir() as temp_dir,
-                private_open(log_dir / "packer.log") as log,
-                _secrets_file(invocation.plan, secrets) as secret_file,
-            ):
-                run = run_packer(
-                    replace(invocation, secret_file=secret_file).argv(session_vars),
-                    cwd=self.project.root,
-                    env={
-                        **packer_env(self.project, self.reporter, temp_dir),
-                        # kiln-ansible keeps ansible-runner's artifacts here, redacted.
-                        "KILN_ANSIBLE_LOG_DIR": str(log_dir / "ansible"),
-                    },
-                    events_path=invocation.events_path,
-                    log=log,
-                    on_line=partial(self.reporter.packer_line, role),
-                    on_event=partial(self.reporter.ansible_event, role),
-                    redact=redact,
-                )
-                stopped = run.interrupted
-        except OSError as exc:  # the log's disk is full: packer was stopped before this
-            where = log_dir / "packer.log"
-            version = invocation.version
-            raise write_failure(plan.role, version, exc, where, self.project.root) from exc
-        finally:
-            self._reap(role, invocation.bake_id, settle=stopped)
-            keep_events(work, log_dir, redact, self.reporter)
+        # Around kiln's own cleanup too: killed while it reaps, the watchdog still reaps.
+        with watchdog(self._lease(invocation, log_dir)) as lease:
+            try:
+                with (
+                    self.target.bake_session(plan, work) as session_vars,
+                    packer_temp_dir() as temp_dir,
+                    private_open(log_dir / "packer.log") as log,
+                    _secrets_file(invocation.plan, secrets) as secret_file,
+                ):
+                    run = run_packer(
+                        replace(invocation, secret_file=secret_file).argv(session_vars),
+                        cwd=self.project.root,
+                        env={
+                            **packer_env(self.project, self.reporter, temp_dir),
+                            **lease.env,
+                            # kiln-ansible keeps ansible-runner's artifacts here, redacted.
+                            "KILN_ANSIBLE_LOG_DIR": str(log_dir / "ansible"),
+                        },
+                        events_path=invocation.events_path,
+                        log=log,
+                        on_line=partial(self.reporter.packer_line, role),
+                        on_event=partial(self.reporter.ansible_event, role),
+                        redact=redact,
+                    )
+                    stopped = run.interrupted
+            except OSError as exc:  # the log's disk is full: packer was stopped before this
+                where = log_dir / "packer.log"
+                version = invocation.version
+                raise write_failure(plan.role, version, exc, where, self.project.root) from exc
+            finally:
+                self._reap(role, invocation.bake_id, settle=stopped)
+                keep_events(work, log_dir, redact, self.reporter)
         timings.update(packer_phases(run, started))
         self._warn_without_mitogen(plan, run)
         return run
+
+    def _lease(self, invocation: PackerInvocation, log_dir: Path) -> Lease:
+        """What the watchdog ends if kiln dies during the run: packer's processes, the builder."""
+        return Lease(
+            target=self.target.name,
+            role=invocation.plan.role.name,
+            bake_id=invocation.bake_id,
+            log=str(log_dir / "watchdog.log"),
+        )
 
     def _reap(self, role: str, bake_id: str, *, settle: bool) -> None:
         """Remove what is left of the bake's builder; after a stop, look again a while.
