@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kiln import tools
 from kiln.errors import ImageMoved, TestFailure, ToolError
 from kiln.registry import Artifact, Version
+from kiln.watchdog import Lease, watchdog
 
 # How every kiln container runs (builder, test instance, deployed server): systemd as PID 1, so
 # that services start as on a server. --privileged does not work on every host; these caps do.
@@ -151,16 +152,20 @@ def remove_instance(name: str) -> None:
 def throwaway_instance(
     image: str, *, purpose: str, labels: Mapping[str, str] | None = None
 ) -> Iterator[Instance]:
-    """A container from image that is always removed, whatever happens inside the block."""
+    """A container from image that is always removed, whatever happens inside the block.
+
+    Even when kiln itself is killed: a watchdog then removes it (kiln.watchdog).
+    """
     name = f"kiln-{purpose}-{uuid.uuid4().hex[:10]}"
-    try:
-        instance = start_instance(
-            image, name=name, labels={"kiln.purpose": purpose, **(labels or {})}
-        )
-        wait_until_booted(instance)
-        yield instance
-    finally:
-        remove_instance(name)
+    with watchdog(Lease(containers=(name,))):
+        try:
+            instance = start_instance(
+                image, name=name, labels={"kiln.purpose": purpose, **(labels or {})}
+            )
+            wait_until_booted(instance)
+            yield instance
+        finally:
+            remove_instance(name)
 
 
 # -- reading an image's files ---------------------------------------------------------------

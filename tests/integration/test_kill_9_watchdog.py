@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Sandbox, make_sandbox
+from conftest import REPO, Sandbox, make_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,15 @@ NAP_TASKS = """\
   changed_when: false
 """
 DEFINITIONS = 'project.role("nap", parent=bookworm, ansible_roles=["nap"], lint_allowed=True)\n'
+# kiln in its acceptance gate: a throwaway test instance, booted, and tests running on it.
+TESTING_KILN = """
+import sys, time
+from kiln.docker import throwaway_instance
+
+with throwaway_instance(sys.argv[1], purpose="test", labels={"kiln.k9": sys.argv[2]}) as instance:
+    print(instance.name, flush=True)
+    time.sleep(600)
+"""
 #: The issue's bound: no builder runs 10 s after the kill.
 WITHIN_S = 10.0
 
@@ -142,3 +152,38 @@ def test_kill_9_of_kiln_alone_stops_packer_ansible_and_the_builder(box: Sandbox)
     log = box.root / ".kiln" / "logs" / "nap" / bake_id.split(":")[1] / "watchdog.log"
     print(f"builder gone {gone_after:.1f} s after the kill\n{log.read_text()}")  # with -s
     assert "kiln is gone" in log.read_text()
+
+
+def test_kill_9_of_kiln_alone_during_acceptance_tests_removes_the_test_instance() -> None:
+    # A Debian base any sandbox bootstrapped (the bake above, if no other): kiln labels its bases.
+    images = subprocess.run(
+        ["docker", "images", "-q", "--filter", "label=kiln.role=debian-bookworm"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert images, "no Debian base on the engine: run the bake test above first"
+    mark = uuid.uuid4().hex
+    kiln = subprocess.Popen(
+        [sys.executable, "-c", TESTING_KILN, images[0], mark],
+        env={**os.environ, "PYTHONPATH": str(REPO / "lib")}, stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    ps = ["docker", "ps", "-a", "-q", "--filter", f"label=kiln.k9={mark}"]
+    try:
+        assert kiln.stdout is not None
+        assert kiln.stdout.readline().startswith("kiln-test-"), "the instance did not boot"
+        assert subprocess.run(ps, capture_output=True, text=True, check=True).stdout.split()
+        os.kill(kiln.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        kiln.wait(timeout=30)
+        left = subprocess.run(ps, capture_output=True, text=True, check=True).stdout.split()
+        while left and time.monotonic() - killed < WITHIN_S:
+            time.sleep(0.2)
+            left = subprocess.run(ps, capture_output=True, text=True, check=True).stdout.split()
+    finally:
+        if kiln.poll() is None:
+            os.killpg(kiln.pid, signal.SIGKILL)
+        found = subprocess.run(ps, capture_output=True, text=True, check=False).stdout.split()
+        if found:
+            subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)
+    assert left == [], f"the test instance still exists {WITHIN_S:.0f} s after the kill"
+    print(f"test instance gone {time.monotonic() - killed:.1f} s after the kill")
