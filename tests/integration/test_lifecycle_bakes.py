@@ -141,8 +141,8 @@ def test_kill_9_during_provisioning_leaves_no_version_and_a_sound_registry(
         time.sleep(2)  # let the Ansible task get going inside the builder
         # Its watchdog first (test_kill_9_watchdog shows what it does): here the leftover builder
         # is what the next bake must reap, as after a reboot or an OOM kill of both.
-        for watchdog in watchdogs_of(proc.pid):
-            os.kill(watchdog, signal.SIGKILL)
+        for guard in watchdogs_of(proc.pid):
+            os.kill(guard, signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
