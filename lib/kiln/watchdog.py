@@ -212,7 +212,7 @@ def main(argv: list[str]) -> int:
     lease = Lease.from_json(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.stdin.buffer.read() == DONE:
-        return 0
+        os._exit(0)  # at once: kiln waits for this exit, and there is nothing to tidy
     # kiln's lib directory: `python -P` left the script's own directory off sys.path on purpose,
     # since kiln's modules would shadow the standard library's (kiln.tools, kiln.docker...).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
