@@ -13,8 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -566,3 +568,49 @@ def test_public_api_is_pinned() -> None:
         "wait_for_http",
     } <= set(exported)
     assert all(hasattr(module, name) for module in modules for name in module.__all__)
+
+
+_KILN_BOOTING = """
+import sys
+from pathlib import Path
+from kiln.targets.qemu import machine
+
+with machine.booted_vm(Path(sys.argv[1]), accel="tcg", forwards={80: 0}) as running:
+    print(running.pid, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_booted_vm_outlives_no_kill_9_of_kiln(fake_path: Path, tmp_path: Path) -> None:
+    # kiln's process alone is killed: qemu, in a session of its own, is ended by the watchdog.
+    _fake_bin(fake_path, "qemu-img", _FAKE_QEMU_IMG)
+    _fake_bin(fake_path, machine.QEMU_BINARY, _FAKE_QEMU)
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"qcow2")
+    lib = str(Path(machine.__file__).resolve().parents[3])
+    kiln = subprocess.Popen(
+        [sys.executable, "-c", _KILN_BOOTING, str(image)],
+        env={**os.environ, "PYTHONPATH": lib}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    assert kiln.stdout is not None
+    qemu = int(kiln.stdout.readline())
+    try:
+        os.kill(kiln.pid, signal.SIGKILL)
+        kiln.wait()
+        deadline = time.monotonic() + 5
+        while _running(qemu) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(qemu)
+    finally:
+        if _running(qemu):
+            os.kill(qemu, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Not _gone(): qemu, orphaned, is no child of this process, and a zombie has stopped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kiln import tools
 from kiln.errors import BuildError
+from kiln.watchdog import Lease, watchdog
 
 __all__ = [
     "ACCELERATORS",
@@ -180,23 +181,30 @@ def booted_vm(
             netdev=_netdev(ports, restrict=restrict),
         )
         stderr_path = scratch / "qemu.stderr"
-        with stderr_path.open("wb") as err:
-            # Its own session: a Ctrl-C reaches kiln, which then kills qemu by its pidfile.
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
-            )
-        try:
-            _wait_for_pidfile(proc, pidfile, stderr_path, image)
-            yield RunningVm(
-                pid=proc.pid,
-                ports=ports,
-                serial_log=serial,
-                overlay=overlay,
-                process=proc,
-                qemu_log=stderr_path,
-            )
-        finally:
-            _kill_pidfile(pidfile, proc)
+        # A watchdog ends qemu if kiln is killed (it finds it by the lease in its environment).
+        with watchdog(Lease()) as lease:
+            with stderr_path.open("wb") as err:
+                # Its own session: a Ctrl-C reaches kiln, which then kills qemu by its pidfile.
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    start_new_session=True,
+                    env={**os.environ, **lease.env},
+                )
+            try:
+                _wait_for_pidfile(proc, pidfile, stderr_path, image)
+                yield RunningVm(
+                    pid=proc.pid,
+                    ports=ports,
+                    serial_log=serial,
+                    overlay=overlay,
+                    process=proc,
+                    qemu_log=stderr_path,
+                )
+            finally:
+                _kill_pidfile(pidfile, proc)
 
 
 def _qemu_argv(
