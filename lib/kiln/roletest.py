@@ -30,6 +30,7 @@ from kiln.molecule_output import ANSI, StepTracker
 from kiln.resources import MOLECULE_SHARED_DIR
 from kiln.role_scaffold import new_role
 from kiln.tools import stop_process
+from kiln.watchdog import Lease, watchdog
 
 __all__ = [
     "RoleTestFailure",
@@ -325,8 +326,10 @@ def _run_molecule(run: _Run, *, on_line: Callable[[str], None] | None) -> RoleTe
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     steps = StepTracker()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kiln-molecule-") as home:
-        env = _molecule_env(Path(home), run)
+    # The watchdog ends molecule and removes its instances if kiln is killed (kiln.watchdog).
+    lease = Lease(labels=(f"{RUN_LABEL}={run.run_id}",))
+    with tempfile.TemporaryDirectory(prefix="kiln-molecule-") as home, watchdog(lease):
+        env = {**_molecule_env(Path(home), run), **lease.env}
         try:
             proc = subprocess.Popen(
                 [str(molecule), "test", "--scenario-name", run.scenario_name],

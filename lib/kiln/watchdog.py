@@ -39,7 +39,7 @@ class Lease:
     """What a watchdog ends when kiln dies without saying "done".
 
     The processes carrying the token in their environment, the process groups they lead and
-    their descendants; a target's builders of one bake; containers by name.
+    their descendants; a target's builders of one bake; containers by name or label.
     """
 
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -47,6 +47,8 @@ class Lease:
     role: str | None = None
     bake_id: str | None = None
     containers: tuple[str, ...] = ()
+    #: Containers by label (`key=value`), for those whose names kiln does not choose (Molecule's).
+    labels: tuple[str, ...] = ()
     #: Where the watchdog says what it ended; it writes only when kiln died.
     log: str | None = None
 
@@ -61,7 +63,8 @@ class Lease:
     @classmethod
     def from_json(cls, text: str) -> Lease:
         data = json.loads(text)
-        return cls(**{**data, "containers": tuple(data.get("containers", ()))})
+        listed = {key: tuple(data.get(key, ())) for key in ("containers", "labels")}
+        return cls(**{**data, **listed})
 
 
 @contextmanager
@@ -163,6 +166,14 @@ def _reap(lease: Lease) -> list[str]:
 
         for name in lease.containers:  # a name that never came to be fails, harmlessly
             remove_instance(name)
+    if lease.labels:
+        from kiln import tools
+
+        filters = [f"--filter=label={label}" for label in lease.labels]
+        found = tools.docker("ps", "--all", "--quiet", *filters, timeout=60).split()
+        if found:
+            tools.run(["docker", "rm", "--force", "--volumes", *found], check=False)
+        removed += found
     return removed
 
 

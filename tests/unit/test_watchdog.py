@@ -162,8 +162,28 @@ def test_end_lease_kills_what_ignores_sigterm_after_the_grace() -> None:
     assert said == [f"kiln is gone: SIGTERM to [{stubborn.pid}]", f"SIGKILL to [{stubborn.pid}]"]
 
 
+def test_reaping_removes_containers_by_name_and_by_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls"
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" != ps ] || printf "c1\\nc2\\n"\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    lease = Lease(containers=("kiln-test-1",), labels=("kiln.molecule.run=r1",))
+    assert wd._reap(lease) == ["c1", "c2"]
+    assert calls.read_text().splitlines() == [
+        "rm -f -v kiln-test-1",
+        "ps --all --quiet --filter=label=kiln.molecule.run=r1",
+        "rm --force --volumes c1 c2",
+    ]
+
+
 def test_a_lease_travels_as_json() -> None:
-    lease = Lease(target="docker", role="web", bake_id="web:3:abc", containers=("x",), log="/l")
+    lease = Lease(
+        target="docker", role="web", bake_id="web:3:abc", containers=("x",), labels=("a=b",),
+        log="/l",
+    )  # fmt: skip
     assert Lease.from_json(lease.to_json()) == lease
     assert lease.env == {"KILN_LEASE": lease.token} and Lease().token != lease.token
 
