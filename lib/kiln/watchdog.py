@@ -69,7 +69,7 @@ class Lease:
 
 @contextmanager
 def watchdog(lease: Lease) -> Iterator[Lease]:
-    """Watch over lease while the block runs; on leaving it, however, the watchdog just exits.
+    """Watch over lease while the block runs; leaving the block by any path tells it "done".
 
     Its stdin is the pipe: Python opens it close-on-exec and Popen closes every other descriptor,
     so neither packer nor anything else kiln starts holds the write end and delays the EOF.
@@ -225,7 +225,7 @@ def main(argv: list[str]) -> int:
     if sys.stdin.buffer.read() == DONE:
         os._exit(0)  # at once: kiln waits for this exit, and there is nothing to tidy
     # kiln's lib directory: `python -P` left the script's own directory off sys.path on purpose,
-    # since kiln's modules would shadow the standard library's (kiln.tools, kiln.docker...).
+    # since kiln's module files there would shadow packages of the same names (docker, tasks).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
     def say(text: str) -> None:

@@ -88,6 +88,7 @@ def test_kiln_killed_alone_its_leased_processes_die_too(
     assert os.getsid(setsid_member) == setsid_member  # not in the group: found as a descendant
     os.kill(kiln.pid, signal.SIGKILL)  # kiln's own process, not its group
     kiln.wait()
+    # Gone only if the watchdog saw EOF: none of the leased processes holds the pipe's write end.
     assert wait_until_gone([leader, setsid_member], within_s=5) == []
     assert "kiln is gone: SIGTERM to" in log.read_text()
 
