@@ -356,3 +356,27 @@ def test_a_real_ansible_runner_run_gives_the_records_kiln_reads(tmp_path: Path) 
     results = [(r["task"], r["status"]) for r in records if r["event"] == "task_result"]
     assert results == [("say hello", "ok"), ("fail quietly", "ignored")]
     assert records[-1]["event"] == "stats" and records[-1]["ignored"] == 1
+
+
+def test_the_sandbox_gets_the_files_packer_names_not_their_directories(tmp_path: Path) -> None:
+    from kiln.controller.entry import _file_arguments
+
+    args = [
+        "-e",
+        f"ansible_ssh_private_key_file={tmp_path}/ansible-key1",
+        "-e",
+        f"@{tmp_path}/secrets/secrets.json",
+        "-i",
+        f"{tmp_path}/packer-provisioner-ansible1",
+        "--private-key",
+        f"{tmp_path}/key2",
+        "-e",
+        "ansible_host=abc",
+        "play.yml",
+    ]
+    assert _file_arguments(args) == [
+        tmp_path / "ansible-key1",
+        tmp_path / "secrets" / "secrets.json",
+        tmp_path / "packer-provisioner-ansible1",
+        tmp_path / "key2",
+    ]

@@ -47,14 +47,21 @@ def _content_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
     return paths
 
 
+#: Extra variables Packer passes that name a file Ansible must read (the builder's SSH key).
+_FILE_VARS = ("ansible_ssh_private_key_file=", "ansible_private_key_file=")
+
+
 def _file_arguments(args: Sequence[str]) -> list[Path]:
     """Files Packer and kiln name on the command line: inventory, key, `-e @file` (secrets)."""
     files = []
     for index, arg in enumerate(args):
+        value = args[index + 1] if index + 1 < len(args) else ""
         if arg.startswith("@"):
             files.append(Path(arg[1:]))
-        elif arg in ("-i", "--inventory", "--private-key", "--key-file") and index + 1 < len(args):
-            files.append(Path(args[index + 1]))
+        elif arg in ("-i", "--inventory", "--private-key", "--key-file") and value:
+            files.append(Path(value))
+        elif arg in ("-e", "--extra-vars") and value.startswith(_FILE_VARS):
+            files.append(Path(value.partition("=")[2]))
     return [path.resolve() for path in files]
 
 
@@ -75,7 +82,8 @@ def sandbox_spec(args: Sequence[str], env: Mapping[str, str], run: Path) -> Sand
     events = env.get("KILN_EVENTS_FILE", "")
     if events:
         writable.append(Path(events).parent)
-    readable = [*_content_paths(env, project), *(p.parent for p in _file_arguments(args))]
+    # The files themselves, not their directories: a hand-run packer keeps them in /tmp.
+    readable = [*_content_paths(env, project), *_file_arguments(args)]
     state = project / ".kiln"
     galaxy = state / "galaxy"
     if galaxy.exists():
