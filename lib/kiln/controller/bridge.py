@@ -19,7 +19,8 @@ from typing import Self
 _CHUNK = 65536
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy source to sink until source ends, then end sink's writing side."""
     try:
         while data := source.recv(_CHUNK):
             sink.sendall(data)
@@ -30,28 +31,20 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sink.shutdown(socket.SHUT_WR)
 
 
-def _splice(client: socket.socket, connect: Callable[[], socket.socket]) -> None:
-    try:
-        upstream = connect()
-    except OSError:
-        client.close()
-        return
-    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+def splice(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways between two connected sockets until both ends are done."""
+    back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
     back.start()
-    _pump(client, upstream)
+    pump(client, upstream)
     back.join()
-    client.close()
-    upstream.close()
 
 
-class _Relay:
-    """Accept on listener, connect each client with connect(), copy bytes both ways."""
+class Acceptor:
+    """Accepts on a listening socket in a thread and handles each client in a thread of its own."""
 
-    def __init__(self, listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
+    def __init__(self, listener: socket.socket) -> None:
         self._listener = listener
-        self._connect = connect
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
@@ -59,7 +52,10 @@ class _Relay:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=_splice, args=(client, self._connect), daemon=True).start()
+            threading.Thread(target=self.handle, args=(client,), daemon=True).start()
+
+    def handle(self, client: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -71,6 +67,23 @@ class _Relay:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Relay(Acceptor):
+    """Connect each client with connect() and copy bytes both ways."""
+
+    def __init__(self, listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
+        self._connect = connect
+        super().__init__(listener)
+
+    def handle(self, client: socket.socket) -> None:
+        with client:
+            try:
+                upstream = self._connect()
+            except OSError:
+                return
+            with upstream:
+                splice(client, upstream)
 
 
 class SocketToPort(_Relay):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Self
+
+from kiln.controller.bridge import Acceptor, splice
 
 _VERSION = r"(?:/v[0-9.]+)?"
 _ANY = re.compile(rf"^{_VERSION}/(?:_ping|version)(?:\?.*)?$")
@@ -65,39 +65,20 @@ def _close_after(head: bytes) -> bytes:
     return b"\r\n".join([*lines, b"Connection: close"]) + sep + rest
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-
-class EngineProxy:
+class EngineProxy(Acceptor):
     """Listens on path (inside the run's directory) and forwards allowed requests to engine."""
 
     def __init__(self, path: Path, engine: Path, containers: Iterable[str]) -> None:
         self.containers = tuple(containers)
         self.refused: list[str] = []
         self._engine = engine
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(path))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
         path.chmod(0o600)
-        self._listener.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
+        listener.listen(16)
+        super().__init__(listener)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
+    def handle(self, client: socket.socket) -> None:
         with client:
             head = _read_head(client)
             request = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -112,18 +93,4 @@ class EngineProxy:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as engine:
                 engine.connect(str(self._engine))
                 engine.sendall(_close_after(head))
-                back = threading.Thread(target=_pump, args=(engine, client), daemon=True)
-                back.start()
-                _pump(client, engine)
-                back.join()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                splice(client, engine)
