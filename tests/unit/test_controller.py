@@ -122,6 +122,126 @@ def test_the_engine_proxy_forwards_allowed_requests_and_answers_403_to_the_rest(
     assert proxy.refused == ["POST /v1.41/containers/create HTTP/1.1"]
 
 
+def _keep_alive_engine(path: Path, seen: list[bytes], exec_answer: bytes) -> socket.socket:
+    """A unix-socket HTTP server that, like the engine, reads request after request on one
+    connection until told to close; an exec start gets exec_answer."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def serve_one(conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                seen.append(head.split(b"\r\n", 1)[0])
+                size = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                while len(buffer) < size:
+                    buffer += conn.recv(4096)
+                buffer = buffer[size:]
+                if b"/start" in seen[-1]:
+                    conn.sendall(exec_answer)
+                    if exec_answer.startswith(b"HTTP/1.1 101"):
+                        conn.sendall(conn.recv(100).upper())  # the exec: echo in capitals
+                        return
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                if b"connection: close" in head.lower():
+                    return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def _send(path: Path, data: bytes, then: bytes = b"") -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(str(path))
+        client.sendall(data)
+        if then:
+            client.recv(4096)
+            client.sendall(then)
+        client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+        return answer
+
+
+SMUGGLED = b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\n\r\n"
+EXEC_ID = "a" * 64
+
+
+@pytest.mark.parametrize("upgrade", [b"", b"Connection: Upgrade\r\nUpgrade: tcp\r\n"])
+def test_a_request_pipelined_behind_an_allowed_one_never_reaches_the_engine(
+    upgrade: bytes,
+) -> None:
+    with _tmp_sockets(Path("/tmp")) as where:
+        seen: list[bytes] = []
+        engine = _keep_alive_engine(where / "engine.sock", seen, b"")
+        with EngineProxy(where / "proxy.sock", where / "engine.sock", [BUILDER]):
+            allowed_one = (
+                f"GET /v1.41/containers/{BUILDER}/json HTTP/1.1\r\nHost: docker\r\n".encode()
+                + upgrade
+                + b"\r\n"
+            )
+            answer = _send(where / "proxy.sock", allowed_one + SMUGGLED)
+        engine.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert seen == [f"GET /v1.41/containers/{BUILDER}/json HTTP/1.1".encode()]
+
+
+def test_an_exec_start_the_engine_refuses_carries_nothing_behind_it() -> None:
+    refusal = b"HTTP/1.1 409 Conflict\r\nContent-Length: 9\r\n\r\nconflict!"
+    start = (
+        f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1\r\nHost: docker\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    with _tmp_sockets(Path("/tmp")) as where:
+        seen: list[bytes] = []
+        engine = _keep_alive_engine(where / "engine.sock", seen, refusal)
+        with EngineProxy(where / "proxy.sock", where / "engine.sock", [BUILDER]):
+            answer = _send(where / "proxy.sock", start + SMUGGLED)
+        engine.close()
+    assert answer == refusal
+    assert seen == [f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1".encode()]
+
+
+def test_an_exec_start_the_engine_accepts_becomes_the_execs_stream() -> None:
+    switched = b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    start = (
+        f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1\r\nHost: docker\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}"
+    ).encode()
+    with _tmp_sockets(Path("/tmp")) as where:
+        seen: list[bytes] = []
+        engine = _keep_alive_engine(where / "engine.sock", seen, switched)
+        with EngineProxy(where / "proxy.sock", where / "engine.sock", [BUILDER]):
+            answer = _send(where / "proxy.sock", start, then=b"stdin of the exec")
+        engine.close()
+    assert answer == b"STDIN OF THE EXEC"
+
+
 class _tmp_sockets:
     """A short private directory for unix sockets (a socket path holds at most 107 bytes)."""
 
