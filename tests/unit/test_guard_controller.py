@@ -42,6 +42,12 @@ LOOKUP_CASES: dict[str, tuple[str, list[str], str]] = {
         ["controller-lookup", "controller-lookup"],
         "lookup('env')",
     ),
+    "in an assert's that, short and FQCN": (
+        "- assert:\n    that: lookup('env', 'KILN_MARK') | length > 0\n"
+        "- ansible.builtin.assert:\n    that: [\"query('pipe', 'id') != ''\"]\n",
+        ["controller-lookup", "controller-lookup"],
+        "lookup('env') reads kiln's own environment",
+    ),
     "in vars, a loop and a name": (
         "- debug: msg={{ x }}\n  vars: {x: \"{{ lookup('pipe', 'id') }}\"}\n"
         "- debug: msg={{ item }}\n  loop: \"{{ query('fileglob', '/root/*') }}\"\n"

@@ -33,6 +33,8 @@ _PASSWORD = "password"  # creates the file it names unless that is /dev/null
 _CALLS = frozenset({"lookup", "query", "q"})
 # Keywords Ansible reads as bare Jinja expressions, without {{ }}.
 _CONDITIONALS = ("when", "changed_when", "failed_when", "until")
+# The assert module's `that` is read the same way.
+_ASSERTS = ("assert", "ansible.builtin.assert", "ansible.legacy.assert")
 _FALLBACK_RE = re.compile(r"\b(?:lookup|query|q)\s*\(\s*(['\"])([\w.]+)\1")
 # Parsing only, nothing is rendered; Ansible enables these two extensions.
 _JINJA = jinja2.Environment(extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
@@ -47,13 +49,24 @@ def keyword_lookups(keywords: Mapping[Any, Any]) -> list[str]:
         if _TEMPLATED_RE.search(text):
             problems += template_lookups(text)
     for key in _CONDITIONALS:
-        for expr in _as_list(keywords.get(key)):
-            if isinstance(expr, str) and not _TEMPLATED_RE.search(expr):
-                problems += template_lookups(f"{{{{ {expr} }}}}")
+        problems += _bare_lookups(keywords.get(key))
+    for module in _ASSERTS:
+        args = keywords.get(module)
+        if isinstance(args, Mapping):
+            problems += _bare_lookups(args.get("that"))
     for key, value in keywords.items():
         if isinstance(key, str) and key.startswith("with_"):
             problems += _with_lookup(key, value)
     return list(dict.fromkeys(problems))
+
+
+def _bare_lookups(exprs: object) -> list[str]:
+    """The problems of bare Jinja expressions (a conditional, or an assert's `that`)."""
+    problems: list[str] = []
+    for expr in _as_list(exprs):
+        if isinstance(expr, str) and not _TEMPLATED_RE.search(expr):
+            problems += template_lookups(f"{{{{ {expr} }}}}")
+    return problems
 
 
 def value_lookups(value: object) -> list[str]:
