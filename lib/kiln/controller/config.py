@@ -14,9 +14,9 @@ interpreter_python = auto_silent
 """
 
 
-def write_ansible_cfg(run: Path) -> Path:
+def write_ansible_cfg(run: Path, text: str = KILN_ANSIBLE_CFG) -> Path:
     path = run / "ansible.cfg"
-    path.write_text(KILN_ANSIBLE_CFG, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -17,11 +17,12 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kiln.controller.bridge import SocketToPort
-from kiln.controller.config import write_ansible_cfg
+from kiln.controller.config import KILN_ANSIBLE_CFG, write_ansible_cfg
 from kiln.controller.engine_proxy import EngineProxy
 from kiln.controller.environment import sandbox_environment
 from kiln.controller.inventory import inventory_path, loopback_ssh_port
@@ -75,15 +76,47 @@ def docker_target(args: Sequence[str]) -> str | None:
     return host.partition("=")[2] or None
 
 
-def sandbox_spec(args: Sequence[str], env: Mapping[str, str], run: Path) -> SandboxSpec:
+@dataclass(frozen=True)
+class Scope:
+    """What a run reaches when its caller is not Packer (a role test: kiln.controller.molecule).
+
+    Packer's runs take all of this from their arguments and environment (_packer_scope).
+    """
+
+    #: The containers the engine proxy admits; none, and the run reaches no container.
+    containers: tuple[str, ...]
+    #: The project, read-only with its .kiln hidden; the cwd must be inside it or readable.
+    project: Path
+    #: Read-only paths besides the project: content outside it, files the arguments name.
+    readable: tuple[Path, ...] = ()
+    #: Variables set inside besides the allow-listed ones (MOLECULE_*).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: The ansible.cfg the run reads.
+    ansible_cfg: str = KILN_ANSIBLE_CFG
+
+
+def _packer_scope(args: Sequence[str], env: Mapping[str, str]) -> Scope:
+    """A run Packer started: its one container, the cwd as the project, the files it names."""
+    container = docker_target(args)
+    cwd = Path.cwd()
+    # The files themselves, not their directories: a hand-run packer keeps them in /tmp.
+    readable = (*_content_paths(env, cwd), *_file_arguments(args))
+    return Scope(containers=(container,) if container else (), project=cwd, readable=readable)
+
+
+def sandbox_spec(
+    args: Sequence[str], env: Mapping[str, str], run: Path, scope: Scope | None = None
+) -> SandboxSpec:
     """What the sandbox holds for these ansible-playbook arguments, run from the cwd."""
-    project = Path.cwd()
+    scope = scope or _packer_scope(args, env)
+    project, cwd = scope.project, Path.cwd()
     writable = [run]
     events = env.get("KILN_EVENTS_FILE", "")
     if events:
         writable.append(Path(events).parent)
-    # The files themselves, not their directories: a hand-run packer keeps them in /tmp.
-    readable = [*_content_paths(env, project), *_file_arguments(args)]
+    readable = list(scope.readable)
+    if not cwd.is_relative_to(project):
+        readable.append(cwd)
     state = project / ".kiln"
     galaxy = state / "galaxy"
     if galaxy.exists():
@@ -93,8 +126,9 @@ def sandbox_spec(args: Sequence[str], env: Mapping[str, str], run: Path) -> Sand
         hidden=(state,),
         readable=tuple(readable),
         writable=tuple(writable),
-        sockets=((run / "docker.sock", DOCKER_SOCKET),) if docker_target(args) else (),
-        env=sandbox_environment(env, run),
+        sockets=((run / "docker.sock", DOCKER_SOCKET),) if scope.containers else (),
+        env={**sandbox_environment(env, run), **scope.env},
+        cwd=cwd,
     )
 
 
@@ -127,17 +161,20 @@ def _inside_spec(args: Sequence[str], env: Mapping[str, str], run_dir: Path) -> 
     }
 
 
-def run(args: Sequence[str], env: Mapping[str, str]) -> int:
-    """ansible-playbook args through ansible-runner in the sandbox; its exit code."""
+def run(args: Sequence[str], env: Mapping[str, str], scope: Scope | None = None) -> int:
+    """ansible-playbook args through ansible-runner in the sandbox; its exit code.
+
+    Without scope, the run is Packer's: see _packer_scope.
+    """
     keep = env.get("KILN_ANSIBLE_LOG_DIR", "")
+    scope = scope or _packer_scope(args, env)
     with run_directory() as run_dir, ExitStack() as stack:
-        write_ansible_cfg(run_dir)
+        write_ansible_cfg(run_dir, scope.ansible_cfg)
         inside = _inside_spec(args, env, run_dir)
-        container = docker_target(args)
         proxy = None
-        if container is not None and DOCKER_SOCKET.exists():
+        if scope.containers and DOCKER_SOCKET.exists():
             proxy = stack.enter_context(
-                EngineProxy(run_dir / "docker.sock", DOCKER_SOCKET, [container])
+                EngineProxy(run_dir / "docker.sock", DOCKER_SOCKET, scope.containers)
             )
         inventory = inventory_path(args)
         port = loopback_ssh_port(inventory) if inventory else None
@@ -147,7 +184,7 @@ def run(args: Sequence[str], env: Mapping[str, str]) -> int:
         (run_dir / "spec.json").write_text(json.dumps(inside), encoding="utf-8")
         command = [sys.executable, "-m", "kiln.controller.inside", str(run_dir / "spec.json")]
         try:
-            return _run_sandboxed(bwrap_argv(sandbox_spec(args, env, run_dir), command))
+            return _run_sandboxed(bwrap_argv(sandbox_spec(args, env, run_dir, scope), command))
         finally:
             for request in proxy.refused if proxy is not None else ():
                 print(f"kiln-ansible: refused a Docker API request: {request}", file=sys.stderr)
@@ -167,4 +204,4 @@ def main() -> int:
         return 2
 
 
-__all__ = ["main", "python_paths", "run", "sandbox_spec"]
+__all__ = ["Scope", "main", "python_paths", "run", "sandbox_spec"]

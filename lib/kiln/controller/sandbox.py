@@ -58,6 +58,8 @@ class SandboxSpec:
     #: Unix sockets bound in: (path outside, path inside), e.g. kiln's engine proxy.
     sockets: tuple[tuple[Path, Path], ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The working directory inside (a directory the sandbox holds); the project by default.
+    cwd: Path | None = None
 
 
 def bwrap_path() -> str:
@@ -117,7 +119,7 @@ def bwrap_argv(spec: SandboxSpec, command: Sequence[str]) -> list[str]:
         argv += ["--bind", str(outside), str(inside)]
     for name, value in sorted(spec.env.items()):
         argv += ["--setenv", name, value]
-    return [*argv, "--chdir", str(spec.project), "--", *command]
+    return [*argv, "--chdir", str(spec.cwd or spec.project), "--", *command]
 
 
 def _system_binds() -> list[str]:
