@@ -43,10 +43,13 @@ def write_shim(directory: Path) -> Path:
         f"import sys; sys.path.insert(0, {str(Path(kiln.__file__).parent.parent)!r}); "
         "from kiln.controller.molecule import main; sys.exit(main())"
     )
+    # The venv's python by its real directory, as an entry point's shebang names it: the
+    # sandbox binds the venv at sys.prefix, which must not be a path through a symlink.
+    python = Path(sys.executable).parent.resolve() / Path(sys.executable).name
     path = directory / "ansible-playbook"
     path.write_text(
         "#!/bin/sh\n# Written by kiln: role tests run Ansible in kiln's sandbox.\n"
-        f'exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n',
+        f'exec {shlex.quote(str(python))} -c {shlex.quote(code)} "$@"\n',
         encoding="utf-8",
     )
     path.chmod(0o755)
@@ -212,10 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
         os.execv(ansible_playbook, [str(ansible_playbook), *args])
     try:
-        return run(args, os.environ, role_test_scope(args, os.environ))
+        rc = run(args, os.environ, role_test_scope(args, os.environ))
     except KilnError as exc:
         print(f"kiln-ansible: {exc}", file=sys.stderr)
         return 2
+    if rc != 0 and Path(args[-1]).name in ENGINE_PLAYBOOKS:
+        print(
+            f"kiln-ansible: {args[-1]} ran in kiln's sandbox, which admits only the scenario's "
+            "instances: only kiln's own create.yml and destroy.yml (molecule/_shared/), or a "
+            "scenario playbook that does nothing but import_playbook them, run with the whole "
+            "Docker engine",
+            file=sys.stderr,
+        )
+    return rc
 
 
 __all__ = [
