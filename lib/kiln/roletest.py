@@ -25,6 +25,7 @@ import yaml
 
 from kiln import role_scenarios as shipped
 from kiln import tools
+from kiln.controller import molecule as sandboxed_ansible
 from kiln.errors import DefinitionError, RoleTestFailure, ToolError
 from kiln.molecule_output import ANSI, StepTracker
 from kiln.resources import MOLECULE_SHARED_DIR
@@ -256,6 +257,10 @@ class _Run:
     platforms: tuple[str, ...]
     run_id: str
     image: str | None
+    #: kiln's create.yml and destroy.yml (the only playbooks that run outside the sandbox).
+    shared_dir: Path | None = None
+    #: What the sandboxed playbooks read besides the project: roles paths, the role itself.
+    readable: tuple[Path, ...] = ()
     scenario: str | None = None
     adaptation: tuple[str, ...] = ()
 
@@ -271,7 +276,16 @@ def _execute(
     run_id = uuid.uuid4().hex[:12]
     if plan.scenario is None or plan.role_path is None:
         scenario_dir = project_root / "molecule" / plan.role
-        run = _Run(plan.role, project_root, plan.role, _platforms(scenario_dir), run_id, image)
+        run = _Run(
+            plan.role,
+            project_root,
+            plan.role,
+            _platforms(scenario_dir),
+            run_id,
+            image,
+            shared_dir=_shared_dir(project_root),
+            readable=tuple(paths),
+        )
         return _run_molecule(run, on_line=on_line)
     with tempfile.TemporaryDirectory(prefix="kiln-role-scenario-") as workdir:
         prepared = shipped.prepare_scenario(
@@ -289,6 +303,9 @@ def _execute(
             prepared.platforms,
             run_id,
             image,
+            shared_dir=_shared_dir(project_root),
+            # The temporary project links the role and its aliases: their targets, too.
+            readable=(Path(workdir), plan.role_path.resolve(), *paths),
             scenario=plan.scenario,
             adaptation=tuple(prepared.adaptation.notes(used)),
         )
@@ -372,9 +389,14 @@ def _run_molecule(run: _Run, *, on_line: Callable[[str], None] | None) -> RoleTe
 
 def _molecule_env(home: Path, run: _Run) -> dict[str, str]:
     env = dict(os.environ)
+    # Molecule's ansible-playbook is kiln's shim: the role's playbooks run in kiln's sandbox.
+    shim = home / "bin"
+    shim.mkdir(exist_ok=True)
+    sandboxed_ansible.write_shim(shim)
+    path = [str(shim), str(Path(sys.executable).parent), env.get("PATH", "")]
     env.update(
         {
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            "PATH": os.pathsep.join(path),
             # Molecule's ephemeral state, ansible-compat's cache and Ansible's own files all stay
             # in a temporary home instead of /root/.ansible and /root/.cache.
             "HOME": str(home),
@@ -398,6 +420,9 @@ def _molecule_env(home: Path, run: _Run) -> dict[str, str]:
         env["KILN_MOLECULE_NAMES"] = json.dumps(names)
     if run.image is not None:
         env["KILN_TEST_IMAGE"] = run.image
+    if run.shared_dir is not None:
+        env[sandboxed_ansible.SHARED_DIR_VAR] = str(run.shared_dir)
+    env[sandboxed_ansible.READABLE_VAR] = os.pathsep.join(str(p) for p in run.readable)
     return env
 
 

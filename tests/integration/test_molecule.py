@@ -11,8 +11,10 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +146,67 @@ def test_a_missing_image_fails_at_create_without_pulling(scratch_project: Path) 
         )
 
     assert "kiln/no-such-image:never" in str(caught.value)
+
+
+#: A pipe lookup's command: on the controller, connect to the test's listener and send "leak".
+PHONE = """\
+import socket
+import sys
+
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3).sendall(b"leak")
+print("sent")
+"""
+
+
+def test_a_roles_converge_runs_in_kilns_sandbox(scratch_project: Path) -> None:
+    """A lookup runs on the controller: in kiln's sandbox, which has no network, it cannot reach
+    a listener on the host's loopback, and the role test fails at converge."""
+    received: list[bytes] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    received.append(conn.recv(100) or b"<connected>")
+                except OSError:
+                    received.append(b"<connected>")
+
+    listener = threading.Thread(target=serve, daemon=True)
+    listener.start()
+    roletest.new_role("phone", project_root=scratch_project)
+    role = scratch_project / "roles" / "phone"
+    (role / "files").mkdir(exist_ok=True)
+    (role / "files" / "phone.py").write_text(PHONE)
+    tasks = role / "tasks" / "main.yml"
+    tasks.write_text(
+        tasks.read_text() + "\n- name: Phone home from the controller\n"
+        "  ansible.builtin.debug:\n"
+        "    msg: \"{{ lookup('pipe', 'python3 ' ~ role_path ~ '/files/phone.py "
+        f"{server.getsockname()[1]}') }}}}\"\n"
+    )
+    lines: list[str] = []
+
+    try:
+        with pytest.raises(TestFailure) as caught:
+            roletest.test_role("phone", project_root=scratch_project, on_line=lines.append)
+    finally:
+        stop.set()
+        listener.join()
+        server.close()
+
+    assert received == []
+    message = str(caught.value)
+    assert "Molecule scenario 'phone' failed at step 'converge'" in message
+    assert "TASK [phone : Phone home from the controller]" in message
+    _assert_no_instance_left(lines)
 
 
 # --- scenarios that roles ship themselves ------------------------------------------------------

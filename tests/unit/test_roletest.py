@@ -344,7 +344,10 @@ def test_molecule_runs_isolated_with_the_image_override(
     assert env["KILN_TEST_IMAGE"] == "local/other:1"
     assert env["HOME"] != os.environ.get("HOME") and "kiln-molecule-" in env["HOME"]
     assert env["ANSIBLE_HOME"].startswith(env["HOME"])
-    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    # kiln's ansible-playbook (kiln.controller.molecule) first, then the venv's molecule.
+    shim, venv = env["PATH"].split(os.pathsep)[:2]
+    assert shim == str(Path(env["HOME"]) / "bin") and venv == str(Path(sys.executable).parent)
+    assert env["KILN_MOLECULE_SHARED"] == str(project / "molecule" / "_shared")
     assert env["KILN_MOLECULE_RUN"] == fake_molecule.reaped[0]
     assert not Path(env["HOME"]).exists()  # the temporary home is gone
 
