@@ -211,34 +211,34 @@ def test_a_request_pipelined_behind_an_allowed_one_never_reaches_the_engine(
     assert seen == [f"GET /v1.41/containers/{BUILDER}/json HTTP/1.1".encode()]
 
 
-def test_an_exec_start_the_engine_refuses_carries_nothing_behind_it() -> None:
-    refusal = b"HTTP/1.1 409 Conflict\r\nContent-Length: 9\r\n\r\nconflict!"
+def _exec_start(
+    engine_answer: bytes, behind: bytes = b"", then: bytes = b""
+) -> tuple[bytes, list[bytes]]:
+    """An exec start through the proxy (behind: bytes sent right after it); what the client got
+    back and the request lines the engine saw."""
     start = (
         f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1\r\nHost: docker\r\n"
         "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}"
     ).encode()
     with _tmp_sockets(Path("/tmp")) as where:
         seen: list[bytes] = []
-        engine = _keep_alive_engine(where / "engine.sock", seen, refusal)
+        engine = _keep_alive_engine(where / "engine.sock", seen, engine_answer)
         with EngineProxy(where / "proxy.sock", where / "engine.sock", [BUILDER]):
-            answer = _send(where / "proxy.sock", start + SMUGGLED)
+            answer = _send(where / "proxy.sock", start + behind, then=then)
         engine.close()
+    return answer, seen
+
+
+def test_an_exec_start_the_engine_refuses_carries_nothing_behind_it() -> None:
+    refusal = b"HTTP/1.1 409 Conflict\r\nContent-Length: 9\r\n\r\nconflict!"
+    answer, seen = _exec_start(refusal, behind=SMUGGLED)
     assert answer == refusal
     assert seen == [f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1".encode()]
 
 
 def test_an_exec_start_the_engine_accepts_becomes_the_execs_stream() -> None:
     switched = b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-    start = (
-        f"POST /v1.41/exec/{EXEC_ID}/start HTTP/1.1\r\nHost: docker\r\n"
-        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}"
-    ).encode()
-    with _tmp_sockets(Path("/tmp")) as where:
-        seen: list[bytes] = []
-        engine = _keep_alive_engine(where / "engine.sock", seen, switched)
-        with EngineProxy(where / "proxy.sock", where / "engine.sock", [BUILDER]):
-            answer = _send(where / "proxy.sock", start, then=b"stdin of the exec")
-        engine.close()
+    answer, _seen = _exec_start(switched, then=b"stdin of the exec")
     assert answer == b"STDIN OF THE EXEC"
 
 
