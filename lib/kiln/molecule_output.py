@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 
+from kiln.controller.events import FAILED_TASK_AT
+
 __all__ = ["ANSI", "StepTracker"]
 
 #: Colour and cursor escape codes, removed before a line is read.
@@ -56,7 +58,7 @@ class StepTracker:
         if line.startswith(("TASK [", "RUNNING HANDLER [")):
             self._task = line.rstrip(" *")
             self._task_start = len(self.detail)
-        elif _FAILED_TASK.match(line) or line.startswith(("[ERROR]: ", "Origin: ")):
+        elif _FAILED_TASK.match(line) or line.startswith(("[ERROR]: ", "Origin: ", FAILED_TASK_AT)):
             if self._task is not None:  # name the task once, before its first error line
                 self._note(self._task)
                 self._task = None

@@ -500,3 +500,19 @@ def test_the_sandbox_gets_the_files_packer_names_not_their_directories(tmp_path:
         tmp_path / "packer-provisioner-ansible1",
         tmp_path / "key2",
     ]
+
+
+def test_a_failed_tasks_place_printed_by_kiln_ansible_reaches_the_failure_report() -> None:
+    from kiln.controller.events import FAILED_TASK_AT
+    from kiln.molecule_output import StepTracker
+
+    tracker = StepTracker()
+    for line in (
+        "TASK [broken : Fail on purpose] *****",
+        'fatal: [instance]: FAILED! => {"msg": "non-zero return code"}',
+        f"{FAILED_TASK_AT}/p/roles/broken/tasks/main.yml:19",
+        "PLAY RECAP *****",
+    ):
+        tracker.feed(line)
+    assert tracker.detail[0] == "TASK [broken : Fail on purpose]"
+    assert f"{FAILED_TASK_AT}/p/roles/broken/tasks/main.yml:19" in tracker.detail

@@ -158,10 +158,10 @@ class NodeBake:
         """
         role, parent = plan.role, plan.parent
         assert parent is not None
-        audit_role(self.project, role, self.reporter, work, warn=True)
         ignored_config = project_config_warning(self.project.root)
-        if ignored_config is not None:
+        if ignored_config is not None:  # before the audit, which may refuse the role
             self.reporter.warning("kiln", ignored_config)
+        audit_role(self.project, role, self.reporter, work, warn=True)
         BakePolicy.refuse_unusable_parent(role, parent)
         self.reporter.phase(
             role.name, "render", f"version {version} on {parent.role} v{parent.version}"

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 TAIL_LINES = 20
+#: The line kiln-ansible prints for each failed task, with its file:line (kiln.molecule_output
+#: reads it as it reads Ansible's "Origin:", which runner's printed output sometimes lacks).
+FAILED_TASK_AT = "kiln: failed task at "
 
 _RESULTS = {
     "runner_on_ok": "ok",
