@@ -19,6 +19,7 @@ from kiln.bake.policy import BakePolicy
 from kiln.bake.record import GitState
 from kiln.bake.scope import role_lock
 from kiln.console import NullReporter, Reporter
+from kiln.controller.config import project_config_warning
 from kiln.fingerprint import (
     Fingerprint,
     FingerprintMemo,
@@ -110,6 +111,9 @@ class Baker:
             return self.push_tested([BakeOutcome(version=hit, baked=False)])
         # The guard first: it is static and fast, and nothing (not even a parent) is baked for a
         # role it refuses. Its warnings are printed by the audit just before the role's builder.
+        ignored_config = project_config_warning(self.project.root)
+        if ignored_config is not None:  # before the audit, which may refuse every role
+            self.reporter.warning("kiln", ignored_config)
         self.audit(role, self.project.state_path / "work" / role.name, warn=False)
         self._before_builders(role, fingerprints, policy, force=force)
         chain = role.ancestry()

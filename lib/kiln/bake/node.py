@@ -31,7 +31,6 @@ from kiln.bake.record import (
 )
 from kiln.bake.scope import PendingArtifact, packer_temp_dir, pending_artifact, workspace
 from kiln.console import Reporter
-from kiln.controller.config import project_config_warning
 from kiln.fingerprint import Fingerprint
 from kiln.image_names import ImageNames
 from kiln.lint import LintVerdict
@@ -158,9 +157,6 @@ class NodeBake:
         """
         role, parent = plan.role, plan.parent
         assert parent is not None
-        ignored_config = project_config_warning(self.project.root)
-        if ignored_config is not None:  # before the audit, which may refuse the role
-            self.reporter.warning("kiln", ignored_config)
         audit_role(self.project, role, self.reporter, work, warn=True)
         BakePolicy.refuse_unusable_parent(role, parent)
         self.reporter.phase(
