@@ -2,13 +2,14 @@
 
 # packer (1.6.6 in Debian 12) with its built-in docker, qemu and ansible plugins; docker.io for
 # the engine; mmdebstrap to bootstrap bases without Docker Hub; qemu, genisoimage, grub and
-# e2fsprogs for VM images; chromium to test the HTML report; gnupg to sign test apt lists;
+# e2fsprogs for VM images; chromium to test the HTML report; gnupg and apt-utils to sign and
+# index test apt repositories;
 # postgresql and docker-registry for the tests of a team's setup (shared registry, OCI registry;
 # the tests start throwaway instances of their own); bubblewrap for the sandbox Ansible runs in.
 APT_PACKAGES=(
   packer docker.io mmdebstrap git python3-venv python3-dev bubblewrap
   qemu-system-x86 qemu-utils genisoimage grub-pc-bin e2fsprogs fdisk openssh-client
-  chromium gnupg postgresql docker-registry
+  chromium gnupg apt-utils postgresql docker-registry
 )
 
 install_apt_packages() {
