@@ -16,6 +16,7 @@
     ├── TestFailure         acceptance or role tests failed
     │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
     ├── ImageMoved          a recorded image's tag now names another image
+    ├── SbomError           an SBOM is not valid CycloneDX, or a record cannot make one
     └── DeployError         a deploy failed or was refused
 
 Third-party failures (subprocess, sqlite3, lark, ansible-runner) are translated at the boundary
@@ -195,6 +196,11 @@ def rebake_remedy(role: str, then: str = "") -> str:
         f"`invoke bake {role} --force` bakes a new version under this project's own image "
         f"names{then}."
     )
+
+
+class SbomError(KilnError):
+    """An SBOM does not validate against the CycloneDX schema of the version it claims, or a
+    version's record cannot be written as one (kiln.lifecycle.sbom)."""
 
 
 class DeployError(KilnError):
