@@ -17,6 +17,7 @@
     │   └── RoleTestFailure Molecule scenarios failed; carries every scenario's report
     ├── ImageMoved          a recorded image's tag now names another image
     ├── SbomError           an SBOM is not valid CycloneDX, or a record cannot make one
+    ├── UpstreamError       an image's apt sources could not be fetched or verified upstream
     └── DeployError         a deploy failed or was refused
 
 Third-party failures (subprocess, sqlite3, lark, ansible-runner) are translated at the boundary
@@ -201,6 +202,18 @@ def rebake_remedy(role: str, then: str = "") -> str:
 class SbomError(KilnError):
     """An SBOM does not validate against the CycloneDX schema of the version it claims, or a
     version's record cannot be written as one (kiln.lifecycle.sbom)."""
+
+
+class UpstreamError(KilnError):
+    """apt could not fetch or verify an image's sources (bad or unknown signature, unreachable
+    mirror...), so kiln cannot say which updates are pending; it never answers "none" then.
+
+    ``sources`` holds apt's words for each source that failed, naming its URI and suite.
+    """
+
+    def __init__(self, message: str, *, sources: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.sources = tuple(sources)
 
 
 class DeployError(KilnError):
