@@ -128,6 +128,11 @@ class AptRepo:
         other = self._new_key("Kiln Demo Impostor <impostor@kiln.invalid>")
         self._sign(self.root / "dists" / suite, other)
 
+    def remove_signatures(self, suite: str) -> None:
+        """Serve the suite's Release without InRelease or Release.gpg: an unsigned repository."""
+        for name in ("InRelease", "Release.gpg"):
+            (self.root / "dists" / suite / name).unlink()
+
     def _index(self, suite: str) -> None:
         dist = self.root / "dists" / suite
         for arch in ARCHITECTURES:

@@ -39,7 +39,11 @@ _SIGNED_BY = re.compile(r"signed-by=([^\s\]]+)|^Signed-By:[ \t]*(\S[^\n]*)$", re
 #: apt-get update's words for a source it could not fetch or verify, on stdout or stderr.
 _FAILURE = re.compile(
     r"^(E: .*|W: (Failed to fetch|Some index files failed|GPG error|An error occurred during "
-    r"the signature verification|The repository .* is not signed|.*NO_PUBKEY).*)$"
+    r"the signature verification|The repository .* is (not|no longer) signed|.*NO_PUBKEY).*)$"
+)
+#: The E:/W: lines that only repeat an Err item of the output, or sum the failures up.
+_REPEATS = re.compile(
+    r"^[EW]: (Failed to fetch|Some index files failed|An error occurred during the signature)"
 )
 _ERR_ITEM = re.compile(r"^Err:\d+ (.*)$")
 #: `apt-cache policy`: a package's block, its version lines and the sources under them.
@@ -263,18 +267,24 @@ def _update(tree: _Tree, keys: Sequence[str]) -> None:
         return
     if not failures:
         failures = [line for line in done.stderr.splitlines() if line.strip()][-5:]
-    named = [_name_mirror(line, tree.mirrored) for line in failures]
+    mirrors = [
+        f"the image's {image} is read from {host}"
+        for host, image in tree.mirrored.items()
+        if any(host in line for line in failures)
+    ]
     raise UpstreamError(
         f"apt could not fetch or verify the sources of {', '.join(keys)} (exit code "
         f"{done.returncode}), so their pending updates are unknown:\n  "
-        + "\n  ".join(named)
+        + "\n  ".join(failures)
+        + (f"\n({'; '.join(mirrors)})" if mirrors else "")
         + "\nFix the mirror, its signature or the keyring, or the mirror map, and check again.",
-        sources=named,
+        sources=failures,
     )
 
 
 def _update_failures(stdout: str, stderr: str) -> list[str]:
-    """apt's lines that say a source failed: Err items (with their reason) and E:/W: lines."""
+    """One line per source apt-get update could not fetch or verify, naming its URI and suite:
+    its Err items (with their reason), and the E:/W: lines that do not repeat them."""
     found: list[str] = []
     lines = stdout.splitlines()
     for index, line in enumerate(lines):
@@ -282,15 +292,10 @@ def _update_failures(stdout: str, stderr: str) -> list[str]:
         if item:
             reason = lines[index + 1].strip() if index + 1 < len(lines) else ""
             found.append(f"{item.group(1)}: {reason}")
-    found.extend(line for line in stderr.splitlines() if _FAILURE.match(line))
-    return list(dict.fromkeys(found))
-
-
-def _name_mirror(line: str, mirrored: Mapping[str, str]) -> str:
-    for host, image in mirrored.items():
-        if host in line:
-            return f"{line} (the image's {image} is read from {host})"
-    return line
+    said = [line for line in stderr.splitlines() if _FAILURE.match(line)]
+    if found:
+        said = [line for line in said if not _REPEATS.match(line)]
+    return list(dict.fromkeys(found + said))
 
 
 def _releases(tree: _Tree) -> dict[str, dict[str, str]]:
