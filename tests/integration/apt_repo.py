@@ -103,14 +103,16 @@ class AptRepo:
             self._thread.join()
             self._thread = None
 
-    def publish(self, suite: str, package: str, version: str, *, security: bool = False) -> None:
-        """Build `package` at `version` (Architecture: all) into the suite, then re-index and
-        re-sign it. A security suite's Label is Kiln-Demo-Security, as Debian's is
-        Debian-Security; a suite keeps the security mark of its first publish."""
+    def publish(
+        self, suite: str, package: str, version: str, *, security: bool = False, depends: str = ""
+    ) -> None:
+        """Build `package` at `version` (Architecture: all, with the Depends given) into the
+        suite, then re-index and re-sign it. A security suite's Label is Kiln-Demo-Security, as
+        Debian's is Debian-Security; a suite keeps the security mark of its first publish."""
         self._security.setdefault(suite, security)
         pool = self.root / "pool" / suite
         pool.mkdir(parents=True, exist_ok=True)
-        self._build(package, version, pool / f"{package}_{version}_all.deb")
+        self._build(package, version, depends, pool / f"{package}_{version}_all.deb")
         self._index(suite)
 
     def break_signature(self, suite: str) -> None:
@@ -166,12 +168,14 @@ class AptRepo:
         for name in ("Release", "InRelease", "Release.gpg"):
             self._touch(dist / name)
 
-    def _build(self, package: str, version: str, deb: Path) -> None:
+    def _build(self, package: str, version: str, depends: str, deb: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="kiln-deb-") as tmp:
             tree = Path(tmp)
             (tree / "DEBIAN").mkdir()
+            relations = f"Depends: {depends}\n" if depends else ""
             (tree / "DEBIAN" / "control").write_text(
-                textwrap.dedent(f"""\
+                relations
+                + textwrap.dedent(f"""\
                     Package: {package}
                     Version: {version}
                     Architecture: all

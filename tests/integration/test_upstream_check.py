@@ -91,6 +91,30 @@ def test_a_security_label_marks_a_suite_not_named_security(repo: AptRepo, tmp_pa
     assert found == {"db v1": [PendingUpdate("kiln-demo", "all", "1.0", "2.0", ("updates",), True)]}
 
 
+def test_an_update_apt_could_not_install_is_pending_all_the_same(
+    repo: AptRepo, tmp_path: Path
+) -> None:
+    """1.1 depends on a package no source has: dist-upgrade would keep it back, but the image
+    is still behind its security suite."""
+    repo.publish(SECURITY, "kiln-demo", "1.1", depends="kiln-nowhere (>= 3)")
+    assert [u.candidate for u in check(repo, tmp_path)["web v3"]] == ["1.1"]
+
+
+def test_the_images_pins_choose_the_candidate(repo: AptRepo, tmp_path: Path) -> None:
+    """The image's preferences take part: a pinned-away security suite offers nothing, and a
+    pin above 1000 that would downgrade a locally built 9.0 is no pending update."""
+    repo.publish(SECURITY, "kiln-demo", "1.1")
+    never = b"Package: kiln-demo\nPin: release a=kiln-demo-security\nPin-Priority: -1\n"
+    down = b"Package: *\nPin: release l=Kiln-Demo\nPin-Priority: 1001\n"
+    images = []
+    for key, prefs, installed in (("pinned", never, "1.0"), ("local", down, "9.0")):
+        apt = apt_state(repo)
+        files = {**apt.files, f"/etc/apt/preferences.d/{key}.pref": prefs}
+        packages = (Package("kiln-demo", installed, "all"),)
+        images.append(ImageToCheck(key, AptState("amd64", files=files), packages))
+    assert check(repo, tmp_path, *images) == {"pinned": [], "local": []}
+
+
 def test_versions_sharing_sources_are_each_answered_from_one_update(
     repo: AptRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
