@@ -164,6 +164,19 @@ def test_a_bad_signature_is_an_error_naming_the_source(repo: AptRepo, tmp_path: 
     assert "stable" not in "".join(raised.value.sources)
 
 
+def test_one_failing_source_set_fails_the_whole_check_naming_its_images(
+    repo: AptRepo, tmp_path: Path
+) -> None:
+    """Source sets are updated side by side: the answer for the sound one is not returned
+    alone, and the error names the images whose sources failed."""
+    sound = image(repo, key="web v3", suites=("stable",))
+    broken = image(repo, key="db v1", suites=(SECURITY,))
+    repo.break_signature(SECURITY)
+    with pytest.raises(UpstreamError) as raised:
+        check(repo, tmp_path, sound, broken)
+    assert "sources of db v1 " in str(raised.value) and "web v3" not in str(raised.value)
+
+
 def test_a_cold_check_of_a_bad_signature_is_an_error_too(repo: AptRepo, tmp_path: Path) -> None:
     repo.break_signature(SECURITY)
     with pytest.raises(UpstreamError, match=f"{repo.url} {SECURITY}.*BADSIG"):

@@ -146,15 +146,39 @@ def check_upstream(
         key: _prepare_tree(cache_dir / key, group[0].apt, mirrors or {})
         for key, group in by_tree.items()
     }
-    for key, tree in trees.items():
-        _update(tree, [image.key for image in by_tree[key]])
+    # Updates wait on mirrors, not on this host's CPUs: all source sets at once.
+    with ThreadPoolExecutor(max_workers=min(8, len(trees)) or 1) as pool:
+        refreshed = dict(
+            zip(trees, pool.map(_refresh, trees.values(), by_tree.values()), strict=True)
+        )
+    failed = [found for found in refreshed.values() if isinstance(found, UpstreamError)]
+    if failed:
+        raise failed[0] if len(failed) == 1 else _together(failed)
+    releases = {k: v for k, v in refreshed.items() if not isinstance(v, UpstreamError)}
     jobs = [(trees[key], image) for key, group in by_tree.items() for image in group]
-    releases = {key: _releases(tree) for key, tree in trees.items()}
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         answers = pool.map(
             lambda job: _pending(job[0], job[1].packages, releases[job[0].dir.name]), jobs
         )
         return {image.key: found for (_, image), found in zip(jobs, answers, strict=True)}
+
+
+def _refresh(
+    tree: _Tree, images: Sequence[ImageToCheck]
+) -> Mapping[str, Mapping[str, str]] | UpstreamError:
+    """The tree's sources updated and their Release fields, or why they could not be."""
+    try:
+        _update(tree, [image.key for image in images])
+        return _releases(tree)
+    except UpstreamError as exc:
+        return exc
+
+
+def _together(failed: Sequence[UpstreamError]) -> UpstreamError:
+    return UpstreamError(
+        "\n\n".join(str(exc) for exc in failed),
+        sources=[source for exc in failed for source in exc.sources],
+    )
 
 
 def _tree_key(apt: AptState) -> str:
