@@ -142,10 +142,15 @@ def test_the_hosts_apt_configuration_sources_and_status_take_no_part(
     for setting in (
         "Dir::Etc::sourcelist", "Dir::Etc::sourceparts", "Dir::Etc::trusted",
         "Dir::Etc::trustedparts", "Dir::Etc::preferences", "Dir::Etc::preferencesparts",
-        "Dir::Etc::main", "Dir::Etc::parts", "Dir::State::lists", "Dir::State::status",
+        "Dir::State::lists", "Dir::State::status",
     ):  # fmt: skip
         line = next(line for line in dump.splitlines() if line.startswith(f"{setting} "))
         assert cache in line, line
+    # Dir::Etc is the tree's, and every Dir::Etc::* is in the tree or relative to Dir::Etc.
+    assert f'Dir::Etc "{cache}' in dump
+    for line in dump.splitlines():
+        value = line.split('"')[1] if line.startswith("Dir::Etc") else ""
+        assert cache in value or not value.startswith("/"), line
     # The host's apt.conf.d (hooks such as APT::Update::Post-Invoke) was not read.
     assert "Post-Invoke" not in dump
     assert "/etc/apt" not in env["APT_CONFIG"]

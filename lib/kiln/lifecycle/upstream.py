@@ -194,8 +194,10 @@ def _prepare_tree(where: Path, apt: AptState, mirrors: Mapping[str, str]) -> _Tr
         (root / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("state/lists/partial", "cache/archives/partial", "log", "etc/apt.conf.d"):
         (where / sub).mkdir(parents=True, exist_ok=True)
+    # Dir::Etc too: whatever else apt finds relative to it (auth.conf.d's credentials for the
+    # host's mirrors...) is the tree's, and empty.
     (where / "apt.conf").write_text(
-        f'Dir::Etc::main "{where}/etc/apt.conf";\nDir::Etc::parts "{where}/etc/apt.conf.d";\n'
+        f'Dir::Etc "{where}/etc";\nDir::Etc::main "apt.conf";\nDir::Etc::parts "apt.conf.d";\n'
     )
     (where / "etc" / "apt.conf").write_text("")
     for path, content in apt.files.items():
