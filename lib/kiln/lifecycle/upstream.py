@@ -17,7 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -92,8 +92,9 @@ class _Tree:
         return self.dir / "root"
 
     def env(self) -> dict[str, str]:
-        # C locale: kiln reads apt's output. APT_CONFIG: apt reads this file first, and it
-        # points Dir::Etc::main and ::parts away from the host's /etc/apt (-o comes too late).
+        # C locale: kiln reads apt's output. APT_CONFIG: apt reads this file before apt.conf.d
+        # and apt.conf, and it moves Dir::Etc (with ::main and ::parts) off the host's
+        # /etc/apt: an -o option comes too late, after apt has read apt.conf.d.
         return {**os.environ, "LC_ALL": "C", "APT_CONFIG": str(self.dir / "apt.conf")}
 
     def options(self, status: Path) -> list[str]:
@@ -227,21 +228,26 @@ def _rewrite_sources(
     for found in _SIGNED_BY.finditer(text):
         value = found.group(1) or found.group(2)
         keyrings.update(word for word in re.split(r"[\s,]+", value) if word.startswith("/"))
-    for keyring in sorted(keyrings, key=len, reverse=True):
+    for keyring in sorted(keyrings):
         if keyring not in apt.files:
             raise UpstreamError(
                 f"{path} names the keyring {keyring} in Signed-By, but the bake did not capture "
                 "it: the source cannot be verified. Rebake the version to capture its apt state."
             )
-        text = text.replace(keyring, str(_inside(root, keyring)))
-    if mirrors:
-        # One pass, longest prefix first: a host URI is never rewritten again by another entry.
-        prefixes = sorted(mirrors, key=len, reverse=True)
-        pattern = "|".join(
-            re.escape(p) + ("" if p.endswith("/") else r"(?=[/\s\]]|$)") for p in prefixes
-        )
-        text = re.sub(pattern, lambda found: mirrors[found.group(0)], text, flags=re.M)
-    return text
+    copies = {keyring: str(_inside(root, keyring)) for keyring in keyrings}
+    text = _replace_all(text, copies, lambda p: "")
+    # A prefix matches whole path segments: file:/srv/a is not file:/srv/ab's mirror.
+    return _replace_all(text, mirrors, lambda p: "" if p.endswith("/") else r"(?=[/\s\]]|$)")
+
+
+def _replace_all(text: str, new: Mapping[str, str], end: Callable[[str], str]) -> str:
+    """Each key of ``new`` replaced by its value in one pass, longest first: a replacement is
+    never rewritten again by another entry (a private keyring path ends in the image's path)."""
+    if not new:
+        return text
+    olds = sorted(new, key=len, reverse=True)
+    pattern = "|".join(re.escape(old) + end(old) for old in olds)
+    return re.sub(pattern, lambda found: new[found.group(0)], text, flags=re.M)
 
 
 @contextmanager
