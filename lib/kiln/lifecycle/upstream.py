@@ -298,7 +298,8 @@ def _update(tree: _Tree, keys: Sequence[str]) -> None:
     if done.returncode == 0 and not failures:
         return
     if not failures:
-        failures = [line for line in done.stderr.splitlines() if line.strip()][-5:]
+        said = (done.stderr or done.stdout).splitlines()
+        failures = [line for line in said if line.strip()][-5:] or ["(apt said nothing)"]
     mirrors = [
         f"the image's {image} is read from {host}"
         for host, image in tree.mirrored.items()
