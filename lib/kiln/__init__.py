@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kiln.bake import BakeOptions, BakeOutcome, Baker, open_registry
     from kiln.guard import TaskException
     from kiln.model import Base, CloudSettings, HealthCheck, Project, Role, Secret
+    from kiln.package_sources import PackageSources
     from kiln.registry import Registry, Version
 
 # `import kiln.deploy` (or any other submodule, kiln-ansible's kiln.controller among them) runs
@@ -43,6 +44,7 @@ _LAZY = {
     "Project": "kiln.model",
     "Role": "kiln.model",
     "Secret": "kiln.model",
+    "PackageSources": "kiln.package_sources",
     "Registry": "kiln.registry",
     "Version": "kiln.registry",
 }
@@ -69,6 +71,7 @@ __all__ = [
     "HealthCheck",
     "ImageMoved",
     "KilnError",
+    "PackageSources",
     "Project",
     "ProvisionError",
     "Refused",

@@ -21,6 +21,8 @@ from kiln.registry import Package
 
 #: The version of the document the capture script writes.
 FACTS_FORMAT = 1
+#: Its name in a bake's work directory.
+FACTS_FILE = "facts.json"
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,14 @@ def facts_from_document(document: str | None, packages: list[Package]) -> ImageF
 def read_facts(path: Path) -> ImageFacts:
     """The capture script's document, as the builder wrote it."""
     if not path.exists():
-        raise BuildError(f"the package manifest {path} was not captured from the builder")
+        raise BuildError(f"the image's facts {path} were not captured from the builder")
+    return facts_from_capture(path.read_text(), str(path))
+
+
+def facts_from_capture(text: str, where: str) -> ImageFacts:
+    """The capture script's output (kiln/targets/capture_facts.py) as ImageFacts."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
         packages = tuple(
             PackageFacts(
                 p["name"],
@@ -160,5 +167,5 @@ def read_facts(path: Path) -> ImageFacts:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise BuildError(
-            f"the package manifest {path} is not kiln's facts document: {exc}"
+            f"{where} is not the facts document kiln's capture script writes: {exc}"
         ) from exc

@@ -18,6 +18,7 @@ from kiln.errors import DefinitionError, RegistryError
 from kiln.guard import TaskException
 from kiln.image_names import ImageNames, check_project_name, docker_component, project_name_from
 from kiln.image_registry import checked_image_registry
+from kiln.package_sources import PackageSources
 from kiln.registry.backend import resolve_registry
 from kiln.resources import TEMPLATES_DIR
 from kiln.variables import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES  # re-exported
@@ -210,6 +211,7 @@ class Project:
         mitogen: bool = True,
         registry_url: str | None = None,
         image_registry: str | None = None,
+        package_sources: PackageSources | None = None,
     ) -> None:
         """root holds tasks.py; images are named <image_namespace>/<name>-<registry id>/<role>.
 
@@ -226,7 +228,10 @@ class Project:
         image_registry: an OCI registry, HOST:PORT[/PREFIX], that each version's image is pushed
         to once its acceptance tests pass, and pulled from by digest where the engine lacks it;
         $KILN_IMAGE_REGISTRY overrides it. Without either, images stay in the local engine.
+        package_sources: local package repositories builders mount and `outdated --upstream`
+        reaches over HTTP (kiln.package_sources).
         """
+        self.package_sources = package_sources or PackageSources()
         self.image_namespace = docker_component("image namespace", image_namespace)
         self.production_hosts = tuple(production_hosts)
         self.lint_profile = _check_lint_profile("the project", lint_profile)

@@ -19,7 +19,7 @@ variable "bake_id" {
 
 variable "manifest_file" {
   type    = string
-  default = ".kiln/work/base/manual/packages.tsv"
+  default = ".kiln/work/base/manual/facts.json"
 }
 
 variable "events_file" {
@@ -132,16 +132,17 @@ build {
     ]
   }
 
-  # Remove the apt hooks (and say what came from the cache), list the installed packages into
-  # the builder's /run (a tmpfs, never committed), then seal: nothing of the bake stays in the
-  # image. All in one `docker exec`. Then copy the package list out and tell kiln's progress
-  # display that packer now commits.
+  # Copy kiln's facts script into the builder's /run (a tmpfs, never committed); remove the apt
+  # hooks (and say what came from the cache), write the image's facts (packages, apt sources,
+  # licenses) into /run, then seal: nothing of the bake stays in the image. All in one `docker
+  # exec`. Then copy the facts out and tell kiln's progress display that packer now commits.
   provisioner "shell-local" {
-    environment_vars = ["KILN_MANIFEST_FILE=${var.manifest_file}", "KILN_EVENTS_FILE=${var.events_file}"]
+    environment_vars = ["KILN_MANIFEST_FILE=${var.manifest_file}", "KILN_EVENTS_FILE=${var.events_file}", "KILN_FACTS_SCRIPT=lib/kiln/targets/capture_facts.py"]
     inline = [
+      "docker exec -i ${build.ID} sh -c 'cat > /run/kiln-facts.py' < \"$KILN_FACTS_SCRIPT\"",
       "docker exec -i ${build.ID} sh -e <<'KILN_SEAL'",
       "python3 /run/kiln-apt.py finish",
-      "dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /run/kiln-packages.tsv",
+      "KILN_FACTS_OUT=/run/kiln-facts.json python3 /run/kiln-facts.py",
       "apt-get clean",
       "rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible",
       "rm -f /var/lib/apt/periodic/update-success-stamp",
@@ -150,7 +151,7 @@ build {
       "find /var/log/journal -type f -name '*.journal*' -delete",
       "KILN_SEAL",
       "mkdir -p \"$(dirname \"$KILN_MANIFEST_FILE\")\"",
-      "docker exec ${build.ID} cat /run/kiln-packages.tsv > \"$KILN_MANIFEST_FILE\"",
+      "docker exec ${build.ID} cat /run/kiln-facts.json > \"$KILN_MANIFEST_FILE\"",
       "[ -z \"$KILN_EVENTS_FILE\" ] || echo '{\"event\": \"phase\", \"phase\": \"commit\"}' >> \"$KILN_EVENTS_FILE\"",
     ]
   }

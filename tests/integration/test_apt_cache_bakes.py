@@ -71,7 +71,7 @@ def image_traces(sandbox: Sandbox, image: str) -> str:
         "find /var/cache/apt/archives -mindepth 1 ! -name lock ! -name partial -print; "
         "find /var/cache/apt/archives/partial -mindepth 1 -print; "
         "find /var/lib/apt/lists -mindepth 1 -print; "
-        "ls /run/kiln-packages.tsv 2>/dev/null; "
+        "ls /run/kiln-facts.json /run/kiln-facts.py 2>/dev/null; "
         "ls /etc/apt/apt.conf.d | grep -i kiln; "
         "find /run/kiln-apt-cache /run/kiln-apt /run/kiln-apt.py /var/tmp/kiln-apt.py "
         "-mindepth 1 -print 2>/dev/null; "

@@ -50,7 +50,7 @@ def test_baked_web_serves_its_page_under_systemd(baked_sandbox: Sandbox) -> None
         # sealed: no package lists or downloaded packages, and kiln's scratch file is gone
         assert instance.exec("sh", "-c", "ls /var/cache/apt/archives/*.deb").returncode != 0
         assert instance.exec("find", "/var/lib/apt/lists", "-mindepth", "1").stdout == ""
-        assert instance.exec("test", "-e", "/tmp/kiln-packages.tsv").returncode != 0
+        assert instance.exec("test", "-e", "/tmp/kiln-facts.json").returncode != 0
 
 
 def test_image_labels_name_version_fingerprint_parent_and_commit(baked_sandbox: Sandbox) -> None:

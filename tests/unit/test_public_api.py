@@ -9,8 +9,9 @@ def test_public_api_is_pinned() -> None:
     assert sorted(kiln.__all__) == [
         "BakeOptions", "BakeOutcome", "Baker", "Base", "BuildError", "CloudSettings",
         "DefinitionError", "DeployError", "GuardError", "HealthCheck", "ImageMoved", "KilnError",
-        "Project", "ProvisionError", "Refused", "Registry", "RegistryError", "RenderError", "Role",
-        "Secret", "TaskException", "TestFailure", "ToolError", "Version", "open_registry",
+        "PackageSources", "Project", "ProvisionError", "Refused", "Registry", "RegistryError",
+        "RenderError", "Role", "Secret", "TaskException", "TestFailure", "ToolError", "Version",
+        "open_registry",
     ]  # fmt: skip
     for name in kiln.__all__:
         assert getattr(kiln, name) is not None

@@ -119,7 +119,8 @@ def test_an_old_registry_gains_an_identity_and_keeps_its_recorded_refs(tmp_path:
         registry.record_version(parent_version("web", 1, ref="kiln/web:1"))
     with closing(sqlite3.connect(path)) as raw:  # back to schema 3, before identities
         raw.executescript(
-            "DROP TABLE registry_identity; DROP TABLE pushes; PRAGMA user_version = 3;"
+            "DROP TABLE registry_identity; DROP TABLE pushes; DROP TABLE version_documents;"
+            " PRAGMA user_version = 3;"
         )
     with Registry(path) as registry:
         assert registry.schema_version == len(MIGRATIONS)

@@ -105,7 +105,10 @@ def test_template_provisioners(rendered: str) -> None:
     # cloud-init settles before Ansible; the package manifest is captured after it
     assert [kind for kind, _ in provisioners] == ["shell", "ansible", "shell", "file"]
     assert "cloud-init status --wait" in provisioners[0][1]["inline"][0]
-    assert "dpkg-query" in provisioners[2][1]["inline"][0]
+    # kiln's facts script (packages, apt sources, licenses), run by the guest's python3
+    assert provisioners[2][1]["script"] == "lib/kiln/targets/capture_facts.py"
+    assert provisioners[2][1]["environment_vars"] == ["KILN_FACTS_OUT=/tmp/kiln-facts.json"]
+    assert provisioners[3][1]["source"] == "/tmp/kiln-facts.json"
     ansible = provisioners[1][1]
     assert ansible["use_proxy"] is False
     assert ansible["user"] == "packer"

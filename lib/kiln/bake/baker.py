@@ -87,12 +87,17 @@ class Baker:
         force: bool = False,
         skip_tests: bool | None = None,
         check_idempotence: bool | None = None,
+        reasons: Mapping[str, str] | None = None,
     ) -> list[BakeOutcome]:
         """Bake role name and any stale ancestor; returns one outcome per node, base first.
 
         Every new version passes the acceptance gate (or is recorded untested with skip_tests);
         skip_tests and check_idempotence override this Baker's options for this call only.
+        reasons (node name -> reason document) bakes those nodes of the chain anew although
+        their inputs are unchanged, and records why with each (kiln.lifecycle._upstream).
         """
+        reasons = dict(reasons or {})
+        force = force or name in reasons
         options = self.options.overridden(
             skip_tests=skip_tests, check_idempotence=check_idempotence
         )
@@ -115,7 +120,8 @@ class Baker:
         if ignored_config is not None:  # before the audit, which may refuse every role
             self.reporter.warning("kiln", ignored_config)
         self.audit(role, self.project.state_path / "work" / role.name, warn=False)
-        self._before_builders(role, fingerprints, policy, force=force)
+        rebake = {name} if force else set()
+        self._before_builders(role, fingerprints, policy, rebake=rebake | set(reasons))
         chain = role.ancestry()
         if self.target.flattens_chain():  # one bake on the base applies every layer's Ansible
             chain = [chain[0], role]
@@ -123,10 +129,16 @@ class Baker:
         outcomes: list[BakeOutcome] = []
         parent: Version | None = None
         for node in chain:
-            forced = force and node is role
+            forced = (force and node is role) or node.name in reasons
             secret_values = secrets.get(node.name, {})
             outcome = self._ensure(
-                node, fingerprints[node.name], parent, options, policy, forced, secret_values
+                node,
+                fingerprints[node.name],
+                parent,
+                (options, policy),
+                forced,
+                secret_values,
+                reasons.get(node.name),
             )
             outcomes.append(outcome)
             parent = outcome.version
@@ -180,11 +192,12 @@ class Baker:
         node: Node,
         fingerprint: Fingerprint,
         parent: Version | None,
-        options: BakeOptions,
-        policy: BakePolicy,
+        rules: tuple[BakeOptions, BakePolicy],
         force: bool,
         secrets: Mapping[str, str],
+        reason: str | None = None,
     ) -> BakeOutcome:
+        options, policy = rules
         with role_lock(self.project, node.name, self.reporter):
             if not force:
                 hit = policy.cached_version(node, fingerprint)
@@ -206,11 +219,13 @@ class Baker:
                 )
             bake = self._node_bake(options)
             if isinstance(node, Base):
-                built = bake.bootstrap(node, fingerprint)
+                built = bake.bootstrap(node, fingerprint, reason=reason)
             else:
                 assert parent is not None
                 lint_verdict = self._lint.get(node.name)
-                built = bake.role(node, fingerprint, parent, secrets, lint=lint_verdict)
+                built = bake.role(
+                    node, fingerprint, parent, secrets, lint=lint_verdict, reason=reason
+                )
             return self.gate(options).check(
                 node,
                 built.record,
@@ -238,11 +253,13 @@ class Baker:
         fingerprints: Mapping[str, Fingerprint],
         policy: BakePolicy,
         *,
-        force: bool,
+        rebake: set[str],
     ) -> None:
-        """Checks that need no builder, for every node this bake may build: failed twins, lint."""
+        """Checks that need no builder, for every node this bake may build: failed twins, lint.
+
+        rebake names the nodes baked anew whatever the registry holds (--force, reasons)."""
         for node in role.ancestry():
-            forced = force and node is role
+            forced = node.name in rebake
             fingerprint = fingerprints[node.name]
             if not forced and (
                 policy.cached_version(node, fingerprint) or policy.untested(node, fingerprint)

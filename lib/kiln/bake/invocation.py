@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kiln.console import Reporter
 from kiln.guard import ansible_environment
+from kiln.image_facts import FACTS_FILE
 from kiln.model import Project
 from kiln.private_files import write_private
 from kiln.redact import Redactor
@@ -39,7 +40,7 @@ class PackerInvocation:
             ("version", str(self.version)),
             ("source_commit", self.source_commit),
             ("bake_id", self.bake_id),
-            ("manifest_file", self.plan.relative(self.work / "packages.tsv")),
+            ("manifest_file", self.plan.relative(self.work / FACTS_FILE)),
             ("events_file", str(self.events_path.resolve())),
         ]
         if self.secret_file is not None:

@@ -25,13 +25,13 @@ from kiln.bake.record import (
     GitState,
     base_record,
     packer_phases,
-    read_manifest,
     record_version,
     role_record,
 )
 from kiln.bake.scope import PendingArtifact, packer_temp_dir, pending_artifact, workspace
 from kiln.console import Reporter
 from kiln.fingerprint import Fingerprint
+from kiln.image_facts import FACTS_FILE, read_facts
 from kiln.image_names import ImageNames
 from kiln.lint import LintVerdict
 from kiln.model import Base, Project, Role
@@ -73,7 +73,9 @@ class NodeBake:
     status: VersionStatus
     check_idempotence: bool = False
 
-    def bootstrap(self, base: Base, fingerprint: Fingerprint) -> Built:
+    def bootstrap(
+        self, base: Base, fingerprint: Fingerprint, *, reason: str | None = None
+    ) -> Built:
         started = time.monotonic()
         version = self.registry.allocate_version(base.name)
         log_dir = self._log_dir(base.name, version)
@@ -87,8 +89,10 @@ class NodeBake:
                     version,
                     fingerprint.digest,
                     partial(print, file=log),
+                    reuse=reason is None,
                 )
             pending.hold(artifact)
+            facts = self.target.base_facts(artifact)
             took = time.monotonic() - started
             record = base_record(
                 base,
@@ -100,7 +104,7 @@ class NodeBake:
                 took=took,
                 artifact=artifact,
             )
-            record_version(self.registry, record, [])
+            record_version(self.registry, record, facts, reason)
             pending.keep()
         self.reporter.phase(base.name, "base", f"version {version} ready in {took:.1f}s")
         return Built(record, log_dir)
@@ -113,7 +117,9 @@ class NodeBake:
         secrets: Mapping[str, str],
         *,
         lint: LintVerdict | None,
+        reason: str | None = None,
     ) -> Built:
+        """Bake role on parent and record it; reason says why when its inputs are unchanged."""
         started = time.monotonic()
         packer = tools.which("packer")
         version = self.registry.allocate_version(role.name)
@@ -146,7 +152,9 @@ class NodeBake:
                     redact=redact,
                     check_idempotence=self.check_idempotence,
                 )
-                record = self._record_role(invocation, pending, timings, started, lint, run)
+                record = self._record_role(
+                    invocation, pending, timings, started, (lint, reason), run
+                )
                 pending.keep()  # before the gate: a version that fails its tests keeps its image
         return Built(record, log_dir, redact)
 
@@ -283,17 +291,19 @@ class NodeBake:
         pending: PendingArtifact,
         timings: dict[str, float],
         started: float,
-        lint: LintVerdict | None,
+        why: tuple[LintVerdict | None, str | None],
         run: PackerRun,
     ) -> Version:
-        """Collect the artifact and the package manifest, and record the new version."""
+        """Collect the artifact and the image's facts, and record the new version with its lint
+        verdict and, for unchanged inputs, the reason it was baked."""
+        lint, reason = why
         plan, version = invocation.plan, invocation.version
         assert plan.parent is not None
         record_started = time.monotonic()
         self.reporter.phase(plan.role.name, "record", f"version {version}")
         artifact = self.target.collect_artifact(plan, version)
         pending.hold(artifact)
-        packages = read_manifest(invocation.work / "packages.tsv")
+        facts = read_facts(invocation.work / FACTS_FILE)
         timings["record"] = time.monotonic() - record_started
         record = role_record(
             plan.role,
@@ -309,7 +319,7 @@ class NodeBake:
             lint=lint,
             strategy=strategy_of(run.events),
         )
-        record_version(self.registry, record, packages)
+        record_version(self.registry, record, facts, reason)
         return record
 
     def _log_dir(self, role: str, version: int) -> Path:

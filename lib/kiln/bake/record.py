@@ -1,18 +1,18 @@
-"""The Version record of a bake (base or role), its package manifest, and writing it down."""
+"""The Version record of a bake (base or role), its image's facts, and writing it down."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from kiln.ansible_events import StrategyEvent
-from kiln.errors import BuildError, RegistryError
+from kiln.errors import RegistryError
 from kiln.fingerprint import Fingerprint
+from kiln.image_facts import ImageFacts
 from kiln.lint import LintVerdict
 from kiln.model import Base, Role
 from kiln.packer import PackerRun
-from kiln.registry import Artifact, Package, Registry, Version, VersionStatus, utc_now
+from kiln.registry import Artifact, Registry, Version, VersionStatus, utc_now
 from kiln.targets.base import MITOGEN_STRATEGY
 
 #: (commit, dirty) of the project's git checkout.
@@ -104,22 +104,20 @@ def _strategy_tool(strategy: StrategyEvent | None) -> dict[str, str]:
     return {"ansible strategy": "linear" if plain else strategy.name}
 
 
-def read_manifest(path: Path) -> list[Package]:
-    """The packages the builder listed (name, version, architecture per tab-separated line)."""
-    if not path.exists():
-        raise BuildError(f"the package manifest {path} was not captured from the builder")
-    packages = []
-    for line in path.read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[0]:
-            packages.append(Package(parts[0], parts[1], parts[2]))
-    return packages
-
-
-def record_version(registry: Registry, record: Version, packages: list[Package]) -> None:
-    """Record a version; the caller's pending artifact goes if this raises."""
+def record_version(
+    registry: Registry, record: Version, facts: ImageFacts | None, reason: str | None = None
+) -> None:
+    """Record a version with its image's facts (None: a render-only or older target captured
+    none) and the reason it was baked (None: its inputs changed, the usual reason); the
+    caller's pending artifact goes if this raises."""
+    documents = {}
+    if facts is not None:
+        documents["image-facts"] = facts.document()
+    if reason is not None:
+        documents["bake-reason"] = reason
+    packages = [p.package for p in facts.packages] if facts is not None else []
     try:
-        registry.record_version(record, packages=packages)
+        registry.record_version(record, packages=packages, documents=documents)
     except OSError as exc:
         raise RegistryError(f"cannot record {record.label}: {exc}") from exc
 

@@ -14,6 +14,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("versions", "role, version"),
     ("artifacts", "role, version, target"),
     ("packages", "role, version, name, arch"),
+    ("version_documents", "role, version, kind"),
     ("pushes", "role, version, target, registry"),
     ("channels", "role, channel"),
     ("channel_log", "id"),

@@ -155,4 +155,23 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ON registry_identity FOR EACH ROW
         EXECUTE FUNCTION kiln_registry_identity_never_changes()""",
     ),
+    # 4: documents recorded with a version (SQLite's migration 6).
+    (
+        """CREATE TABLE version_documents (
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (role, version, kind),
+            FOREIGN KEY (role, version) REFERENCES versions (role, version)
+        )""",
+        """CREATE FUNCTION kiln_version_document_never_changes() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'a version document never changes';
+        END $$""",
+        """CREATE TRIGGER version_documents_never_change BEFORE UPDATE
+        ON version_documents FOR EACH ROW
+        EXECUTE FUNCTION kiln_version_document_never_changes()""",
+    ),
 )

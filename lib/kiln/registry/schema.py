@@ -159,6 +159,23 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT RAISE(ABORT, 'a registry identity never changes');
     END;
     """,
+    # 6: documents recorded with a version, one per kind and as immutable as the version:
+    # "image-facts" (apt sources and keys, source packages, licenses: kiln.image_facts) and
+    # "bake-reason" (why a version with unchanged inputs was baked: kiln.lifecycle._reasons).
+    """
+    CREATE TABLE version_documents (
+        role TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (role, version, kind),
+        FOREIGN KEY (role, version) REFERENCES versions (role, version)
+    );
+    CREATE TRIGGER version_documents_never_change BEFORE UPDATE ON version_documents
+    BEGIN
+        SELECT RAISE(ABORT, 'a version document never changes');
+    END;
+    """,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kiln.errors import RegistryError
 from kiln.registry.backend import Session
@@ -12,6 +12,9 @@ from kiln.registry.rows import Artifact, Columns, Package, Version, from_row
 from kiln.registry.status import STATUSES, VersionStatus, statuses
 
 _KNOWN = frozenset(STATUSES)
+#: What a version may record beside its rows: its image's facts (kiln.image_facts) and, for a
+#: version baked with unchanged inputs, why (kiln.lifecycle._reasons).
+DOCUMENT_KINDS = frozenset({"image-facts", "bake-reason"})
 #: The statuses find_reusable asks SQL for, from the one rule VersionStatus.reusable.
 _REUSABLE = tuple(sorted(statuses(lambda s: s.reusable)))
 
@@ -40,8 +43,10 @@ class Versions(Connection):
         version: Version,
         *,
         packages: Sequence[Package] = (),
+        documents: Mapping[str, str] | None = None,
     ) -> None:
-        """Record a finished bake with its artifacts and package manifest, all or nothing."""
+        """Record a finished bake with its artifacts, package manifest and documents (kind ->
+        text: see DOCUMENT_KINDS), all or nothing."""
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO versions (role, version, kind, target, fingerprint, parent_role,"
@@ -87,6 +92,13 @@ class Versions(Connection):
                 " SET pkg_version = excluded.pkg_version",
                 [(version.role, version.version, p.name, p.version, p.arch) for p in packages],
             )
+            conn.executemany(
+                "INSERT INTO version_documents (role, version, kind, body) VALUES (?,?,?,?)",
+                [
+                    (version.role, version.version, _known_kind(kind), body)
+                    for kind, body in sorted((documents or {}).items())
+                ],
+            )
 
     def set_status(self, role: str, version: int, status: str, reason: str | None = None) -> None:
         """Change a version's status (see STATUSES) in a transaction of its own."""
@@ -129,6 +141,22 @@ class Versions(Connection):
     def roles(self) -> list[str]:
         """Every role with a recorded version, including roles no longer defined."""
         return [r["role"] for r in self._query("SELECT DISTINCT role FROM versions ORDER BY role")]
+
+    def document(self, role: str, version: int, kind: str) -> str | None:
+        """The document of this kind recorded with a version, or None (older versions have none)."""
+        rows = self._query(
+            "SELECT body FROM version_documents WHERE role = ? AND version = ? AND kind = ?",
+            (role, version, _known_kind(kind)),
+        )
+        return str(rows[0]["body"]) if rows else None
+
+    def documents(self, role: str, kind: str) -> dict[int, str]:
+        """version -> document of this kind, for every version of role that has one."""
+        rows = self._query(
+            "SELECT version, body FROM version_documents WHERE role = ? AND kind = ?",
+            (role, _known_kind(kind)),
+        )
+        return {int(r["version"]): str(r["body"]) for r in rows}
 
     def packages(self, role: str, version: int) -> list[Package]:
         """The package manifest of one version, for diff and the report."""
@@ -192,3 +220,10 @@ def _version(row: Columns, artifacts: tuple[Artifact, ...]) -> Version:
         artifacts=artifacts,
         parent_revoked=bool(row["parent_revoked"]),
     )
+
+
+def _known_kind(kind: str) -> str:
+    if kind not in DOCUMENT_KINDS:
+        known = ", ".join(sorted(DOCUMENT_KINDS))
+        raise RegistryError(f"unknown version document kind {kind!r} (known: {known})")
+    return kind

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 from kiln import packer_plugins, tools
 from kiln.errors import BuildError
-from kiln.fingerprint import Fingerprint
+from kiln.fingerprint import Fingerprint, file_digest
+from kiln.image_facts import ImageFacts
 from kiln.image_names import ImageNames
 from kiln.model import Base, Project, Role
 from kiln.paths import relative_to
@@ -32,12 +33,11 @@ from kiln.resources import CALLBACK_DIR as CALLBACK_DIR  # re-exported: acceptan
 from kiln.resources import STRATEGY_DIR
 
 PLAYBOOK_TEMPLATE = "playbook.yml.j2"
-#: The package manifest of a builder reached over SSH (qemu, cloud), fetched by Packer's file
-#: provisioner; the docker target captures it inside its own seal step.
-MANIFEST_COMMAND = (
-    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\n'"
-    " > /tmp/kiln-packages.tsv"
-)
+#: The script that writes the image's facts (kiln.image_facts) in every builder: Packer's shell
+#: provisioner runs it over SSH (qemu, cloud) with KILN_FACTS_OUT=FACTS_OVER_SSH, and its file
+#: provisioner fetches the result; the docker target runs it inside its own seal step.
+FACTS_SCRIPT = Path(__file__).resolve().parent / "capture_facts.py"
+FACTS_OVER_SSH = "/tmp/kiln-facts.json"
 
 LineSink = Callable[[str], None]
 
@@ -111,7 +111,7 @@ class BakePlan:
 
     @property
     def manifest_default(self) -> str:
-        return f".kiln/work/{self.role.name}/manual/packages.tsv"
+        return f".kiln/work/{self.role.name}/manual/facts.json"
 
     @property
     def parent_label(self) -> str:
@@ -181,7 +181,10 @@ class Renderer(ABC):
 
     def recipe(self) -> dict[str, Any]:
         """What this target's code adds to every image (flags, seal steps): part of fingerprints."""
-        return {"ansible_env": [str(v) for v in ANSIBLE_ENV_STATIC]}
+        return {
+            "ansible_env": [str(v) for v in ANSIBLE_ENV_STATIC],
+            "facts_script": file_digest(FACTS_SCRIPT),
+        }
 
     # -- what the target's HCL needs ----------------------------------------------------------
     @abstractmethod
@@ -219,8 +222,19 @@ class Builder(ABC):
         version: int,
         fingerprint: str,
         log: LineSink,
+        *,
+        reuse: bool = True,
     ) -> Artifact:
-        """Build the base image every role of base starts from, as version ``version``."""
+        """Build the base image every role of base starts from, as version ``version``.
+
+        reuse=False (a rebake for upstream updates) never stands in an image already built with
+        the same fingerprint: the point is what the mirror holds now.
+        """
+
+    @abstractmethod
+    def base_facts(self, artifact: Artifact) -> ImageFacts | None:
+        """The facts of a bootstrapped base image (kiln.image_facts), where the target can read
+        them without booting it; None leaves the base without facts (no upstream check)."""
 
     @abstractmethod
     def artifact_exists(self, artifact: Artifact) -> bool:

@@ -14,7 +14,8 @@ from kiln.errors import DefinitionError
 from kiln.model import Base, CloudSettings
 from kiln.render import Interpolated
 from kiln.targets.base import (
-    MANIFEST_COMMAND,
+    FACTS_OVER_SSH,
+    FACTS_SCRIPT,
     BakePlan,
     Renderer,
     ansible_arguments,
@@ -22,7 +23,7 @@ from kiln.targets.base import (
 )
 
 CLOUD_SEAL_COMMANDS = (
-    "sudo rm -f /tmp/kiln-packages.tsv",
+    f"sudo rm -f {FACTS_OVER_SSH}",
     "sudo apt-get clean",
     "sudo rm -rf /var/lib/apt/lists/*",
     "sudo cloud-init clean --logs",
@@ -93,7 +94,8 @@ class CloudTarget(Renderer):
             "ssh_username": self.settings(plan).ssh_username,
             "ansible_arguments": self._ansible_arguments(plan),
             "ansible_env_vars": ansible_env_vars(plan),
-            "manifest_command": MANIFEST_COMMAND,
+            "facts_script": plan.relative(FACTS_SCRIPT),
+            "facts_file": FACTS_OVER_SSH,
             "seal_commands": list(CLOUD_SEAL_COMMANDS),
         }
 

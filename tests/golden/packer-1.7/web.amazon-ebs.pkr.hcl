@@ -34,7 +34,7 @@ variable "bake_id" {
 
 variable "manifest_file" {
   type    = string
-  default = ".kiln/work/web/manual/packages.tsv"
+  default = ".kiln/work/web/manual/facts.json"
 }
 
 variable "events_file" {
@@ -104,20 +104,22 @@ build {
     ]
   }
 
+  # The image's facts (packages, sources, licenses): kiln's script, run by the guest's python3.
   provisioner "shell" {
-    inline = ["dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /tmp/kiln-packages.tsv"]
+    environment_vars = ["KILN_FACTS_OUT=/tmp/kiln-facts.json"]
+    script           = "lib/kiln/targets/capture_facts.py"
   }
 
   provisioner "file" {
     direction   = "download"
-    source      = "/tmp/kiln-packages.tsv"
+    source      = "/tmp/kiln-facts.json"
     destination = var.manifest_file
   }
 
   # Seal: no bake key, host keys, machine id or cloud-init state stays in the image.
   provisioner "shell" {
     inline = [
-      "sudo rm -f /tmp/kiln-packages.tsv",
+      "sudo rm -f /tmp/kiln-facts.json",
       "sudo apt-get clean",
       "sudo rm -rf /var/lib/apt/lists/*",
       "sudo cloud-init clean --logs",

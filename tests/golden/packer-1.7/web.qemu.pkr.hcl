@@ -34,7 +34,7 @@ variable "bake_id" {
 
 variable "manifest_file" {
   type    = string
-  default = ".kiln/work/web/manual/packages.tsv"
+  default = ".kiln/work/web/manual/facts.json"
 }
 
 variable "events_file" {
@@ -112,7 +112,7 @@ source "qemu" "web" {
   ssh_handshake_attempts = 100
 
   # Seal: nothing of this bake, its user, its key or this instance's identity may ship.
-  shutdown_command = "sudo sh -euc 'cloud-init clean --logs; rm -f /etc/ssh/ssh_host_*; truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; userdel --force --remove packer; rm -f /etc/sudoers.d/90-cloud-init-users; rm -rf /root/.ansible /tmp/kiln-packages.tsv; apt-get clean; rm -rf /var/lib/apt/lists/*; fstrim -av || true; sync; poweroff'"
+  shutdown_command = "sudo sh -euc 'cloud-init clean --logs; rm -f /etc/ssh/ssh_host_*; truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; userdel --force --remove packer; rm -f /etc/sudoers.d/90-cloud-init-users; rm -rf /root/.ansible /tmp/kiln-facts.json; apt-get clean; rm -rf /var/lib/apt/lists/*; fstrim -av || true; sync; poweroff'"
   shutdown_timeout = "5m"
 }
 
@@ -163,13 +163,15 @@ build {
     ]
   }
 
+  # The image's facts (packages, sources, licenses): kiln's script, run by the guest's python3.
   provisioner "shell" {
-    inline = ["dpkg-query -W -f='\u0024{binary:Package}\\t\u0024{Version}\\t\u0024{Architecture}\\n' > /tmp/kiln-packages.tsv"]
+    environment_vars = ["KILN_FACTS_OUT=/tmp/kiln-facts.json"]
+    script           = "lib/kiln/targets/capture_facts.py"
   }
 
   provisioner "file" {
     direction   = "download"
-    source      = "/tmp/kiln-packages.tsv"
+    source      = "/tmp/kiln-facts.json"
     destination = var.manifest_file
   }
 }

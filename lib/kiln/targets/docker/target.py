@@ -13,11 +13,13 @@ from kiln import tools
 from kiln.docker import INIT, SYSTEMD_RUN_FLAGS, recorded_image_present
 from kiln.errors import BuildError
 from kiln.fingerprint import file_digest
+from kiln.image_facts import ImageFacts, facts_from_capture
 from kiln.image_names import ImageNames
 from kiln.model import Base, Project
 from kiln.registry import Artifact
 from kiln.render import Interpolated
 from kiln.targets.base import (
+    FACTS_SCRIPT,
     BakePlan,
     BakeTarget,
     LineSink,
@@ -38,12 +40,13 @@ APT_CACHE_SCRIPT = Path(__file__).resolve().parent / "apt_cache.py"
 APT_CACHE_HOOKS_IN_BUILDER = "/run/kiln-apt.py"
 # The play's first task: the builder's `apt-get update` runs while Ansible starts (see the HCL).
 WAIT_FOR_LISTS = f"python3 {APT_CACHE_HOOKS_IN_BUILDER} wait-update"
-# Where the builder's package list waits until the host copies it out: /run is a tmpfs.
-MANIFEST_IN_BUILDER = "/run/kiln-packages.tsv"
+# Where the image's facts (kiln.image_facts) wait until the host copies them out, and the script
+# that writes them: /run is a tmpfs, never committed.
+MANIFEST_IN_BUILDER = "/run/kiln-facts.json"
+FACTS_SCRIPT_IN_BUILDER = "/run/kiln-facts.py"
 CAPTURE_COMMANDS = (
     f"python3 {APT_CACHE_HOOKS_IN_BUILDER} finish",
-    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\n' > "
-    + MANIFEST_IN_BUILDER,
+    f"KILN_FACTS_OUT={MANIFEST_IN_BUILDER} python3 {FACTS_SCRIPT_IN_BUILDER}",
 )
 SEAL_COMMANDS = (
     "apt-get clean",
@@ -65,6 +68,10 @@ SEAL_COMMANDS = (
 # that packer now commits the builder.
 SEAL_DELIMITER = "KILN_SEAL"
 CAPTURE_SEAL_AND_MARK_COMMIT = (
+    Interpolated(
+        f"docker exec -i ${{build.ID}} sh -c 'cat > {FACTS_SCRIPT_IN_BUILDER}'"
+        ' < "$KILN_FACTS_SCRIPT"'
+    ),
     Interpolated(f"docker exec -i ${{build.ID}} sh -e <<'{SEAL_DELIMITER}'"),
     *CAPTURE_COMMANDS,
     *SEAL_COMMANDS,
@@ -113,7 +120,8 @@ class DockerTarget(BakeTarget):
         }
 
     def _run_command(self, plan: BakePlan) -> list[Any]:
-        """docker run arguments of the builder: labelled, systemd as PID 1, the apt cache."""
+        """docker run arguments of the builder: labelled, systemd as PID 1, the apt cache, the
+        project's package source mounts (read-only; not fingerprinted, like the mirror)."""
         return [
             "-d",
             "--label",
@@ -124,6 +132,11 @@ class DockerTarget(BakeTarget):
             f"{OWNER_LABEL}={plan.images.prefix}",
             *SYSTEMD_RUN_FLAGS,
             *apt_cache_flags(),
+            *(
+                flag
+                for m in plan.project.package_sources.builder_mounts()
+                for flag in m.docker_flags()
+            ),
             "--",
             "{{.Image}}",
             INIT,
@@ -175,6 +188,7 @@ class DockerTarget(BakeTarget):
             "ansible_arguments": self._ansible_arguments(plan),
             "ansible_env_vars": ansible_env_vars(plan),
             "apt_cache_script": plan.relative(APT_CACHE_SCRIPT),
+            "facts_script": plan.relative(FACTS_SCRIPT),
             "capture_seal_and_mark_commit": list(CAPTURE_SEAL_AND_MARK_COMMIT),
         }
 
@@ -220,18 +234,20 @@ class DockerTarget(BakeTarget):
         version: int,
         fingerprint: str,
         log: LineSink,
+        *,
+        reuse: bool = True,
     ) -> Artifact:
         """mmdebstrap the suite straight into `docker import`, with systemd as the command.
 
         An image with the same fingerprint already in the engine (another checkout baked it) is
-        tagged with this project's name instead of bootstrapped again.
+        tagged with this project's name instead of bootstrapped again, unless reuse is False.
         """
         ref = images.ref(base.name, version)
         latest = f"{project.image_namespace}/{base.name}:latest"
         existing = tools.docker(
             "images", "-q", "--no-trunc", "--filter", f"label=kiln.fingerprint={fingerprint}"
         ).split()
-        if existing:
+        if existing and reuse:
             log(f"reusing image {existing[0]} with fingerprint {fingerprint[:12]}")
             tools.docker("tag", existing[0], ref)
             return self._tag_latest(ref, latest)
@@ -272,6 +288,35 @@ class DockerTarget(BakeTarget):
                 f"{debs.returncode}, docker import exit {imported.returncode}:\n{tail}"
             )
         return self._tag_latest(ref, latest)
+
+    def base_facts(self, artifact: Artifact) -> ImageFacts:
+        """The capture script run by the base image's python3 in a throwaway container with no
+        network (every base has python3: Ansible needs it)."""
+        script = FACTS_SCRIPT.read_text()
+        result = subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-i",
+                "--network",
+                "none",
+                "--entrypoint",
+                "python3",
+                artifact.image_id,
+                "-",
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BuildError(
+                f"cannot read the package list of base image {artifact.ref}: "
+                f"{result.stderr.strip()[-500:]}"
+            )
+        return facts_from_capture(result.stdout, artifact.ref)
 
     def _tag_latest(self, ref: str, latest: str) -> Artifact:
         """Bases are also tagged <namespace>/<base>:latest, the default image of Molecule
