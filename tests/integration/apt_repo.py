@@ -115,6 +115,13 @@ class AptRepo:
         self._build(package, version, depends, pool / f"{package}_{version}_all.deb")
         self._index(suite)
 
+    def create_suite(self, suite: str, *, security: bool = False) -> None:
+        """An empty, signed suite: a source an image can use before anything is published in
+        it (a security suite, say)."""
+        self._security.setdefault(suite, security)
+        (self.root / "pool" / suite).mkdir(parents=True, exist_ok=True)
+        self._index(suite)
+
     def break_signature(self, suite: str) -> None:
         """Alter one signed byte of the suite's InRelease and Release: the signatures no longer
         match (gpgv: BADSIG), while the key is still the trusted one."""

@@ -13,8 +13,8 @@ import pytest
 from apt_repo import AptRepo
 from kiln.errors import UpstreamError
 from kiln.image_facts import AptState
-from kiln.lifecycle import upstream
-from kiln.lifecycle.upstream import ImageToCheck, PendingUpdate, check_upstream
+from kiln.lifecycle import apt_updates as upstream
+from kiln.lifecycle.apt_updates import ImageToCheck, PendingUpdate, check_upstream
 from kiln.registry import Package
 
 IMAGE_URI = "file:/srv/kiln-demo"

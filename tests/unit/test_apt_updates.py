@@ -1,5 +1,5 @@
 """The upstream check's pure parts: sources rewritten for the private tree, apt's policy and
-update output read. tests/integration/test_upstream_check.py runs the real apt."""
+update output read. tests/integration/test_apt_updates_check.py runs the real apt."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from kiln.errors import UpstreamError
 from kiln.image_facts import AptState
-from kiln.lifecycle import upstream
-from kiln.lifecycle.upstream import PendingUpdate
+from kiln.lifecycle import apt_updates as upstream
+from kiln.lifecycle.apt_updates import PendingUpdate
 
 KEYS = {"/a.gpg": b"a", "/x/a.gpg": b"xa"}
 
