@@ -1,4 +1,4 @@
-"""Benchmark: kiln's upstream check (kiln.lifecycle.upstream) against Debian's real mirrors.
+"""Benchmark: kiln's upstream check (kiln.lifecycle.apt_updates) against Debian's real mirrors.
 
 Checks --versions images that each hold this host's installed packages (dpkg-query) with
 Debian bookworm's sources (main, -updates, -security) and keyring, as a bake records them,
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from kiln.image_facts import AptState
-from kiln.lifecycle.upstream import ImageToCheck, check_upstream
+from kiln.lifecycle.apt_updates import ImageToCheck, check_upstream
 from kiln.registry import Package
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"

@@ -18,6 +18,7 @@
     ├── ImageMoved          a recorded image's tag now names another image
     ├── SbomError           an SBOM is not valid CycloneDX, or a record cannot make one
     ├── UpstreamError       an image's apt sources could not be fetched or verified upstream
+    ├── UpdatesPending      `outdated --upstream --fail-on` found what it fails on; exit code 3
     └── DeployError         a deploy failed or was refused
 
 Third-party failures (subprocess, sqlite3, lark, ansible-runner) are translated at the boundary
@@ -214,6 +215,13 @@ class UpstreamError(KilnError):
     def __init__(self, message: str, *, sources: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.sources = tuple(sources)
+
+
+class UpdatesPending(KilnError):
+    """`outdated --upstream --fail-on security|any` found pending updates (or an image it could
+    not check): exit code 3, so that a schedule tells it from kiln failing to check at all."""
+
+    exit_code = 3
 
 
 class DeployError(KilnError):

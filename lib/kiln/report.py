@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln.lifecycle import PackageChange, diff_packages
+from kiln.lifecycle._reasons import describe_reason
 from kiln.model import Base, Project, Role
 from kiln.registry import Package, Registry, TestRun, Version, VersionStatus
 
@@ -51,6 +52,8 @@ class RoleData:
     channels: dict[str, int | None] = field(default_factory=dict)
     tests: dict[int, list[TestRun]] = field(default_factory=dict)
     packages: dict[int, list[Package]] = field(default_factory=dict)
+    #: version -> why it was baked with unchanged inputs (kiln.lifecycle._reasons)
+    reasons: dict[int, str] = field(default_factory=dict)
 
     @property
     def latest(self) -> Version | None:
@@ -84,6 +87,10 @@ def collect(project: Project, registry: Registry) -> list[RoleData]:
             data.tests.setdefault(run.version, []).append(run)
         for version in data.versions:
             data.packages[version.version] = registry.packages(data.name, version.version)
+        data.reasons = {
+            number: describe_reason(document) or ""
+            for number, document in registry.documents(data.name, "bake-reason").items()
+        }
     return list(roles.values())
 
 
@@ -256,6 +263,13 @@ def _details(role: RoleData, index: int, version: Version) -> str:
         "<dt>tools</dt><dd>"
         + e(", ".join(f"{k} {v}" for k, v in version.tools.items()) or "-")
         + "</dd>",
+        *(
+            [f"<dt>reason</dt><dd>{e(role.reasons[version.version])}</dd>"]
+            if version.version in role.reasons
+            else []
+        ),
+        f'<dt>SBOM</dt><dd><a class="sbom" href="{e(sbom_href(role.name, version.version))}">'
+        "CycloneDX JSON</a></dd>",
         "</dl>",
     ]
     tests = role.tests.get(version.version, [])
@@ -447,7 +461,30 @@ def write_report(project: Project, registry: Registry, path: Path | None = None)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = render_html(project, collect(project, registry), generated=generated)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _write_sboms(registry, target.parent)
+    _write_atomically(target, text)
+    return target
+
+
+def sbom_href(role: str, version: int) -> str:
+    """Where the report links a version's SBOM, relative to the report's own file."""
+    return f"sbom/{role}-v{version}.cdx.json"
+
+
+def _write_sboms(registry: Registry, directory: Path) -> None:
+    """The SBOM of every version beside the report. A version is immutable and its SBOM
+    deterministic (kiln.lifecycle.sbom), so a file already written is kept as it is."""
+    from kiln.lifecycle.sbom import version_sbom
+
+    for role in registry.roles():
+        for version in registry.history(role):
+            path = directory / sbom_href(role, version.version)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_atomically(path, version_sbom(registry, version))
+
+
+def _write_atomically(target: Path, text: str) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)
-    return target

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         "json": "print one JSON event per line",
         "verbose": "also print Packer's and Ansible's own output",
         "outdated": "rebake those of these roles (and roles built on them) that are outdated",
+        "upstream": "with --outdated: rebake those with pending upstream (security) updates",
         "skip_tests": "record new versions as untested instead of running their acceptance tests",
         "check_idempotence": "run Ansible a second time in each builder; any change fails the bake",
     }
@@ -45,6 +46,7 @@ def bake(
     json: bool = False,
     verbose: bool = False,
     outdated: bool = False,
+    upstream: bool = False,
     skip_tests: bool = False,
     check_idempotence: bool = False,
 ) -> None:
@@ -58,8 +60,13 @@ def bake(
 
     options = BakeOptions(skip_tests=skip_tests, check_idempotence=check_idempotence)
     with cli(), make_reporter(json_mode=json, verbose=verbose) as reporter:
+        if upstream and not outdated:
+            raise Exit(
+                "kiln: --upstream goes with --outdated: `invoke bake all --outdated --upstream`"
+            )
         if outdated:  # `invoke bake all --outdated`: every role `invoke outdated` lists
-            _bake_outdated(role, target=target, accel=accel, options=options, reporter=reporter)
+            rebake = _bake_upstream if upstream else _bake_outdated
+            rebake(role, target=target, accel=accel, options=options, reporter=reporter)
             return
         _bake_roles(
             role,
@@ -97,6 +104,48 @@ def _bake_outdated(
     )
     if not baked:
         reporter.message(role, "nothing outdated; nothing baked")
+
+
+def _bake_upstream(
+    role: str, *, target: str, accel: str, options: BakeOptions, reporter: Reporter
+) -> None:
+    """`bake --outdated --upstream`: check, then rebake the images with pending updates among
+    role (a spec such as web,worker or all) and every role built on them, parents first."""
+    from kiln import parallel as many
+    from kiln.bake import Baker, open_registry
+    from kiln.cli.bake_text import print_bake_summary
+    from kiln.lifecycle import bake_upstream, upstream_cache_dir, upstream_scope, upstream_updates
+
+    wanted, everything = many.parse_role_spec(role, project())
+    within = None if everything else wanted
+    with open_registry(project()) as registry:
+        report = upstream_updates(
+            registry,
+            cache_dir=upstream_cache_dir(),
+            mirrors=project().package_sources.mirrors,
+            roles=None if within is None else upstream_scope(project(), registry, within),
+        )
+        baker = Baker(
+            project(),
+            target=target,
+            registry=registry,
+            reporter=reporter,
+            skip_tests=options.skip_tests,
+            check_idempotence=options.check_idempotence,
+            accel=accel or None,
+        )
+        for image in report.unchecked:
+            reporter.warning(image.role, f"{image.label} was not checked: {image.unchecked}")
+        rebake = bake_upstream(
+            baker,
+            report,
+            within=within,
+            on_bake=lambda _name, outcomes: print_bake_summary(reporter, outcomes),
+        )
+    for line in rebake.still_pending:
+        reporter.warning(role, f"still pending after the rebake: {line}")
+    if not rebake.bakes:
+        reporter.message(role, "no pending upstream updates; nothing baked")
 
 
 def _bake_roles(
@@ -137,16 +186,30 @@ def _bake_roles(
         "bake": "rebake the outdated roles, parents first",
         "target": "where to rebake: docker (default)",
         "json": "print JSON",
+        "upstream": "list images with pending upstream (security) updates instead; no bake",
+        "role": "with --upstream: only these roles (web,worker; default: every recorded one)",
+        "fail_on": "with --upstream: exit 3 on security (or any) pending updates, for schedules",
     },
 )
-def outdated(c: Context, bake: bool = False, target: str = "docker", json: bool = False) -> None:
-    """List roles whose newest version was baked from a superseded or revoked parent."""
+def outdated(
+    c: Context,
+    bake: bool = False,
+    target: str = "docker",
+    json: bool = False,
+    upstream: bool = False,
+    role: str = "",
+    fail_on: str = "",
+) -> None:
+    """List roles baked from a superseded or revoked parent, or with pending upstream updates."""
     from kiln import lifecycle
     from kiln.bake import Baker, open_registry
     from kiln.cli import lifecycle_text
     from kiln.cli.bake_text import print_bake_summary
     from kiln.console import Reporter
 
+    if upstream:
+        _outdated_upstream(role, json=json, fail_on=fail_on)
+        return
     with cli(), open_registry(project()) as registry:
         found = lifecycle.outdated(registry)
         if json and not bake:
@@ -163,6 +226,27 @@ def outdated(c: Context, bake: bool = False, target: str = "docker", json: bool 
             lifecycle.bake_outdated(
                 baker, on_bake=lambda _name, outcomes: print_bake_summary(reporter, outcomes)
             )
+
+
+def _outdated_upstream(role: str, *, json: bool, fail_on: str) -> None:
+    """`outdated --upstream`: every checked image and its pending updates; exit 3 per fail_on."""
+    from kiln import lifecycle
+    from kiln.bake import open_registry
+    from kiln.cli import upstream_text
+    from kiln.cli.output import print_lines
+
+    with cli(), open_registry(project()) as registry:
+        report = lifecycle.upstream_updates(
+            registry,
+            cache_dir=lifecycle.upstream_cache_dir(),
+            mirrors=project().package_sources.mirrors,
+            roles=[r for r in role.split(",") if r] or None,
+        )
+        if json:
+            emit_json(upstream_text.as_json(report))
+        else:
+            print_lines(upstream_text.format_report(report))
+        upstream_text.raise_for(report, fail_on)
 
 
 @task(help={"role": "role to render (default: all)", "target": "target template to render"})

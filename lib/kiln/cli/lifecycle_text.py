@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 from kiln.fingerprint import canonical_json
 from kiln.lifecycle import MASK, ChannelChange, History, VersionDetails, VersionDiff
+from kiln.lifecycle._reasons import describe_reason
 from kiln.registry import ChannelLogEntry, Deployment, TestRun, VersionSummary
 
 
@@ -38,6 +40,8 @@ def format_history(result: History) -> list[str]:
             f"{e.status_label:<36}  {','.join(e.channels) or '-':<14}  {commit:<14}  "
             f"{e.bake_seconds:>6.1f}s  {e.created_at}"
         )
+    for number, why in sorted(result.reasons.items(), reverse=True):
+        lines.append(f"v{number}: {why}")
     lines.append("(+ after a commit: the tree was dirty)")
     lines.append("")
     lines.append("channel log:" if result.channel_log else "channel log: (empty)")
@@ -69,8 +73,14 @@ def format_show(d: VersionDetails) -> list[str]:
         f"  channels     {', '.join(s.channels) or '-'}",
         f"  commit       {s.git_commit}{' (dirty tree)' if s.git_dirty else ''}",
         f"  baked        {s.created_at} in {s.bake_seconds:.1f}s",
-        "ancestry:",
     ]
+    why = describe_reason(json.dumps(d.reason) if d.reason else None)
+    if why:
+        lines.append(f"  reason       {why}")
+        for u in (d.reason or {}).get("updates", []):
+            mark = "  security" if u.get("security") else ""
+            lines.append(f"    {u['name']}:{u['arch']} {u['installed']} -> {u['candidate']}{mark}")
+    lines.append("ancestry:")
     for a in d.ancestry:
         flag = " (built on revoked parent)" if a.parent_revoked else ""
         lines.append(f"  {a.role} v{a.version}  {a.kind}  {a.status}{flag}  {a.fingerprint[:12]}")
@@ -114,6 +124,8 @@ def format_show(d: VersionDetails) -> list[str]:
 
 def format_diff(d: VersionDiff) -> list[str]:
     lines = [f"{d.role} v{d.a} -> v{d.b}"]
+    if d.reason:
+        lines.append(f"v{d.b} was {d.reason}")
     lines.append(f"packages: {len(d.packages)} change(s)")
     mark = {"added": "+", "removed": "-", "changed": "~"}
     for p in d.packages:

@@ -1,5 +1,5 @@
 """Tasks over recorded versions (kiln.lifecycle): history, show, diff, channels and the moves
-between them (promote, rollback, revoke), gc, test, report."""
+between them (promote, rollback, revoke), gc, test, report, sbom."""
 
 from __future__ import annotations
 
@@ -289,4 +289,39 @@ def report(c: Context, output: str = "") -> None:
         print(f"wrote {path}")
 
 
-TASKS = (history, show, diff, promote, rollback, channels, channel, revoke, gc, test, report)
+@task(
+    help={
+        "role": "the role (or base) whose version to describe",
+        "version": "the version (default: the newest)",
+        "output": "where to write it (default: standard output)",
+    },
+)
+def sbom(c: Context, role: str, version: int = 0, output: str = "") -> None:
+    """Write a version's SBOM: CycloneDX 1.6 JSON from its recorded packages and facts."""
+    from kiln.lifecycle._lookup import require
+    from kiln.lifecycle.sbom import version_sbom
+
+    with cli(), open_registry() as registry:
+        found = require(registry, role, _version_number(version) if version else None)
+        text = version_sbom(registry, found)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+            print(f"wrote {output} ({found.label})", file=sys.stderr)
+        else:
+            sys.stdout.write(text + "\n")
+
+
+TASKS = (
+    history,
+    show,
+    diff,
+    promote,
+    rollback,
+    channels,
+    channel,
+    revoke,
+    gc,
+    test,
+    report,
+    sbom,
+)

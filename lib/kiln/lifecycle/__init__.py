@@ -5,6 +5,9 @@
 - `_channels`: check_channel, channels, channel_stack, promote, rollback and revoke;
 - `_gc`: gc and gc_plan;
 - `_outdated`: outdated and bake_outdated;
+- `_upstream`: upstream_updates and bake_upstream (pending updates upstream; apt_updates asks
+  the mirror, `_reasons` records why a version with unchanged inputs was baked);
+- `sbom`: a CycloneDX SBOM of a version;
 - `_lookup`: `require`, the version lookup they share.
 
 Refusals are RegistryErrors that say what to do next; the command-line layer prints results.
@@ -33,6 +36,15 @@ from kiln.lifecycle._history import (
     show,
 )
 from kiln.lifecycle._outdated import bake_outdated, outdated
+from kiln.lifecycle._upstream import (
+    ImageUpdates,
+    UpstreamRebake,
+    UpstreamReport,
+    bake_upstream,
+    upstream_cache_dir,
+    upstream_scope,
+    upstream_updates,
+)
 
 __all__ = [
     "MASK",
@@ -41,10 +53,14 @@ __all__ = [
     "ChannelVersion",
     "FileEntry",
     "History",
+    "ImageUpdates",
     "PackageChange",
+    "UpstreamRebake",
+    "UpstreamReport",
     "VersionDetails",
     "VersionDiff",
     "bake_outdated",
+    "bake_upstream",
     "channel_stack",
     "channels",
     "diff",
@@ -60,4 +76,7 @@ __all__ = [
     "role_files_digest",
     "rollback",
     "show",
+    "upstream_cache_dir",
+    "upstream_scope",
+    "upstream_updates",
 ]

@@ -11,6 +11,7 @@ from kiln.docker import FileEntry, image_filesystem, recorded_image_present
 from kiln.errors import ImageMoved, ImageRegistryError
 from kiln.image_registry import ensure_local
 from kiln.lifecycle._lookup import require
+from kiln.lifecycle._reasons import describe_reason
 from kiln.registry import Package, Registry, Version
 
 _Key = TypeVar("_Key", str, tuple[str, str])
@@ -54,6 +55,8 @@ class VersionDiff:
     inputs: list[InputChange]
     files: list[FileChange] | None
     files_note: str | None = None
+    #: Why b was baked although its inputs were unchanged (kiln.lifecycle._reasons), or None.
+    reason: str | None = None
 
     def packages_with(self, change: str) -> list[PackageChange]:
         return [p for p in self.packages if p.change == change]
@@ -168,4 +171,5 @@ def diff(registry: Registry, role: str, a: int, b: int, *, files: bool = True) -
         inputs=diff_inputs(va, vb),
         files=file_changes,
         files_note=note,
+        reason=describe_reason(registry.document(role, b, "bake-reason")),
     )

@@ -10,6 +10,7 @@ from typing import Any
 from kiln.errors import RegistryError
 from kiln.fingerprint import canonical_json
 from kiln.lifecycle._lookup import require
+from kiln.lifecycle._reasons import describe_reason, reason_data
 from kiln.registry import (
     Artifact,
     ChannelLogEntry,
@@ -33,6 +34,9 @@ class History:
     versions: list[VersionSummary]
     channel_log: list[ChannelLogEntry]
     deployments: list[Deployment]
+    #: version -> why it was baked with unchanged inputs (kiln.lifecycle._reasons); ordinary
+    #: bakes are absent.
+    reasons: dict[int, str] = field(default_factory=dict)
 
 
 def _channels_by_version(registry: Registry, role: str) -> dict[int, tuple[str, ...]]:
@@ -54,6 +58,10 @@ def history(registry: Registry, role: str) -> History:
         versions=[row._replace(channels=channels.get(row.version, ())) for row in rows],
         channel_log=registry.channel_log(role),
         deployments=registry.deployments(role),
+        reasons={
+            number: describe_reason(document) or ""
+            for number, document in registry.documents(role, "bake-reason").items()
+        },
     )
 
 
@@ -100,6 +108,8 @@ class VersionDetails:
     requirements: dict[str, str] = field(default_factory=dict)
     #: Where its images were pushed (KILN_IMAGE_REGISTRY); empty: only in the engine that baked it.
     pushes: list[Push] = field(default_factory=list)
+    #: Why it was baked although its inputs were unchanged (the recorded document), or None.
+    reason: dict[str, Any] | None = None
 
 
 def role_files_digest(files: Mapping[str, str]) -> str:
@@ -165,4 +175,5 @@ def show(registry: Registry, role: str, version: int | None = None) -> VersionDe
         lint=dict(inputs.get("lint") or {}),
         requirements=dict(inputs.get("requirements") or {}),
         pushes=registry.pushes(role, found.version),
+        reason=reason_data(registry.document(role, found.version, "bake-reason")),
     )

@@ -26,8 +26,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from kiln.errors import SbomError
-from kiln.image_facts import ImageFacts, PackageFacts
-from kiln.registry import Version
+from kiln.image_facts import ImageFacts, PackageFacts, facts_from_document
+from kiln.registry import Registry, Version
 
 #: The CycloneDX version kiln writes: 1.6, which scanners read (the library also writes 1.7,
 #: which is newer than most of them).
@@ -50,6 +50,15 @@ def sbom_json(version: Version, facts: ImageFacts) -> str:
     same record."""
     outputter = make_outputter(_bom(version, facts), OutputFormat.JSON, SCHEMA_VERSION)
     return outputter.output_as_string(indent=2)
+
+
+def version_sbom(registry: Registry, version: Version) -> str:
+    """The SBOM of a recorded version, from its packages and its image-facts document."""
+    facts = facts_from_document(
+        registry.document(version.role, version.version, "image-facts"),
+        registry.packages(version.role, version.version),
+    )
+    return sbom_json(version, facts)
 
 
 def validate_sbom(text: str) -> None:
