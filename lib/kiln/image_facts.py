@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,19 @@ class ImageFacts:
     #: /etc/os-release's ID and VERSION_ID (purls name the distribution with them).
     os_id: str = "debian"
     os_version: str = ""
+
+    def redacted(self, redact: Callable[[str], str]) -> ImageFacts:
+        """These facts with the bake's secrets masked in the apt files (a token in a source's
+        URI, say): the registry never holds a secret, in any encoding. A masked source then
+        fails the upstream check with apt's own error, naming it."""
+        if self.apt is None:
+            return self
+        files = {}
+        for path, content in self.apt.files.items():
+            text = content.decode("utf-8", "surrogateescape")
+            masked = redact(text)
+            files[path] = content if masked == text else masked.encode("utf-8", "surrogateescape")
+        return replace(self, apt=replace(self.apt, files=files))
 
     def document(self) -> str:
         """The registry's "image-facts" document: everything but the plain package list."""

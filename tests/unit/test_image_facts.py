@@ -153,3 +153,25 @@ def test_a_failed_record_keeps_no_document(tmp_path: Path) -> None:
         with pytest.raises(RegistryError):
             registry.record_version(bad, documents={"image-facts": "{}"})
         assert registry.documents("web", "image-facts") == {}
+
+
+def test_a_secret_in_an_apt_source_never_reaches_the_registry() -> None:
+    from kiln.image_facts import ImageFacts
+    from kiln.redact import Redactor
+
+    token = "s3cr3t-T0ken"
+    source = f"deb https://ci:{token}@repo/ s main\n".encode()
+    apt = AptState(
+        "amd64",
+        files={
+            "/etc/apt/sources.list.d/private.list": source,
+            "/usr/share/keyrings/k.gpg": b"\x99\x01binary key",
+        },
+    )
+    facts = ImageFacts(packages=(), apt=apt).redacted(Redactor([token]))
+    document = facts.document()
+    assert token not in document
+    assert base64.b64encode(source).decode() not in document
+    assert facts.apt is not None
+    assert facts.apt.files["/usr/share/keyrings/k.gpg"] == b"\x99\x01binary key"  # untouched
+    assert b"https://ci:" in facts.apt.files["/etc/apt/sources.list.d/private.list"]

@@ -153,7 +153,7 @@ class NodeBake:
                     check_idempotence=self.check_idempotence,
                 )
                 record = self._record_role(
-                    invocation, pending, timings, started, (lint, reason), run
+                    invocation, pending, timings, started, (lint, reason), (run, redact)
                 )
                 pending.keep()  # before the gate: a version that fails its tests keeps its image
         return Built(record, log_dir, redact)
@@ -292,18 +292,19 @@ class NodeBake:
         timings: dict[str, float],
         started: float,
         why: tuple[LintVerdict | None, str | None],
-        run: PackerRun,
+        ran: tuple[PackerRun, Redactor],
     ) -> Version:
         """Collect the artifact and the image's facts, and record the new version with its lint
         verdict and, for unchanged inputs, the reason it was baked."""
         lint, reason = why
+        run, redact = ran
         plan, version = invocation.plan, invocation.version
         assert plan.parent is not None
         record_started = time.monotonic()
         self.reporter.phase(plan.role.name, "record", f"version {version}")
         artifact = self.target.collect_artifact(plan, version)
         pending.hold(artifact)
-        facts = read_facts(invocation.work / FACTS_FILE)
+        facts = read_facts(invocation.work / FACTS_FILE).redacted(redact)
         timings["record"] = time.monotonic() - record_started
         record = role_record(
             plan.role,
