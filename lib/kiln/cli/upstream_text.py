@@ -24,17 +24,7 @@ def as_json(report: UpstreamReport) -> dict[str, Any]:
                 "channels": list(image.channels),
                 "checked": image.unchecked is None,
                 "unchecked_reason": image.unchecked,
-                "updates": [
-                    {
-                        "name": u.name,
-                        "arch": u.arch,
-                        "installed": u.installed,
-                        "candidate": u.candidate,
-                        "suites": list(u.suites),
-                        "security": u.security,
-                    }
-                    for u in image.updates
-                ],
+                "updates": [u.as_dict() for u in image.updates],
                 "security_updates": len(image.security),
             }
             for image in report.images

@@ -223,17 +223,7 @@ def _reason(
         UPSTREAM_UPDATES,
         replaces,
         checked_at=report.checked_at,
-        updates=[
-            {
-                "name": u.name,
-                "arch": u.arch,
-                "installed": u.installed,
-                "candidate": u.candidate,
-                "suites": list(u.suites),
-                "security": u.security,
-            }
-            for u in image.updates
-        ],
+        updates=[u.as_dict() for u in image.updates],
     )
 
 

@@ -69,6 +69,17 @@ class PendingUpdate:
     #: ending in "-security", or a Label containing "Security" (Debian's is Debian-Security).
     security: bool
 
+    def as_dict(self) -> dict[str, object]:
+        """As --json prints it and a bake-reason document records it."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "installed": self.installed,
+            "candidate": self.candidate,
+            "suites": list(self.suites),
+            "security": self.security,
+        }
+
 
 @dataclass(frozen=True)
 class ImageToCheck:
