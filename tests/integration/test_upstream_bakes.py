@@ -263,6 +263,19 @@ def test_a_bad_signature_names_the_source_and_nothing_is_rebaked(
         repo.publish("stable-security", "kiln-demo", "1.2", security=True)  # signed again
 
 
+def test_two_checks_at_once_both_answer(box: Sandbox, repo: AptRepo) -> None:
+    """A schedule and a person checking together share the cache: one waits for the other."""
+    if not versions(box, "app"):
+        box.invoke("bake", "app", check=True)
+    argv = ("outdated", "--upstream", "--role", ROLES, "--json")
+    for _ in range(3):
+        checks = [box.popen(*argv, env=cache_env(box)) for _ in range(3)]
+        outputs = [c.communicate(timeout=120) for c in checks]
+        for check, (out, err) in zip(checks, outputs, strict=True):
+            assert check.returncode == 0, err
+            assert json.loads(out)["images"]
+
+
 def test_an_unreachable_mirror_is_an_error_never_up_to_date(box: Sandbox, repo: AptRepo) -> None:
     if not versions(box, "app"):
         box.invoke("bake", "app", check=True)

@@ -26,6 +26,7 @@ from kiln.errors import KilnError
 from kiln.image_facts import facts_from_document
 from kiln.lifecycle._reasons import PARENT_REBAKED, UPSTREAM_UPDATES, reason_document
 from kiln.lifecycle.apt_updates import ImageToCheck, PendingUpdate, check_upstream
+from kiln.locks import file_lock
 from kiln.registry import Registry, Version, utc_now
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ def upstream_updates(
                 key=version.label, apt=facts.apt, packages=tuple(p.package for p in facts.packages)
             )
         )
-    found = check_upstream(to_check, cache_dir=cache_dir, mirrors=mirrors or {})
+    # One check at a time per cache (a schedule and a person, say): apt's trees are shared.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache_dir / "check.lock"):
+        found = check_upstream(to_check, cache_dir=cache_dir, mirrors=mirrors or {})
     images = tuple(
         ImageUpdates(
             role=version.role,
