@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from conftest import Sandbox
 from kiln.lint import lint_digest
@@ -82,6 +83,30 @@ def test_registry_records_the_whole_version(baked_sandbox: Sandbox) -> None:
     artifact = web.artifact("docker")
     assert artifact is not None and artifact.image_id.startswith("sha256:")
     assert web.inputs["ansible_role_files"]["web"]["tasks/main.yml"]
+
+
+def test_the_web_sbom_validates_and_lists_every_package_dpkg_lists(
+    baked_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from kiln.lifecycle.sbom import validate_sbom
+
+    out = tmp_path / "web.cdx.json"
+    baked_sandbox.invoke("sbom", "web", "--output", str(out), check=True)
+    validate_sbom(out.read_text())  # through cyclonedx-python-lib's strict schema validator
+    sbom = json.loads(out.read_text())
+    dpkg = baked_sandbox.docker(
+        "run", "--rm", "--entrypoint", "dpkg-query", baked_sandbox.image("web", 1),
+        "-W", "-f=${Package} ${Version}\\n",
+    ).splitlines()  # fmt: skip
+    packages = [c for c in sbom["components"] if c["type"] == "library"]
+    assert sorted(f"{c['name']} {c['version']}" for c in packages) == sorted(dpkg)
+    (nginx,) = [c for c in packages if c["name"] == "nginx"]
+    assert nginx["purl"].startswith("pkg:deb/debian/nginx@") and "distro=debian-12" in nginx["purl"]
+    assert any(lic["license"].get("id") == "BSD-2-Clause" for lic in nginx["licenses"])
+    with baked_sandbox.registry() as registry:
+        facts = json.loads(registry.document("web", 1, "image-facts") or "{}")
+    sources = facts["apt"]["files"]
+    assert "/etc/apt/sources.list" in sources or "/etc/apt/sources.list.d/debian.sources" in sources
 
 
 def test_lint_ran_and_its_verdicts_are_cached_and_recorded(baked_sandbox: Sandbox) -> None:
