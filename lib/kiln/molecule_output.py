@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from kiln.controller.events import FAILED_TASK_AT
+from kiln.controller.events import FAILED_TASK_AT, failure_text
 
 __all__ = ["ANSI", "StepTracker"]
 
@@ -62,7 +62,7 @@ class StepTracker:
             if self._task is not None:  # name the task once, before its first error line
                 self._note(self._task)
                 self._task = None
-            self._note(_summarize_failure(line) if _FAILED_TASK.match(line) else line[:300])
+            self._note(_summarize_failure(line) if _FAILED_TASK.match(line) else line[:400])
         elif line.strip() == "...ignoring":
             del self.detail[self._task_start :]  # an ignored failure is no failure
         elif line.startswith("CRITICAL") and "glob failed" not in line:
@@ -92,8 +92,5 @@ def _summarize_failure(line: str) -> str:
         result = json.loads(payload) if sep else None
     except ValueError:
         result = None
-    if isinstance(result, dict):
-        parts = [str(result[key]).strip()[:300] for key in ("msg", "stderr") if result.get(key)]
-        if parts:
-            return f"{head} => {' | '.join(parts)}"
-    return line[:300]
+    why = failure_text(result) if isinstance(result, dict) else ""
+    return f"{head} => {why}" if why else line[:300]

@@ -6,6 +6,8 @@ integration bake; the hostile roles of tests/integration/test_hostile_roles.py p
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -516,3 +518,31 @@ def test_a_failed_tasks_place_printed_by_kiln_ansible_reaches_the_failure_report
         tracker.feed(line)
     assert tracker.detail[0] == "TASK [broken : Fail on purpose]"
     assert f"{FAILED_TASK_AT}/p/roles/broken/tasks/main.yml:19" in tracker.detail
+
+
+def test_a_failed_tasks_message_reaches_the_report_when_runner_drops_the_fatal_line() -> None:
+    """Seen in CI: runner's printed output held the TASK header and the recap, not the fatal
+    line; kiln-ansible's own line, from runner's event, still carries the message."""
+    from kiln.controller.inside import _with_failed_task_lines
+    from kiln.molecule_output import StepTracker
+
+    handle = _with_failed_task_lines(lambda event: True)
+    event = {
+        "event": "runner_on_failed",
+        "event_data": {
+            "task_path": "/p/roles/motd/molecule/default/verify.yml:7",
+            "res": {"msg": "the motd does not name production", "assertion": "x", "stderr": ""},
+        },
+    }
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert handle(event) is True
+        handle({**event, "event_data": {**event["event_data"], "ignore_errors": True}})
+    printed = out.getvalue().splitlines()
+    assert printed == [
+        "kiln: failed task at /p/roles/motd/molecule/default/verify.yml:7"
+        " => the motd does not name production"
+    ]
+    tracker = StepTracker()
+    for line in ("TASK [Assert that the motd names the production site.]", *printed):
+        tracker.feed(line)
+    assert any("the motd does not name production" in line for line in tracker.detail)

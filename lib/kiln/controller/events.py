@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 TAIL_LINES = 20
-#: The line kiln-ansible prints for each failed task, with its file:line (kiln.molecule_output
-#: reads it as it reads Ansible's "Origin:", which runner's printed output sometimes lacks).
+#: The line kiln-ansible prints for each failed task, with its file:line and why it failed
+#: (kiln.molecule_output reads it as it reads Ansible's "Origin:" and "fatal:" lines, which
+#: runner's printed output sometimes lacks).
 FAILED_TASK_AT = "kiln: failed task at "
+
+
+def failure_text(result: Mapping[str, Any]) -> str:
+    """What a reader needs of a failed module result: its msg and stderr, 300 characters each."""
+    parts = [str(result[key]).strip()[:300] for key in ("msg", "stderr") if result.get(key)]
+    return " | ".join(parts)
+
 
 _RESULTS = {
     "runner_on_ok": "ok",

@@ -13,22 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from kiln.controller.bridge import PortToSocket
-from kiln.controller.events import FAILED_TASK_AT, EventWriter, ansible_pass
+from kiln.controller.events import FAILED_TASK_AT, EventWriter, ansible_pass, failure_text
 
 
 def _with_failed_task_lines(events: EventWriter) -> Callable[[Mapping[str, Any]], bool]:
-    """events, and a "kiln: failed task at file:line" line printed for each failed task.
+    """events, and a "kiln: failed task at file:line => msg" line printed for each failed task.
 
     Under ansible-runner, Ansible's own "[ERROR] ... Origin: file:line" lines of a failed task
-    are sometimes missing from the output runner prints (2 of 3 role tests), though its events
-    hold them; failure reports read the task's place from the output.
+    (and once its "fatal: ... => {msg}" line) are sometimes missing from the output runner
+    prints, though its events hold them; failure reports read the task's place and message
+    from the output.
     """
 
     def handle(event: Mapping[str, Any]) -> bool:
         data = event.get("event_data") or {}
         failed = event.get("event") == "runner_on_failed" and not data.get("ignore_errors")
         if failed and data.get("task_path"):
-            print(f"{FAILED_TASK_AT}{data['task_path']}", flush=True)
+            why = failure_text(data.get("res") or {})
+            print(f"{FAILED_TASK_AT}{data['task_path']}{' => ' + why if why else ''}", flush=True)
         return events(event)
 
     return handle
